@@ -1,0 +1,281 @@
+//! The `datafusion-marketing` command line: an SQL shell and batch runner over a
+//! lake (built on the `datafusion-cli` library: REPL, printing, object stores),
+//! plus `generate` and `demo`.
+
+pub mod demo;
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use datafusion::common::config::ConfigNonZeroUsize;
+use datafusion::config::ConfigOptions;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::{
+    FairSpillPool, GreedyMemoryPool, MemoryPool, TrackConsumersPool,
+};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::ExplainFormat;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_cli::catalog::DynamicObjectStoreCatalog;
+use datafusion_cli::functions::ParquetMetadataFunc;
+use datafusion_cli::object_storage::instrumented::InstrumentedObjectStoreRegistry;
+use datafusion_cli::pool_type::PoolType;
+use datafusion_cli::print_format::PrintFormat;
+use datafusion_cli::print_options::{MaxRows, PrintOptions};
+
+use crate::generate::{GenerateOptions, generate, timed};
+
+/// Marketing analytics in SQL on Apache DataFusion.
+#[derive(Debug, Parser)]
+#[command(
+    name = "datafusion-marketing",
+    version,
+    about = "Marketing analytics (RFM, attribution, CLV, recommendations) in SQL over a Parquet lake",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub sql: SqlArgs,
+}
+
+/// Options of the SQL shell / batch runner (the default command).
+#[derive(Debug, Args, Clone)]
+pub struct SqlArgs {
+    /// Register every table under this lake folder (repeatable). Each sub-folder of
+    /// Parquet files is a table named after it; Hive key=value folders become columns.
+    #[arg(long = "lake", value_name = "PATH")]
+    pub lakes: Vec<String>,
+    /// Run this SQL (repeatable), then exit. Without -c/-f an interactive shell starts.
+    #[arg(short = 'c', long = "command", value_name = "SQL")]
+    pub commands: Vec<String>,
+    /// Run the SQL in this file (repeatable), then exit.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Output format. csv, tsv, json and nd-json print only the data (they imply -q).
+    #[arg(long, value_enum, default_value_t = PrintFormat::Automatic)]
+    pub format: PrintFormat,
+    /// Print only results: no banner, row counts or timings.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Memory limit for query execution, e.g. '2g' or '512m'; operators that can spill do.
+    #[arg(short = 'm', long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory_limit: Option<usize>,
+    /// Memory pool: 'greedy' or 'fair' (fair shares the limit between spilling operators).
+    #[arg(long, default_value_t = PoolType::Greedy)]
+    pub mem_pool_type: PoolType,
+    /// Folder for spill files (default: the system temporary folder).
+    #[arg(long, value_name = "DIR")]
+    pub spill_dir: Option<PathBuf>,
+    /// Most disk space spill files may use, e.g. '20g'.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub disk_limit: Option<usize>,
+    /// Rows per batch (DataFusion's default when absent).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: Option<u64>,
+    /// Most rows shown by the table format: a number or 'inf'.
+    #[arg(long, default_value = "40")]
+    pub maxrows: MaxRows,
+    /// Colour the shell's syntax.
+    #[arg(long)]
+    pub color: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a realistic, deterministic sample lake into OUT.
+    Generate {
+        /// Output folder (created if missing; must not already hold a lake).
+        out: PathBuf,
+        /// Number of customers (about 7 orders each on average).
+        #[arg(long, default_value_t = 10_000)]
+        customers: u64,
+        /// Random seed: the same seed and customer count give the same bytes.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Worker threads (default: all cores). Does not change the output.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
+    /// Generate a small lake (if DIR has none) and print the showcase analyses.
+    Demo {
+        /// Lake folder.
+        #[arg(long, default_value = "demo-lake")]
+        dir: PathBuf,
+        /// Customers in the generated lake.
+        #[arg(long, default_value_t = 5_000)]
+        customers: u64,
+    },
+    /// Print the function catalog (docs/functions.md) to stdout.
+    FunctionsDoc,
+}
+
+/// Parse sizes such as `512m`, `2g`, `1.5G`, `100k` or a plain number of bytes.
+pub fn parse_size(s: &str) -> std::result::Result<usize, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid size '{s}': expected a number with an optional k/m/g/t suffix, e.g. '2g'"))?;
+    if !n.is_finite() || n <= 0.0 {
+        return Err(format!("invalid size '{s}': must be positive"));
+    }
+    Ok((n * mult as f64) as usize)
+}
+
+impl SqlArgs {
+    fn batch_mode(&self) -> bool {
+        !self.commands.is_empty() || !self.files.is_empty()
+    }
+
+    /// Machine-readable formats print only data.
+    fn effective_quiet(&self) -> bool {
+        self.quiet
+            || (self.batch_mode()
+                && !matches!(self.format, PrintFormat::Table | PrintFormat::Automatic))
+    }
+}
+
+/// Build the CLI's session: memory pool, spill folder, object-store registry,
+/// dynamic `s3://`/`file` URL tables, every function registered.
+pub fn build_context(args: &SqlArgs) -> Result<(SessionContext, PrintOptions)> {
+    let mut options = ConfigOptions::from_env()?;
+    if let Some(b) = args.batch_size {
+        options.execution.batch_size = ConfigNonZeroUsize::try_new(b as usize)?;
+    }
+    if std::env::var_os("DATAFUSION_EXPLAIN_FORMAT").is_none() {
+        options.explain.format = ExplainFormat::Tree;
+    }
+    if std::env::var_os("DATAFUSION_FORMAT_NULL").is_none() {
+        options.format.null = "NULL".to_string();
+    }
+    let config = SessionConfig::from(options).with_information_schema(true);
+
+    let mut rt = RuntimeEnvBuilder::new();
+    if let Some(limit) = args.memory_limit {
+        let top = NonZeroUsize::new(5).expect("5 is not zero");
+        let pool: Arc<dyn MemoryPool> = match args.mem_pool_type {
+            PoolType::Fair => Arc::new(TrackConsumersPool::new(FairSpillPool::new(limit), top)),
+            PoolType::Greedy => Arc::new(TrackConsumersPool::new(GreedyMemoryPool::new(limit), top)),
+        };
+        rt = rt.with_memory_pool(pool);
+    }
+    if args.spill_dir.is_some() || args.disk_limit.is_some() {
+        let mut dm = DiskManagerBuilder::default();
+        if let Some(dir) = &args.spill_dir {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                DataFusionError::Configuration(format!("cannot create spill folder '{}': {e}", dir.display()))
+            })?;
+            dm = dm.with_mode(DiskManagerMode::Directories(vec![dir.clone()]));
+        } else {
+            dm = dm.with_mode(DiskManagerMode::OsTmpDirectory);
+        }
+        if let Some(limit) = args.disk_limit {
+            dm = dm.with_max_temp_directory_size(limit as u64);
+        }
+        rt = rt.with_disk_manager_builder(dm);
+    }
+    let registry = Arc::new(InstrumentedObjectStoreRegistry::new());
+    rt = rt.with_object_store_registry(registry.clone());
+    let ctx = SessionContext::new_with_config_rt(config, rt.build_arc()?).enable_url_table();
+    ctx.register_catalog_list(Arc::new(DynamicObjectStoreCatalog::new(
+        ctx.state().catalog_list().clone(),
+        ctx.state_weak_ref(),
+    )));
+    ctx.register_udtf("parquet_metadata", Arc::new(ParquetMetadataFunc {}));
+    crate::register_on_context(&ctx)?;
+    let print = PrintOptions {
+        format: args.format.clone(),
+        quiet: args.effective_quiet(),
+        maxrows: args.maxrows,
+        color: args.color,
+        instrumented_registry: registry,
+    };
+    Ok((ctx, print))
+}
+
+/// Run the SQL shell / batch runner.
+pub async fn run_sql(args: SqlArgs) -> Result<()> {
+    let (ctx, mut print) = build_context(&args)?;
+    for lake in &args.lakes {
+        let tables = crate::lake::register_lake(&ctx, lake).await?;
+        if !print.quiet {
+            let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+            eprintln!("lake {lake}: {} table(s): {}", names.len(), names.join(", "));
+        }
+    }
+    if !args.batch_mode() {
+        if !print.quiet {
+            println!(
+                "datafusion-marketing {} (DataFusion {}). \\? for help, \\q to quit.",
+                env!("CARGO_PKG_VERSION"),
+                datafusion::DATAFUSION_VERSION
+            );
+        }
+        return datafusion_cli::exec::exec_from_repl(&ctx, &mut print)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)));
+    }
+    for file in &args.files {
+        let sql = std::fs::read_to_string(file).map_err(|e| {
+            DataFusionError::Configuration(format!("cannot read SQL file '{}': {e}", file.display()))
+        })?;
+        // the whole file goes through one parser call, so a failing statement stops
+        // the run with a non-zero exit code (datafusion-cli's -f only logs it)
+        datafusion_cli::exec::exec_from_commands(&ctx, vec![sql], &print).await?;
+    }
+    datafusion_cli::exec::exec_from_commands(&ctx, args.commands.clone(), &print).await
+}
+
+/// Entry point of the binary. Returns the process exit code.
+pub async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => run_sql(cli.sql).await,
+        Some(Command::Generate {
+            out,
+            customers,
+            seed,
+            threads,
+        }) => {
+            let opts = GenerateOptions {
+                customers,
+                seed,
+                threads,
+                progress: true,
+            };
+            let (r, elapsed) = timed(|| generate(&out, &opts));
+            r.map(|s| {
+                eprintln!(
+                    "wrote {} in {:.1}s ({:.0} orders/s): {s}",
+                    out.display(),
+                    elapsed.as_secs_f64(),
+                    s.orders as f64 / elapsed.as_secs_f64().max(1e-9)
+                );
+            })
+        }
+        Some(Command::Demo { dir, customers }) => demo::run(&dir, customers).await,
+        Some(Command::FunctionsDoc) => crate::catalog::render_markdown()
+            .map(|md| print!("{md}"))
+            .map_err(DataFusionError::Internal),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

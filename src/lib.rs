@@ -1,0 +1,138 @@
+//! # datafusion-marketing
+//!
+//! Marketing analytics as SQL functions for [Apache DataFusion]: RFM scores and
+//! segments, multi-touch attribution, customer lifetime value and recommendation
+//! similarity, computed exactly and reproducibly inside the query engine.
+//!
+//! One call registers everything on a [`SessionContext`]:
+//!
+//! ```
+//! use datafusion::prelude::*;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> datafusion::error::Result<()> {
+//! let ctx = SessionContext::new();
+//! datafusion_marketing::register_on_context(&ctx)?;
+//! let batches = ctx
+//!     .sql("SELECT rfm_segment(5, 4, 5) AS segment")
+//!     .await?
+//!     .collect()
+//!     .await?;
+//! assert_eq!(batches[0].num_rows(), 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! or builds a ready context (information_schema on, URL tables enabled, every
+//! function registered) with [`session_context`]. Embedders that manage their own
+//! registry call [`register_all`]. Each function is also available on its own
+//! ([`functions`]) and as an expression builder for the DataFrame API ([`expr_fn`]).
+//!
+//! [Apache DataFusion]: https://datafusion.apache.org
+
+pub mod catalog;
+pub mod cli;
+pub mod generate;
+pub mod lake;
+
+mod args;
+mod rfm;
+
+use std::sync::Arc;
+
+use datafusion::catalog::TableFunctionImpl;
+use datafusion::error::Result;
+use datafusion::execution::FunctionRegistry;
+use datafusion::execution::context::SessionConfig;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
+use datafusion::prelude::SessionContext;
+
+/// Singleton constructors for every function, as in DataFusion's own function crates.
+pub mod functions {
+    pub use crate::rfm::rfm_segment;
+}
+
+/// Expression builders for the DataFrame API.
+pub mod expr_fn {
+    pub use crate::rfm::expr_fn::*;
+}
+
+/// Every scalar function of the crate.
+pub fn all_scalar_functions() -> Vec<Arc<ScalarUDF>> {
+    rfm::scalar_functions()
+}
+
+/// Every aggregate function of the crate.
+pub fn all_aggregate_functions() -> Vec<Arc<AggregateUDF>> {
+    Vec::new()
+}
+
+/// Every window function of the crate.
+pub fn all_window_functions() -> Vec<Arc<WindowUDF>> {
+    Vec::new()
+}
+
+/// Every table function of the crate, with its name.
+pub fn all_table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {
+    Vec::new()
+}
+
+/// Register every scalar, aggregate and window function on `registry`.
+///
+/// Table functions are not part of [`FunctionRegistry`]; [`register_on_context`]
+/// registers them too.
+pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
+    for f in all_scalar_functions() {
+        registry.register_udf(f)?;
+    }
+    for f in all_aggregate_functions() {
+        registry.register_udaf(f)?;
+    }
+    for f in all_window_functions() {
+        registry.register_udwf(f)?;
+    }
+    Ok(())
+}
+
+/// Register every function, including table functions, on an existing context.
+pub fn register_on_context(ctx: &SessionContext) -> Result<()> {
+    for f in all_scalar_functions() {
+        ctx.register_udf(f.as_ref().clone());
+    }
+    for f in all_aggregate_functions() {
+        ctx.register_udaf(f.as_ref().clone());
+    }
+    for f in all_window_functions() {
+        ctx.register_udwf(f.as_ref().clone());
+    }
+    for (name, f) in all_table_functions() {
+        ctx.register_udtf(name, f);
+    }
+    Ok(())
+}
+
+/// The session configuration the CLI and [`session_context`] use: information_schema
+/// on (for `SHOW FUNCTIONS`), everything else DataFusion's defaults.
+pub fn session_config() -> SessionConfig {
+    SessionConfig::new().with_information_schema(true)
+}
+
+/// A ready [`SessionContext`]: information_schema on, URL tables enabled
+/// (`SELECT * FROM 'file.parquet'`), every function and table function registered.
+pub fn session_context() -> Result<SessionContext> {
+    session_context_with_config(session_config())
+}
+
+/// Like [`session_context`] with a caller-provided configuration (information_schema
+/// is switched on regardless).
+pub fn session_context_with_config(config: SessionConfig) -> Result<SessionContext> {
+    let ctx = SessionContext::new_with_config(config.with_information_schema(true)).enable_url_table();
+    register_on_context(&ctx)?;
+    Ok(ctx)
+}
+
+/// Documentation of every table function (table functions carry no
+/// `Documentation` in DataFusion, so the crate keeps it beside them).
+pub fn all_table_function_docs() -> Vec<(&'static str, &'static datafusion::logical_expr::Documentation)> {
+    Vec::new()
+}

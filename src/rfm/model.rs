@@ -1,0 +1,180 @@
+//! RFM segment maps. Pure Rust: no Arrow, no DataFusion.
+
+/// A named RFM segment scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// The widely used 11-segment grid on R × FM, FM = (F + M + 1) / 2 (half rounds up).
+    Rfm11,
+    /// The R `rfm` package's 10 segments, evaluated first-match, 'Others' otherwise.
+    Rfm10,
+}
+
+impl Scheme {
+    pub const NAMES: [&'static str; 2] = ["rfm11", "rfm10"];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "rfm11" => Some(Self::Rfm11),
+            "rfm10" => Some(Self::Rfm10),
+            _ => None,
+        }
+    }
+
+    /// Segment of scores that are already known to lie in 1..=5.
+    pub fn segment(self, r: u8, f: u8, m: u8) -> &'static str {
+        match self {
+            Self::Rfm11 => rfm11(r, f, m),
+            Self::Rfm10 => rfm10(r, f, m),
+        }
+    }
+}
+
+/// The 11-segment R × FM grid.
+pub fn rfm11(r: u8, f: u8, m: u8) -> &'static str {
+    let fm = (f + m + 1) / 2;
+    match (r, fm) {
+        (5, 5) | (5, 4) | (4, 5) => "Champions",
+        (5, 3) | (4, 4) | (3, 5) | (3, 4) => "Loyal Customers",
+        (5, 2) | (4, 2) | (3, 3) | (4, 3) => "Potential Loyalists",
+        (5, 1) => "New Customers",
+        (4, 1) | (3, 1) => "Promising",
+        (3, 2) | (2, 3) | (2, 2) => "Need Attention",
+        (2, 1) => "About To Sleep",
+        (2, 5) | (2, 4) | (1, 3) => "At Risk",
+        (1, 5) | (1, 4) => "Can't Lose Them",
+        (1, 2) => "Hibernating",
+        _ => "Lost", // (1, 1)
+    }
+}
+
+/// The R `rfm` package's first-match list.
+pub fn rfm10(r: u8, f: u8, m: u8) -> &'static str {
+    let within = |x: u8, lo: u8, hi: u8| (lo..=hi).contains(&x);
+    let rule = |r_lo, r_hi, f_lo, f_hi, m_lo, m_hi| {
+        within(r, r_lo, r_hi) && within(f, f_lo, f_hi) && within(m, m_lo, m_hi)
+    };
+    if rule(4, 5, 4, 5, 4, 5) {
+        "Champions"
+    } else if rule(2, 5, 3, 5, 3, 5) {
+        "Loyal Customers"
+    } else if rule(3, 5, 1, 3, 1, 3) {
+        "Potential Loyalist"
+    } else if rule(4, 5, 1, 1, 1, 1) {
+        "New Customers"
+    } else if rule(3, 4, 1, 1, 1, 1) {
+        "Promising"
+    } else if rule(2, 3, 2, 3, 2, 3) {
+        "Need Attention"
+    } else if rule(2, 3, 1, 2, 1, 2) {
+        "About To Sleep"
+    } else if rule(1, 2, 2, 5, 2, 5) {
+        "At Risk"
+    } else if rule(1, 1, 4, 5, 4, 5) {
+        "Can't Lose Them"
+    } else if rule(1, 2, 1, 2, 1, 2) {
+        "Lost"
+    } else {
+        "Others"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rfm11 grid from the issue, written as a table of (R, FM) cells so the test
+    /// does not share code with the implementation.
+    const GRID: [(&str, &[(u8, u8)]); 11] = [
+        ("Champions", &[(5, 5), (5, 4), (4, 5)]),
+        ("Loyal Customers", &[(5, 3), (4, 4), (3, 5), (3, 4)]),
+        ("Potential Loyalists", &[(5, 2), (4, 2), (3, 3), (4, 3)]),
+        ("New Customers", &[(5, 1)]),
+        ("Promising", &[(4, 1), (3, 1)]),
+        ("Need Attention", &[(3, 2), (2, 3), (2, 2)]),
+        ("About To Sleep", &[(2, 1)]),
+        ("At Risk", &[(2, 5), (2, 4), (1, 3)]),
+        ("Can't Lose Them", &[(1, 5), (1, 4)]),
+        ("Hibernating", &[(1, 2)]),
+        ("Lost", &[(1, 1)]),
+    ];
+
+    #[test]
+    fn rfm11_grid_is_exhaustive_and_matches_all_125_cells() {
+        let mut cells = std::collections::HashSet::new();
+        for (_, list) in GRID {
+            for c in list {
+                assert!(cells.insert(*c), "cell {c:?} listed twice");
+            }
+        }
+        assert_eq!(cells.len(), 25, "the grid covers every (R, FM) cell");
+        for r in 1..=5u8 {
+            for f in 1..=5u8 {
+                for m in 1..=5u8 {
+                    let fm = (f + m).div_ceil(2);
+                    let expected = GRID
+                        .iter()
+                        .find(|(_, list)| list.contains(&(r, fm)))
+                        .map(|(name, _)| *name)
+                        .unwrap();
+                    assert_eq!(rfm11(r, f, m), expected, "R{r} F{f} M{m}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rfm11_half_rounds_up() {
+        // F=5, M=4 -> FM = 5 (4.5 rounds up), so R=4 is a Champion
+        assert_eq!(rfm11(4, 5, 4), "Champions");
+        // F=1, M=2 -> FM = 2
+        assert_eq!(rfm11(1, 1, 2), "Hibernating");
+    }
+
+    #[test]
+    fn rfm10_first_match_order() {
+        assert_eq!(rfm10(5, 5, 5), "Champions");
+        // R4 F4 M3 fails Champions (M3) and matches Loyal Customers
+        assert_eq!(rfm10(4, 4, 3), "Loyal Customers");
+        // R3 F3 M3: Loyal Customers (R2-5 F3-5 M3-5) wins over Potential Loyalist and Need Attention
+        assert_eq!(rfm10(3, 3, 3), "Loyal Customers");
+        // R4 F1 M1: Potential Loyalist comes before New Customers in the list
+        assert_eq!(rfm10(4, 1, 1), "Potential Loyalist");
+        assert_eq!(rfm10(2, 2, 2), "Need Attention");
+        assert_eq!(rfm10(2, 1, 1), "About To Sleep");
+        assert_eq!(rfm10(1, 3, 3), "At Risk");
+        assert_eq!(rfm10(1, 1, 1), "Lost");
+        assert_eq!(rfm10(1, 5, 1), "Others");
+        assert_eq!(rfm10(5, 1, 5), "Others");
+    }
+
+    #[test]
+    fn rfm10_every_cell_has_a_name() {
+        let names = [
+            "Champions",
+            "Loyal Customers",
+            "Potential Loyalist",
+            "New Customers",
+            "Promising",
+            "Need Attention",
+            "About To Sleep",
+            "At Risk",
+            "Can't Lose Them",
+            "Lost",
+            "Others",
+        ];
+        for r in 1..=5 {
+            for f in 1..=5 {
+                for m in 1..=5 {
+                    assert!(names.contains(&rfm10(r, f, m)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scheme_parse() {
+        assert_eq!(Scheme::parse("RFM11 "), Some(Scheme::Rfm11));
+        assert_eq!(Scheme::parse("rfm10"), Some(Scheme::Rfm10));
+        assert_eq!(Scheme::parse("rfm12"), None);
+    }
+}

@@ -1,0 +1,59 @@
+//! The function catalog: `docs/functions.md` is in sync with the functions'
+//! Documentation, every documented example runs and prints what the docs say, and
+//! `SHOW FUNCTIONS` lists our functions with their descriptions.
+
+use std::path::PathBuf;
+
+use datafusion_marketing::catalog::{all_docs, examples, render_markdown};
+
+use crate::common::{pretty, query};
+
+#[test]
+fn docs_are_in_sync() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/functions.md");
+    let generated = render_markdown().expect("every function has documentation");
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "docs/functions.md is stale: run `UPDATE_DOCS=1 cargo test docs_are_in_sync` \
+         (or `datafusion-marketing functions-doc > docs/functions.md`)"
+    );
+}
+
+#[test]
+fn every_function_is_documented_with_arguments_and_an_example() {
+    let docs = all_docs().unwrap();
+    assert!(!docs.is_empty());
+    for d in &docs {
+        let doc = &d.documentation;
+        assert!(doc.description.len() > 40, "{}: description too short", d.name);
+        assert!(doc.syntax_example.starts_with(&d.name), "{}: syntax must start with the name", d.name);
+        assert!(doc.arguments.as_ref().is_some_and(|a| !a.is_empty()), "{}: no arguments documented", d.name);
+        assert!(doc.sql_example.is_some(), "{}: no example", d.name);
+    }
+}
+
+#[tokio::test]
+async fn documented_examples_run_and_print_what_they_claim() {
+    let ctx = datafusion_marketing::session_context().unwrap();
+    let examples = examples().unwrap();
+    assert!(examples.len() >= all_docs().unwrap().len());
+    for ex in examples {
+        let out = pretty(&query(&ctx, &ex.sql).await);
+        assert_eq!(out.trim(), ex.expected.trim(), "example of {} ({})", ex.function, ex.sql);
+    }
+}
+
+#[tokio::test]
+async fn show_functions_lists_ours_with_descriptions() {
+    let ctx = datafusion_marketing::session_context().unwrap();
+    let batches = query(&ctx, "SHOW FUNCTIONS LIKE 'rfm%'").await;
+    let text = pretty(&batches);
+    assert!(text.contains("rfm_segment"), "{text}");
+    assert!(text.contains("The customer segment for an RFM cell"), "{text}");
+    // parameter names come from the signature
+    assert!(text.contains("r_score"), "{text}");
+}

@@ -1,0 +1,9 @@
+//! The one integration-test binary (each extra `tests/*.rs` would link DataFusion again).
+
+mod catalog;
+mod cli;
+mod common;
+mod generator;
+mod lake;
+mod slt;
+mod sql_files;
