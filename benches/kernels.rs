@@ -44,7 +44,9 @@ fn generator(c: &mut Criterion) {
 
 fn rfm_segment(c: &mut Criterion) {
     const ROWS: usize = 1 << 20;
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let ctx = SessionContext::new();
     datafusion_marketing::register_on_context(&ctx).unwrap();
     let schema = Arc::new(Schema::new(vec![
@@ -52,7 +54,11 @@ fn rfm_segment(c: &mut Criterion) {
         Field::new("f", DataType::Int64, false),
         Field::new("m", DataType::Int64, false),
     ]));
-    let col = |k: i64| Arc::new(Int64Array::from_iter_values((0..ROWS as i64).map(|i| 1 + (i * k) % 5))) as _;
+    let col = |k: i64| {
+        Arc::new(Int64Array::from_iter_values(
+            (0..ROWS as i64).map(|i| 1 + (i * k) % 5),
+        )) as _
+    };
     let batch = RecordBatch::try_new(schema.clone(), vec![col(7), col(11), col(13)]).unwrap();
     let table = MemTable::try_new(schema, vec![vec![batch]]).unwrap();
     ctx.register_table("scores", Arc::new(table)).unwrap();

@@ -7,7 +7,7 @@ WITH cells(r_score, fm_score, tier) AS (
 per_customer AS (
     SELECT
         customer_id,
-        date_diff('day', max(order_ts), (SELECT max(order_ts) FROM orders)) AS recency_days,
+        date_part('day', (SELECT max(order_ts) FROM orders) - max(order_ts)) AS recency_days,
         count(*) AS frequency,
         sum(amount) AS monetary
     FROM orders

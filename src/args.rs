@@ -1,20 +1,112 @@
 //! Shared helpers for signatures, argument checks and documentation sections.
+//!
+//! Signatures are built from [`Param`]s: for every accepted arity a `Coercible`
+//! variant (so `SHOW FUNCTIONS` lists parameter names and types, and named
+//! arguments work), followed by an `Any(n)` catch-all of the same arity. The
+//! catch-all lets a call with wrong types reach the function, whose
+//! `return_field_from_args` then fails with [`check_arg_types`]'s message naming
+//! the function, the argument and what was expected — instead of DataFusion's
+//! generic "failed to match any signature".
 
-use datafusion::common::types::{NativeType, logical_int64, logical_string};
-use datafusion::logical_expr::{Coercion, DocSection, TypeSignatureClass};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::types::{NativeType, logical_float64, logical_int64, logical_string};
+use datafusion::common::{Result, plan_err};
+use datafusion::logical_expr::{
+    Coercion, DocSection, Signature, TypeSignature, TypeSignatureClass, Volatility,
+};
 
-/// An integer argument (any integer type, coerced to Int64).
-pub fn integer_arg() -> Coercion {
-    Coercion::new_implicit(
-        TypeSignatureClass::Native(logical_int64()),
-        vec![TypeSignatureClass::Integer],
-        NativeType::Int64,
-    )
+/// What an argument accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // Number is used by the next families
+pub enum Kind {
+    /// Any integer type, coerced to Int64.
+    Integer,
+    /// Any integer, float or decimal, coerced to Float64.
+    Number,
+    /// A string (Utf8, LargeUtf8, Utf8View).
+    String,
 }
 
-/// A string argument (Utf8, LargeUtf8, Utf8View or dictionary of them).
-pub fn string_arg() -> Coercion {
-    Coercion::new_exact(TypeSignatureClass::Native(logical_string()))
+impl Kind {
+    fn coercion(self) -> Coercion {
+        match self {
+            Self::Integer => Coercion::new_implicit(
+                TypeSignatureClass::Native(logical_int64()),
+                vec![TypeSignatureClass::Integer],
+                NativeType::Int64,
+            ),
+            Self::Number => Coercion::new_implicit(
+                TypeSignatureClass::Native(logical_float64()),
+                vec![TypeSignatureClass::Numeric],
+                NativeType::Float64,
+            ),
+            Self::String => Coercion::new_exact(TypeSignatureClass::Native(logical_string())),
+        }
+    }
+
+    fn accepts(self, t: &DataType) -> bool {
+        match self {
+            Self::Integer => t.is_integer() || t.is_null(),
+            Self::Number => t.is_numeric() || t.is_null(),
+            Self::String => {
+                matches!(
+                    t,
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
+                ) || matches!(t, DataType::Dictionary(_, v) if matches!(v.as_ref(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View))
+            }
+        }
+    }
+
+    fn expected(self) -> &'static str {
+        match self {
+            Self::Integer => "an integer",
+            Self::Number => "a number",
+            Self::String => "a string",
+        }
+    }
+}
+
+/// One parameter of a function.
+#[derive(Debug, Clone, Copy)]
+pub struct Param {
+    pub name: &'static str,
+    pub kind: Kind,
+}
+
+pub const fn param(name: &'static str, kind: Kind) -> Param {
+    Param { name, kind }
+}
+
+/// A signature taking the first `required` params and optionally the rest.
+pub fn signature(params: &[Param], required: usize, volatility: Volatility) -> Signature {
+    let mut variants = Vec::new();
+    for n in required..=params.len() {
+        variants.push(TypeSignature::Coercible(
+            params[..n].iter().map(|p| p.kind.coercion()).collect(),
+        ));
+    }
+    for n in required..=params.len() {
+        variants.push(TypeSignature::Any(n));
+    }
+    Signature::one_of(variants, volatility)
+        .with_parameter_names(params.iter().map(|p| p.name).collect())
+        .expect("parameter names match the signature")
+}
+
+/// Check argument types after coercion; the error names function, argument and
+/// expectation.
+pub fn check_arg_types(function: &str, params: &[Param], types: &[DataType]) -> Result<()> {
+    for (i, (p, t)) in params.iter().zip(types).enumerate() {
+        if !p.kind.accepts(t) {
+            return plan_err!(
+                "{function}: argument {} '{}' must be {}, got {t}",
+                i + 1,
+                p.name,
+                p.kind.expected()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The documentation section for a function family.

@@ -71,7 +71,8 @@ pub fn all_docs() -> Result<Vec<FunctionDoc>, String> {
         });
     }
     out.sort_by(|a, b| {
-        (a.documentation.doc_section.label, &a.name).cmp(&(b.documentation.doc_section.label, &b.name))
+        (a.documentation.doc_section.label, &a.name)
+            .cmp(&(b.documentation.doc_section.label, &b.name))
     });
     Ok(out)
 }
@@ -93,7 +94,10 @@ pub fn render_markdown() -> Result<String, String> {
         let label = d.documentation.doc_section.label;
         if label != section {
             md.push_str(&format!("\n## {label}\n\n"));
-            for e in docs.iter().filter(|e| e.documentation.doc_section.label == label) {
+            for e in docs
+                .iter()
+                .filter(|e| e.documentation.doc_section.label == label)
+            {
                 md.push_str(&format!(
                     "- [`{}`](#{}) ({})\n",
                     e.name,
@@ -127,7 +131,11 @@ pub fn render_markdown() -> Result<String, String> {
         if let Some(related) = &doc.related_udfs {
             md.push_str(&format!(
                 "\n#### Related functions\n\n{}\n",
-                related.iter().map(|r| format!("[`{r}`](#{})", anchor(r))).collect::<Vec<_>>().join(", ")
+                related
+                    .iter()
+                    .map(|r| format!("[`{r}`](#{})", anchor(r)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
     }

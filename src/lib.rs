@@ -126,13 +126,17 @@ pub fn session_context() -> Result<SessionContext> {
 /// Like [`session_context`] with a caller-provided configuration (information_schema
 /// is switched on regardless).
 pub fn session_context_with_config(config: SessionConfig) -> Result<SessionContext> {
-    let ctx = SessionContext::new_with_config(config.with_information_schema(true)).enable_url_table();
+    let ctx =
+        SessionContext::new_with_config(config.with_information_schema(true)).enable_url_table();
     register_on_context(&ctx)?;
     Ok(ctx)
 }
 
 /// Documentation of every table function (table functions carry no
 /// `Documentation` in DataFusion, so the crate keeps it beside them).
-pub fn all_table_function_docs() -> Vec<(&'static str, &'static datafusion::logical_expr::Documentation)> {
+pub fn all_table_function_docs() -> Vec<(
+    &'static str,
+    &'static datafusion::logical_expr::Documentation,
+)> {
     Vec::new()
 }

@@ -29,9 +29,21 @@ fn every_function_is_documented_with_arguments_and_an_example() {
     assert!(!docs.is_empty());
     for d in &docs {
         let doc = &d.documentation;
-        assert!(doc.description.len() > 40, "{}: description too short", d.name);
-        assert!(doc.syntax_example.starts_with(&d.name), "{}: syntax must start with the name", d.name);
-        assert!(doc.arguments.as_ref().is_some_and(|a| !a.is_empty()), "{}: no arguments documented", d.name);
+        assert!(
+            doc.description.len() > 40,
+            "{}: description too short",
+            d.name
+        );
+        assert!(
+            doc.syntax_example.starts_with(&d.name),
+            "{}: syntax must start with the name",
+            d.name
+        );
+        assert!(
+            doc.arguments.as_ref().is_some_and(|a| !a.is_empty()),
+            "{}: no arguments documented",
+            d.name
+        );
         assert!(doc.sql_example.is_some(), "{}: no example", d.name);
     }
 }
@@ -43,7 +55,13 @@ async fn documented_examples_run_and_print_what_they_claim() {
     assert!(examples.len() >= all_docs().unwrap().len());
     for ex in examples {
         let out = pretty(&query(&ctx, &ex.sql).await);
-        assert_eq!(out.trim(), ex.expected.trim(), "example of {} ({})", ex.function, ex.sql);
+        assert_eq!(
+            out.trim(),
+            ex.expected.trim(),
+            "example of {} ({})",
+            ex.function,
+            ex.sql
+        );
     }
 }
 
@@ -53,7 +71,10 @@ async fn show_functions_lists_ours_with_descriptions() {
     let batches = query(&ctx, "SHOW FUNCTIONS LIKE 'rfm%'").await;
     let text = pretty(&batches);
     assert!(text.contains("rfm_segment"), "{text}");
-    assert!(text.contains("The customer segment for an RFM cell"), "{text}");
+    assert!(
+        text.contains("The customer segment for an RFM cell"),
+        "{text}"
+    );
     // parameter names come from the signature
     assert!(text.contains("r_score"), "{text}");
 }

@@ -6,7 +6,11 @@ use std::process::{Command, Output, Stdio};
 use crate::common::{bin, sample_lake};
 
 fn run(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).stdin(Stdio::null()).output().expect("run the CLI")
+    Command::new(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the CLI")
 }
 
 fn stdout(o: &Output) -> String {
@@ -44,8 +48,19 @@ fn csv_contract_prints_only_csv_with_a_header() {
 fn several_commands_and_a_file_run_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("q.sql");
-    std::fs::write(&file, "-- two statements\nCREATE VIEW v AS SELECT 41 AS x;\nSELECT x + 1 AS y FROM v;\n").unwrap();
-    let o = run(&["--format", "csv", "-f", file.to_str().unwrap(), "-c", "SELECT rfm_segment(5, 5, 5) AS s"]);
+    std::fs::write(
+        &file,
+        "-- two statements\nCREATE VIEW v AS SELECT 41 AS x;\nSELECT x + 1 AS y FROM v;\n",
+    )
+    .unwrap();
+    let o = run(&[
+        "--format",
+        "csv",
+        "-f",
+        file.to_str().unwrap(),
+        "-c",
+        "SELECT rfm_segment(5, 5, 5) AS s",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "y\n42\ns\nChampions\n");
 }
@@ -63,18 +78,30 @@ fn sql_errors_exit_non_zero_with_the_message_on_stderr() {
     std::fs::write(&file, "SELECT 1;\nSELECT rfm_segment(9, 1, 1);\n").unwrap();
     let o = run(&["--format", "csv", "-f", file.to_str().unwrap()]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("r_score must be in 1..5, got 9"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("r_score must be in 1..5, got 9"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn lake_errors_exit_non_zero() {
     let o = run(&["--lake", "/no/such/lake", "-c", "SELECT 1"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("lake path '/no/such/lake' does not exist"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("lake path '/no/such/lake' does not exist"),
+        "{}",
+        stderr(&o)
+    );
     let empty = tempfile::tempdir().unwrap();
     let o = run(&["--lake", empty.path().to_str().unwrap(), "-c", "SELECT 1"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("holds no Parquet tables"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("holds no Parquet tables"),
+        "{}",
+        stderr(&o)
+    );
     // the same lake twice: duplicate table names
     let lake = sample_lake().to_str().unwrap();
     let o = run(&["--lake", lake, "--lake", lake, "-c", "SELECT 1"]);
@@ -93,17 +120,32 @@ fn bad_arguments_are_rejected_by_the_parser() {
 
 #[test]
 fn other_formats_and_memory_limit() {
-    let o = run(&["--format", "json", "--memory-limit", "256m", "-c", "SELECT 1 AS a, 'x' AS b"]);
+    let o = run(&[
+        "--format",
+        "json",
+        "--memory-limit",
+        "256m",
+        "-c",
+        "SELECT 1 AS a, 'x' AS b",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).trim(), r#"[{"a":1,"b":"x"}]"#);
     let o = run(&["--format", "tsv", "-c", "SELECT 1 AS a, 2 AS b"]);
     assert_eq!(stdout(&o), "a\tb\n1\t2\n");
-    let o = run(&["--format", "nd-json", "-c", "SELECT 1 AS a UNION ALL SELECT 2 ORDER BY a"]);
+    let o = run(&[
+        "--format",
+        "nd-json",
+        "-c",
+        "SELECT 1 AS a UNION ALL SELECT 2 ORDER BY a",
+    ]);
     assert_eq!(stdout(&o), "{\"a\":1}\n{\"a\":2}\n");
     // the table format prints a table and, unless -q, the row count
     let o = run(&["--format", "table", "-c", "SELECT 1 AS a"]);
     let out = stdout(&o);
-    assert!(out.contains("| a |") && out.contains("1 row(s) fetched"), "{out}");
+    assert!(
+        out.contains("| a |") && out.contains("1 row(s) fetched"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -132,10 +174,24 @@ fn repl_reads_sql_from_stdin() {
 fn generate_writes_a_lake_the_shell_can_query() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("lake");
-    let o = run(&["generate", out.to_str().unwrap(), "--customers", "200", "--seed", "3"]);
+    let o = run(&[
+        "generate",
+        out.to_str().unwrap(),
+        "--customers",
+        "200",
+        "--seed",
+        "3",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("customers 200"), "{}", stderr(&o));
-    let o = run(&["--lake", out.to_str().unwrap(), "--format", "csv", "-c", "SELECT count(*) AS n FROM customers"]);
+    let o = run(&[
+        "--lake",
+        out.to_str().unwrap(),
+        "--format",
+        "csv",
+        "-c",
+        "SELECT count(*) AS n FROM customers",
+    ]);
     assert_eq!(stdout(&o), "n\n200\n");
     // generating into an existing lake is refused
     let o = run(&["generate", out.to_str().unwrap(), "--customers", "10"]);
@@ -147,6 +203,7 @@ fn generate_writes_a_lake_the_shell_can_query() {
 fn functions_doc_prints_the_catalog() {
     let o = run(&["functions-doc"]);
     assert!(o.status.success());
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/functions.md")).unwrap();
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/functions.md")).unwrap();
     assert_eq!(stdout(&o), committed);
 }

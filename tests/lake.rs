@@ -13,7 +13,11 @@ use crate::common::{sample_lake, scalar};
 fn write_parquet(path: &Path, values: &[i64]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
-    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values.to_vec()))]).unwrap();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(Int64Array::from(values.to_vec()))],
+    )
+    .unwrap();
     let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
@@ -27,11 +31,26 @@ async fn register_err(path: &str) -> String {
 #[tokio::test]
 async fn sample_lake_tables_and_partitions() {
     let ctx = datafusion_marketing::session_context().unwrap();
-    let tables = discover(&ctx, sample_lake().to_str().unwrap()).await.unwrap();
+    let tables = discover(&ctx, sample_lake().to_str().unwrap())
+        .await
+        .unwrap();
     let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["customers", "events", "order_items", "orders", "products", "touchpoints"]);
+    assert_eq!(
+        names,
+        [
+            "customers",
+            "events",
+            "order_items",
+            "orders",
+            "products",
+            "touchpoints"
+        ]
+    );
     let orders = tables.iter().find(|t| t.name == "orders").unwrap();
-    assert_eq!(orders.partitions, vec![("year".to_string(), DataType::Int64)]);
+    assert_eq!(
+        orders.partitions,
+        vec![("year".to_string(), DataType::Int64)]
+    );
 }
 
 #[tokio::test]
@@ -54,9 +73,18 @@ async fn folders_files_partitions_and_hidden_entries() {
     assert_eq!(scalar(&ctx, "SELECT sum(v) FROM sales").await, "6");
     assert_eq!(scalar(&ctx, "SELECT sum(v) FROM lookup").await, "24");
     // partition columns: strings stay strings, integers become Int64 and prune
-    assert_eq!(scalar(&ctx, "SELECT sum(v) FROM sales WHERE region = 'eu'").await, "3");
-    assert_eq!(scalar(&ctx, "SELECT sum(v) FROM sales WHERE day = 2").await, "3");
-    assert_eq!(scalar(&ctx, "SELECT arrow_typeof(day) FROM sales LIMIT 1").await, "Int64");
+    assert_eq!(
+        scalar(&ctx, "SELECT sum(v) FROM sales WHERE region = 'eu'").await,
+        "3"
+    );
+    assert_eq!(
+        scalar(&ctx, "SELECT sum(v) FROM sales WHERE day = 2").await,
+        "3"
+    );
+    assert_eq!(
+        scalar(&ctx, "SELECT arrow_typeof(day) FROM sales LIMIT 1").await,
+        "Int64"
+    );
     let plan = scalar(&ctx, "EXPLAIN SELECT sum(v) FROM sales WHERE day = 2").await;
     assert!(!plan.is_empty());
 }
@@ -64,7 +92,10 @@ async fn folders_files_partitions_and_hidden_entries() {
 #[tokio::test]
 async fn errors_are_clear() {
     let err = register_err("/definitely/not/here").await;
-    assert!(err.contains("lake path '/definitely/not/here' does not exist"), "{err}");
+    assert!(
+        err.contains("lake path '/definitely/not/here' does not exist"),
+        "{err}"
+    );
 
     let empty = tempfile::tempdir().unwrap();
     let err = register_err(empty.path().to_str().unwrap()).await;

@@ -10,9 +10,15 @@ use indicatif::ProgressBar;
 use crate::common::lake_context;
 
 async fn run_file(name: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/slt").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/slt")
+        .join(name);
     let mut runner = sqllogictest::Runner::new(|| async {
-        Ok(DataFusion::new(lake_context().await, PathBuf::from(name), ProgressBar::hidden()))
+        Ok(DataFusion::new(
+            lake_context().await,
+            PathBuf::from(name),
+            ProgressBar::hidden(),
+        ))
     });
     runner.with_column_validator(sqllogictest::strict_column_validator);
     runner.with_normalizer(value_normalizer);
@@ -31,7 +37,11 @@ fn every_slt_file_has_a_test() {
         .filter(|n| n.ends_with(".slt"))
         .collect();
     files.sort();
-    assert_eq!(files, ["lake.slt", "rfm.slt"], "add a #[tokio::test] below for each new .slt file");
+    assert_eq!(
+        files,
+        ["lake.slt", "rfm.slt"],
+        "add a #[tokio::test] below for each new .slt file"
+    );
 }
 
 #[tokio::test]

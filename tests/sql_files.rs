@@ -25,7 +25,10 @@ fn demo_embeds_every_sql_file() {
     for (file, sql) in ANALYSES {
         let on_disk = std::fs::read_to_string(sql_dir().join(file)).unwrap();
         assert_eq!(&on_disk, sql, "{file}");
-        assert!(!title(sql).is_empty(), "{file} needs a title comment on its first line");
+        assert!(
+            !title(sql).is_empty(),
+            "{file} needs a title comment on its first line"
+        );
     }
 }
 
@@ -33,7 +36,11 @@ fn demo_embeds_every_sql_file() {
 async fn every_sql_file_runs_on_the_sample_lake_and_returns_rows() {
     let ctx = lake_context().await;
     for (file, sql) in ANALYSES {
-        let statements: Vec<&str> = sql.split(";\n").map(str::trim).filter(|s| !s.is_empty()).collect();
+        let statements: Vec<&str> = sql
+            .split(";\n")
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
         let mut last = Vec::new();
         for s in statements {
             let df = ctx.sql(s).await.unwrap_or_else(|e| panic!("{file}: {e}"));
@@ -47,11 +54,16 @@ async fn every_sql_file_runs_on_the_sample_lake_and_returns_rows() {
 #[tokio::test]
 async fn rfm_segments_cover_every_buyer_once() {
     let ctx = lake_context().await;
-    let sql = ANALYSES.iter().find(|(f, _)| *f == "rfm_segments.sql").unwrap().1;
+    let sql = ANALYSES
+        .iter()
+        .find(|(f, _)| *f == "rfm_segments.sql")
+        .unwrap()
+        .1;
     let df = ctx.sql(sql.trim().trim_end_matches(';')).await.unwrap();
     ctx.register_table("seg", df.into_view()).unwrap();
     let total = crate::common::scalar(&ctx, "SELECT sum(customers) FROM seg").await;
-    let buyers = crate::common::scalar(&ctx, "SELECT count(DISTINCT customer_id) FROM orders").await;
+    let buyers =
+        crate::common::scalar(&ctx, "SELECT count(DISTINCT customer_id) FROM orders").await;
     assert_eq!(total, buyers);
     let share = crate::common::scalar(&ctx, "SELECT round(sum(revenue_share_pct)) FROM seg").await;
     assert_eq!(share, "100.0");

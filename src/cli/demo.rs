@@ -13,11 +13,26 @@ use crate::generate::{GenerateOptions, generate};
 /// The analyses in `sql/`, embedded in the binary so `demo` works anywhere.
 /// A test checks this list against the folder.
 pub const ANALYSES: &[(&str, &str)] = &[
-    ("lake_overview.sql", include_str!("../../sql/lake_overview.sql")),
-    ("monthly_revenue.sql", include_str!("../../sql/monthly_revenue.sql")),
-    ("session_funnel.sql", include_str!("../../sql/session_funnel.sql")),
-    ("rfm_segments.sql", include_str!("../../sql/rfm_segments.sql")),
-    ("rfm_custom_segments.sql", include_str!("../../sql/rfm_custom_segments.sql")),
+    (
+        "lake_overview.sql",
+        include_str!("../../sql/lake_overview.sql"),
+    ),
+    (
+        "monthly_revenue.sql",
+        include_str!("../../sql/monthly_revenue.sql"),
+    ),
+    (
+        "session_funnel.sql",
+        include_str!("../../sql/session_funnel.sql"),
+    ),
+    (
+        "rfm_segments.sql",
+        include_str!("../../sql/rfm_segments.sql"),
+    ),
+    (
+        "rfm_custom_segments.sql",
+        include_str!("../../sql/rfm_custom_segments.sql"),
+    ),
 ];
 
 /// The title of an analysis: its first comment line.
@@ -30,7 +45,10 @@ pub fn title(sql: &str) -> &str {
 pub async fn run(dir: &Path, customers: u64) -> Result<()> {
     let start = Instant::now();
     if !dir.join("orders").exists() {
-        println!("Generating a sample lake with {customers} customers in {} ...", dir.display());
+        println!(
+            "Generating a sample lake with {customers} customers in {} ...",
+            dir.display()
+        );
         let summary = generate(
             dir,
             &GenerateOptions {

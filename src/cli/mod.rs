@@ -91,7 +91,7 @@ pub enum Command {
     Generate {
         /// Output folder (created if missing; must not already hold a lake).
         out: PathBuf,
-        /// Number of customers (about 7 orders each on average).
+        /// Number of customers (about 9 orders each on average).
         #[arg(long, default_value_t = 10_000)]
         customers: u64,
         /// Random seed: the same seed and customer count give the same bytes.
@@ -125,10 +125,9 @@ pub fn parse_size(s: &str) -> std::result::Result<usize, String> {
         Some('t') => (&t[..t.len() - 1], 1 << 40),
         _ => (t, 1),
     };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid size '{s}': expected a number with an optional k/m/g/t suffix, e.g. '2g'"))?;
+    let n: f64 = num.trim().parse().map_err(|_| {
+        format!("invalid size '{s}': expected a number with an optional k/m/g/t suffix, e.g. '2g'")
+    })?;
     if !n.is_finite() || n <= 0.0 {
         return Err(format!("invalid size '{s}': must be positive"));
     }
@@ -168,7 +167,9 @@ pub fn build_context(args: &SqlArgs) -> Result<(SessionContext, PrintOptions)> {
         let top = NonZeroUsize::new(5).expect("5 is not zero");
         let pool: Arc<dyn MemoryPool> = match args.mem_pool_type {
             PoolType::Fair => Arc::new(TrackConsumersPool::new(FairSpillPool::new(limit), top)),
-            PoolType::Greedy => Arc::new(TrackConsumersPool::new(GreedyMemoryPool::new(limit), top)),
+            PoolType::Greedy => {
+                Arc::new(TrackConsumersPool::new(GreedyMemoryPool::new(limit), top))
+            }
         };
         rt = rt.with_memory_pool(pool);
     }
@@ -176,7 +177,10 @@ pub fn build_context(args: &SqlArgs) -> Result<(SessionContext, PrintOptions)> {
         let mut dm = DiskManagerBuilder::default();
         if let Some(dir) = &args.spill_dir {
             std::fs::create_dir_all(dir).map_err(|e| {
-                DataFusionError::Configuration(format!("cannot create spill folder '{}': {e}", dir.display()))
+                DataFusionError::Configuration(format!(
+                    "cannot create spill folder '{}': {e}",
+                    dir.display()
+                ))
             })?;
             dm = dm.with_mode(DiskManagerMode::Directories(vec![dir.clone()]));
         } else {
@@ -197,7 +201,7 @@ pub fn build_context(args: &SqlArgs) -> Result<(SessionContext, PrintOptions)> {
     ctx.register_udtf("parquet_metadata", Arc::new(ParquetMetadataFunc {}));
     crate::register_on_context(&ctx)?;
     let print = PrintOptions {
-        format: args.format.clone(),
+        format: args.format,
         quiet: args.effective_quiet(),
         maxrows: args.maxrows,
         color: args.color,
@@ -213,7 +217,11 @@ pub async fn run_sql(args: SqlArgs) -> Result<()> {
         let tables = crate::lake::register_lake(&ctx, lake).await?;
         if !print.quiet {
             let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
-            eprintln!("lake {lake}: {} table(s): {}", names.len(), names.join(", "));
+            eprintln!(
+                "lake {lake}: {} table(s): {}",
+                names.len(),
+                names.join(", ")
+            );
         }
     }
     if !args.batch_mode() {
@@ -230,7 +238,10 @@ pub async fn run_sql(args: SqlArgs) -> Result<()> {
     }
     for file in &args.files {
         let sql = std::fs::read_to_string(file).map_err(|e| {
-            DataFusionError::Configuration(format!("cannot read SQL file '{}': {e}", file.display()))
+            DataFusionError::Configuration(format!(
+                "cannot read SQL file '{}': {e}",
+                file.display()
+            ))
         })?;
         // the whole file goes through one parser call, so a failing statement stops
         // the run with a non-zero exit code (datafusion-cli's -f only logs it)

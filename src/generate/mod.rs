@@ -66,7 +66,12 @@ pub struct GenerateSummary {
 
 impl GenerateSummary {
     pub fn total_rows(&self) -> u64 {
-        self.customers + self.products + self.orders + self.order_items + self.touchpoints + self.events
+        self.customers
+            + self.products
+            + self.orders
+            + self.order_items
+            + self.touchpoints
+            + self.events
     }
 }
 
@@ -75,7 +80,12 @@ impl std::fmt::Display for GenerateSummary {
         write!(
             f,
             "customers {}, products {}, orders {}, order_items {}, touchpoints {}, events {}",
-            self.customers, self.products, self.orders, self.order_items, self.touchpoints, self.events
+            self.customers,
+            self.products,
+            self.orders,
+            self.order_items,
+            self.touchpoints,
+            self.events
         )
     }
 }
@@ -169,8 +179,11 @@ pub fn generate(out: &Path, options: &GenerateOptions) -> Result<GenerateSummary
         handles
             .into_iter()
             .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(DataFusionError::Execution("generate: a worker thread panicked".into())))
+                h.join().unwrap_or_else(|_| {
+                    Err(DataFusionError::Execution(
+                        "generate: a worker thread panicked".into(),
+                    ))
+                })
             })
             .collect::<Vec<_>>()
     });
@@ -212,12 +225,18 @@ fn write_products(out: &Path, world: &World) -> Result<u64> {
     );
     file.write(vec![
         Arc::new(Int64Array::from_iter_values(products.iter().map(|p| p.id))),
-        Arc::new(StringArray::from_iter_values(products.iter().map(|p| p.name.as_str()))),
+        Arc::new(StringArray::from_iter_values(
+            products.iter().map(|p| p.name.as_str()),
+        )),
         Arc::new(StringArray::from_iter_values(
             products.iter().map(|p| CATEGORIES[p.category].0),
         )),
-        Arc::new(StringArray::from_iter_values(products.iter().map(|p| BRANDS[p.brand]))),
-        Arc::new(Float64Array::from_iter_values(products.iter().map(|p| p.price))),
+        Arc::new(StringArray::from_iter_values(
+            products.iter().map(|p| BRANDS[p.brand]),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            products.iter().map(|p| p.price),
+        )),
     ])?;
     file.close()?;
     Ok(products.len() as u64)

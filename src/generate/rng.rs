@@ -146,7 +146,8 @@ impl Rng {
     pub fn pick_cdf(&mut self, cdf: &[f64]) -> usize {
         let total = cdf.last().copied().unwrap_or(0.0);
         let x = self.uniform() * total;
-        cdf.partition_point(|&c| c <= x).min(cdf.len().saturating_sub(1))
+        cdf.partition_point(|&c| c <= x)
+            .min(cdf.len().saturating_sub(1))
     }
 
     /// Index drawn proportionally to `weights` (small slices).
@@ -203,7 +204,10 @@ mod tests {
             let xs: Vec<f64> = (0..200_000).map(|_| rng.gamma(k, r)).collect();
             let (m, v) = mean_var(&xs);
             assert!((m / (k / r) - 1.0).abs() < 0.01, "mean {m} for k={k} r={r}");
-            assert!((v / (k / r / r) - 1.0).abs() < 0.04, "var {v} for k={k} r={r}");
+            assert!(
+                (v / (k / r / r) - 1.0).abs() < 0.04,
+                "var {v} for k={k} r={r}"
+            );
         }
     }
 

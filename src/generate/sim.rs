@@ -173,7 +173,12 @@ impl State<'_> {
 
     /// Emit touches for `channels`, the last one at `last_ts`, earlier ones spaced
     /// backwards by exponential gaps (mean 3 days). Returns the touch times.
-    fn touches_backward(&mut self, channels: &[usize], last_ts: i64, sink: &mut dyn Sink) -> Vec<i64> {
+    fn touches_backward(
+        &mut self,
+        channels: &[usize],
+        last_ts: i64,
+        sink: &mut dyn Sink,
+    ) -> Vec<i64> {
         let mut times = vec![0i64; channels.len()];
         let mut ts = last_ts;
         for i in (0..channels.len()).rev() {
@@ -402,7 +407,8 @@ pub fn simulate_customer(world: &World, id: i64, sink: &mut dyn Sink) -> Latent 
     };
     let n = st.rng.poisson(mean);
     for _ in 0..n {
-        let start = signup_ts - 30 * DAY_US + st.rng.below(((END_US - signup_ts) + 30 * DAY_US) as u64) as i64;
+        let start = signup_ts - 30 * DAY_US
+            + st.rng.below(((END_US - signup_ts) + 30 * DAY_US) as u64) as i64;
         let mut channels = std::mem::take(&mut st.channel_buf);
         st.world
             .channels
@@ -413,7 +419,9 @@ pub fn simulate_customer(world: &World, id: i64, sink: &mut dyn Sink) -> Latent 
                 break;
             }
             st.touch(c, ts, sink);
-            st.browse(ts, sink);
+            if st.rng.bernoulli(0.6) {
+                st.browse(ts, sink);
+            }
             ts += (st.rng.exponential(1.0 / 3.0) * DAY_US as f64) as i64 + 60_000_000;
         }
         st.channel_buf = channels;

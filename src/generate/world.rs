@@ -27,15 +27,15 @@ pub const END_US: i64 = START_US + DAYS * DAY_US;
 
 /// BG/NBD parameters, rates per day.
 pub const BG_R: f64 = 1.2;
-pub const BG_ALPHA: f64 = 45.0;
+pub const BG_ALPHA: f64 = 16.0;
 pub const BG_A: f64 = 1.5;
-pub const BG_B: f64 = 10.0;
+pub const BG_B: f64 = 14.0;
 /// Gamma-Gamma parameters for order value.
 pub const GG_P: f64 = 6.0;
 pub const GG_Q: f64 = 3.5;
 pub const GG_GAMMA: f64 = 25.0;
 /// Share of registered customers who never buy.
-pub const PROSPECT_SHARE: f64 = 0.25;
+pub const PROSPECT_SHARE: f64 = 0.2;
 
 pub const CHANNELS: [&str; 8] = [
     "paid_search",
@@ -97,8 +97,18 @@ pub const CATEGORIES: [(&str, f64, f64); 16] = [
     ("Baby", 0.03, 24.0),
 ];
 pub const BRANDS: [&str; 12] = [
-    "Acme", "Northwind", "Globex", "Initech", "Umbrella", "Soylent", "Hooli", "Vandelay",
-    "Stark", "Wayne", "Wonka", "Tyrell",
+    "Acme",
+    "Northwind",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Soylent",
+    "Hooli",
+    "Vandelay",
+    "Stark",
+    "Wayne",
+    "Wonka",
+    "Tyrell",
 ];
 /// Zipf exponent of product popularity.
 pub const ZIPF_S: f64 = 1.05;
@@ -110,8 +120,8 @@ const YEARLY_AMPLITUDE: f64 = 0.25;
 const YEARLY_PEAK_DOY: f64 = 340.0;
 /// Relative activity by hour of day (sums to 24 after normalisation).
 const HOURLY: [f64; 24] = [
-    0.3, 0.2, 0.15, 0.1, 0.1, 0.15, 0.3, 0.6, 0.9, 1.1, 1.2, 1.3, 1.4, 1.3, 1.2, 1.2, 1.3,
-    1.4, 1.6, 1.8, 1.9, 1.7, 1.2, 0.7,
+    0.3, 0.2, 0.15, 0.1, 0.1, 0.15, 0.3, 0.6, 0.9, 1.1, 1.2, 1.3, 1.4, 1.3, 1.2, 1.2, 1.3, 1.4,
+    1.6, 1.8, 1.9, 1.7, 1.2, 0.7,
 ];
 
 /// Seasonal multiplier of the purchase rate on simulated day `day` (0-based).
@@ -119,9 +129,8 @@ const HOURLY: [f64; 24] = [
 pub fn seasonality(day: i64) -> f64 {
     let w = WEEKDAY[day.rem_euclid(7) as usize];
     let doy = (day as f64).rem_euclid(365.25);
-    let y = 1.0
-        + YEARLY_AMPLITUDE
-            * (std::f64::consts::TAU * (doy - YEARLY_PEAK_DOY) / 365.25).cos();
+    let y =
+        1.0 + YEARLY_AMPLITUDE * (std::f64::consts::TAU * (doy - YEARLY_PEAK_DOY) / 365.25).cos();
     w * y
 }
 
@@ -207,8 +216,8 @@ impl Catalog {
         }
         let global_cdf = cumulative(popularity.iter().copied());
         // complements: mostly from the same category, weighted by popularity
-        for i in 0..n {
-            let category = products[i].category;
+        for (i, product) in products.iter_mut().enumerate() {
+            let category = product.category;
             let pick = |rng: &mut Rng| -> u32 {
                 let (members, cdf) = &by_category[category];
                 if members.len() > 1 && rng.bernoulli(0.75) {
@@ -223,7 +232,7 @@ impl Catalog {
                     *slot = ((i + 1) % n) as u32;
                 }
             }
-            products[i].complements = c;
+            product.complements = c;
         }
         Self {
             products,

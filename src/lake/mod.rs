@@ -89,11 +89,14 @@ struct Found {
 pub async fn discover(ctx: &SessionContext, location: &str) -> Result<Vec<LakeTable>> {
     let url = lake_url(location)?;
     let listing_url = ListingTableUrl::parse(url.as_str())?;
-    let store = ctx.runtime_env().object_store(listing_url.object_store()).map_err(|e| {
-        lake_err(format!(
-            "no object store for lake '{location}': {e} (for s3:// lakes see docs/lakes.md)"
-        ))
-    })?;
+    let store = ctx
+        .runtime_env()
+        .object_store(listing_url.object_store())
+        .map_err(|e| {
+            lake_err(format!(
+                "no object store for lake '{location}': {e} (for s3:// lakes see docs/lakes.md)"
+            ))
+        })?;
     let prefix = ObjectPath::from_url_path(url.path())
         .map_err(|e| lake_err(format!("invalid lake path '{location}': {e}")))?;
     let objects: Vec<_> = store
@@ -125,7 +128,11 @@ pub async fn discover(ctx: &SessionContext, location: &str) -> Result<Vec<LakeTa
         originals
             .entry(name.clone())
             .or_default()
-            .insert(if is_file { parts[0].clone() } else { format!("{}/", parts[0]) });
+            .insert(if is_file {
+                parts[0].clone()
+            } else {
+                format!("{}/", parts[0])
+            });
         let entry = found.entry(name).or_default();
         entry.is_file = is_file;
         entry.files += 1;
@@ -134,7 +141,11 @@ pub async fn discover(ctx: &SessionContext, location: &str) -> Result<Vec<LakeTa
             for dir in &parts[1..parts.len() - 1] {
                 if let Some((k, v)) = dir.split_once('=') {
                     keys.push(k.to_string());
-                    entry.values.entry(k.to_string()).or_default().insert(v.to_string());
+                    entry
+                        .values
+                        .entry(k.to_string())
+                        .or_default()
+                        .insert(v.to_string());
                 } else {
                     keys.push(String::new());
                 }
@@ -179,7 +190,11 @@ pub async fn discover(ctx: &SessionContext, location: &str) -> Result<Vec<LakeTa
             }
             for k in keys {
                 let integer = f.values[&k].iter().all(|v| v.parse::<i64>().is_ok());
-                let dtype = if integer { DataType::Int64 } else { DataType::Utf8 };
+                let dtype = if integer {
+                    DataType::Int64
+                } else {
+                    DataType::Utf8
+                };
                 partitions.push((k, dtype));
             }
         }
@@ -208,7 +223,15 @@ pub async fn register_lake(ctx: &SessionContext, location: &str) -> Result<Vec<L
     }
     let state = ctx.state();
     for t in &tables {
-        let table_url = ListingTableUrl::parse(&t.url)?;
+        let table_url = if t.url.ends_with('/') {
+            // skip hidden and underscore files inside the table folder, as at the lake level
+            let url = url::Url::parse(&t.url)
+                .map_err(|e| lake_err(format!("invalid URL '{}': {e}", t.url)))?;
+            let visible = glob::Pattern::new("[!._]*").map_err(|e| lake_err(e.to_string()))?;
+            ListingTableUrl::try_new(url, Some(visible))?
+        } else {
+            ListingTableUrl::parse(&t.url)?
+        };
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
             .with_table_partition_cols(t.partitions.clone());
@@ -216,7 +239,12 @@ pub async fn register_lake(ctx: &SessionContext, location: &str) -> Result<Vec<L
             .with_listing_options(options)
             .infer_schema(&state)
             .await
-            .map_err(|e| lake_err(format!("cannot read the schema of table '{}' ({}): {e}", t.name, t.url)))?;
+            .map_err(|e| {
+                lake_err(format!(
+                    "cannot read the schema of table '{}' ({}): {e}",
+                    t.name, t.url
+                ))
+            })?;
         let table = ListingTable::try_new(config)?;
         ctx.register_table(
             datafusion::common::TableReference::bare(t.name.as_str()),

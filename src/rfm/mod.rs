@@ -24,7 +24,12 @@ pub mod expr_fn {
     }
 
     /// `rfm_segment(r, f, m, scheme)`.
-    pub fn rfm_segment_with_scheme(r_score: Expr, f_score: Expr, m_score: Expr, scheme: Expr) -> Expr {
+    pub fn rfm_segment_with_scheme(
+        r_score: Expr,
+        f_score: Expr,
+        m_score: Expr,
+        scheme: Expr,
+    ) -> Expr {
         super::rfm_segment().call(vec![r_score, f_score, m_score, scheme])
     }
 }

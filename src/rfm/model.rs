@@ -31,7 +31,7 @@ impl Scheme {
 
 /// The 11-segment R × FM grid.
 pub fn rfm11(r: u8, f: u8, m: u8) -> &'static str {
-    let fm = (f + m + 1) / 2;
+    let fm = (f + m).div_ceil(2);
     match (r, fm) {
         (5, 5) | (5, 4) | (4, 5) => "Champions",
         (5, 3) | (4, 4) | (3, 5) | (3, 4) => "Loyal Customers",
@@ -110,7 +110,8 @@ mod tests {
         for r in 1..=5u8 {
             for f in 1..=5u8 {
                 for m in 1..=5u8 {
-                    let fm = (f + m).div_ceil(2);
+                    #[allow(clippy::manual_div_ceil)] // the formula, written out
+                    let fm = (f + m + 1) / 2;
                     let expected = GRID
                         .iter()
                         .find(|(_, list)| list.contains(&(r, fm)))
@@ -145,6 +146,22 @@ mod tests {
         assert_eq!(rfm10(1, 1, 1), "Lost");
         assert_eq!(rfm10(1, 5, 1), "Others");
         assert_eq!(rfm10(5, 1, 5), "Others");
+    }
+
+    #[test]
+    fn rfm10_shadowed_rules_never_match() {
+        let mut reached = std::collections::BTreeSet::new();
+        for r in 1..=5 {
+            for f in 1..=5 {
+                for m in 1..=5 {
+                    reached.insert(rfm10(r, f, m));
+                }
+            }
+        }
+        for shadowed in ["New Customers", "Promising", "Can't Lose Them"] {
+            assert!(!reached.contains(shadowed), "{shadowed}");
+        }
+        assert_eq!(reached.len(), 8);
     }
 
     #[test]

@@ -8,11 +8,11 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
-    Signature, TypeSignature, Volatility,
+    Signature, Volatility,
 };
 
 use super::model::Scheme;
-use crate::args::{doc_section, integer_arg, string_arg};
+use crate::args::{Kind, Param, check_arg_types, doc_section, param, signature};
 
 const NAME: &str = "rfm_segment";
 
@@ -28,17 +28,17 @@ impl Default for RfmSegment {
     }
 }
 
+const PARAMS: [Param; 4] = [
+    param("r_score", Kind::Integer),
+    param("f_score", Kind::Integer),
+    param("m_score", Kind::Integer),
+    param("scheme", Kind::String),
+];
+
 impl RfmSegment {
     pub fn new() -> Self {
-        let three = vec![integer_arg(), integer_arg(), integer_arg()];
-        let four = vec![integer_arg(), integer_arg(), integer_arg(), string_arg()];
         Self {
-            signature: Signature::one_of(
-                vec![TypeSignature::Coercible(three), TypeSignature::Coercible(four)],
-                Volatility::Immutable,
-            )
-            .with_parameter_names(vec!["r_score", "f_score", "m_score", "scheme"])
-            .expect("parameter names match the signature"),
+            signature: signature(&PARAMS, 3, Volatility::Immutable),
         }
     }
 }
@@ -56,7 +56,8 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
          New Customers R4–5 F1 M1; Promising R3–4 F1 M1; Need Attention R2–3 F2–3 M2–3; \
          About To Sleep R2–3 F1–2 M1–2; At Risk R1–2 F2–5 M2–5; Can't Lose Them R1 F4–5 M4–5; \
          Lost R1–2 F1–2 M1–2; anything else 'Others'. As in the R package, New Customers and \
-         Promising can never match because Potential Loyalist comes first.\n\n\
+         Promising never match (Potential Loyalist comes first) and neither does Can't Lose Them \
+         (At Risk comes first).\n\n\
          A NULL score or scheme gives NULL. A score outside 1..5 or an unknown scheme is an error \
          naming the value. For a custom map, join the scores against a table of cells \
          (see `sql/rfm_custom_segments.sql`).",
@@ -112,9 +113,18 @@ impl ScalarUDFImpl for RfmSegment {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let types: Vec<DataType> = args
+            .arg_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        check_arg_types(NAME, &PARAMS, &types)?;
         // validate a literal scheme at planning time
-        if let Some(Some(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)))) =
-            args.scalar_arguments.get(3)
+        if let Some(Some(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)),
+        )) = args.scalar_arguments.get(3)
         {
             parse_scheme(s)?;
         }
@@ -124,16 +134,27 @@ impl ScalarUDFImpl for RfmSegment {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let r = arrays[0].as_primitive::<Int64Type>();
-        let f = arrays[1].as_primitive::<Int64Type>();
-        let m = arrays[2].as_primitive::<Int64Type>();
+        // the signature coerces scores to Int64; casting again is free then and keeps
+        // any other integer type (or NULL) from reaching a typed downcast
+        let ints = [0, 1, 2].map(|i| cast(&arrays[i], &DataType::Int64));
+        let [r, f, m] = ints;
+        let (r, f, m) = (r?, f?, m?);
+        let r = r.as_primitive::<Int64Type>();
+        let f = f.as_primitive::<Int64Type>();
+        let m = m.as_primitive::<Int64Type>();
         // scheme: a constant (the common case) or a column
         let constant_scheme = match args.args.get(3) {
             None => Some(Some(Scheme::Rfm11)),
+            Some(ColumnarValue::Scalar(s)) if s.is_null() => Some(None),
             Some(ColumnarValue::Scalar(s)) => match s.try_as_str() {
                 Some(Some(name)) => Some(Some(parse_scheme(name)?)),
                 Some(None) => Some(None),
-                None => return exec_err!("{NAME}: argument 'scheme' must be a string, got {}", s.data_type()),
+                None => {
+                    return exec_err!(
+                        "{NAME}: argument 'scheme' must be a string, got {}",
+                        s.data_type()
+                    );
+                }
             },
             Some(ColumnarValue::Array(_)) => None,
         };
@@ -168,8 +189,14 @@ impl ScalarUDFImpl for RfmSegment {
             out.append_value(scheme.segment(r, f, m));
         }
         let array: ArrayRef = Arc::new(out.finish());
-        if args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?));
+        if args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)))
+        {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &array, 0,
+            )?));
         }
         Ok(ColumnarValue::Array(array))
     }
