@@ -9,7 +9,9 @@
 //! generic "failed to match any signature".
 
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::types::{NativeType, logical_float64, logical_int64, logical_string};
+use datafusion::common::types::{
+    NativeType, logical_boolean, logical_float64, logical_int64, logical_string,
+};
 use datafusion::common::{Result, plan_err};
 use datafusion::logical_expr::{
     Coercion, DocSection, Signature, TypeSignature, TypeSignatureClass, Volatility,
@@ -17,14 +19,19 @@ use datafusion::logical_expr::{
 
 /// What an argument accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // Number is used by the next families
 pub enum Kind {
     /// Any integer type, coerced to Int64.
     Integer,
     /// Any integer, float or decimal, coerced to Float64.
+    #[allow(dead_code)] // for the families that take measures (CLV, similarity)
     Number,
     /// A string (Utf8, LargeUtf8, Utf8View).
     String,
+    /// A boolean.
+    Boolean,
+    /// Any type with a total order: numbers, decimals, strings, binary, booleans,
+    /// dates, times, timestamps, durations, intervals. Not coerced.
+    Orderable,
 }
 
 impl Kind {
@@ -41,6 +48,8 @@ impl Kind {
                 NativeType::Float64,
             ),
             Self::String => Coercion::new_exact(TypeSignatureClass::Native(logical_string())),
+            Self::Boolean => Coercion::new_exact(TypeSignatureClass::Native(logical_boolean())),
+            Self::Orderable => Coercion::new_exact(TypeSignatureClass::Any),
         }
     }
 
@@ -54,6 +63,22 @@ impl Kind {
                     DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
                 ) || matches!(t, DataType::Dictionary(_, v) if matches!(v.as_ref(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View))
             }
+            Self::Boolean => matches!(t, DataType::Boolean | DataType::Null),
+            Self::Orderable => {
+                t.is_primitive()
+                    || matches!(
+                        t,
+                        DataType::Null
+                            | DataType::Boolean
+                            | DataType::Utf8
+                            | DataType::LargeUtf8
+                            | DataType::Utf8View
+                            | DataType::Binary
+                            | DataType::LargeBinary
+                            | DataType::BinaryView
+                            | DataType::FixedSizeBinary(_)
+                    )
+            }
         }
     }
 
@@ -62,6 +87,8 @@ impl Kind {
             Self::Integer => "an integer",
             Self::Number => "a number",
             Self::String => "a string",
+            Self::Boolean => "a boolean",
+            Self::Orderable => "an orderable value (number, string, date or timestamp)",
         }
     }
 }

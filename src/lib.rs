@@ -49,7 +49,7 @@ use datafusion::prelude::SessionContext;
 
 /// Singleton constructors for every function, as in DataFusion's own function crates.
 pub mod functions {
-    pub use crate::rfm::rfm_segment;
+    pub use crate::rfm::{quantile_score, rfm_segment};
 }
 
 /// Expression builders for the DataFrame API.
@@ -69,12 +69,15 @@ pub fn all_aggregate_functions() -> Vec<Arc<AggregateUDF>> {
 
 /// Every window function of the crate.
 pub fn all_window_functions() -> Vec<Arc<WindowUDF>> {
-    Vec::new()
+    rfm::window_functions()
 }
 
 /// Every table function of the crate, with its name.
 pub fn all_table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {
-    Vec::new()
+    rfm::table_functions()
+        .into_iter()
+        .map(|(name, f, _)| (name, f))
+        .collect()
 }
 
 /// Register every scalar, aggregate and window function on `registry`.

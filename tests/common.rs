@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::arrow::util::display::FormatOptions;
+use datafusion::arrow::util::pretty::pretty_format_batches_with_options;
 use datafusion::prelude::SessionContext;
 use datafusion_marketing::generate::{GenerateOptions, generate};
 
@@ -68,8 +69,12 @@ pub async fn query(ctx: &SessionContext, sql: &str) -> Vec<RecordBatch> {
         .unwrap_or_else(|e| panic!("execution failed for {sql}: {e}"))
 }
 
+/// Batches as a table, NULL printed as `NULL` (as the CLI does).
 pub fn pretty(batches: &[RecordBatch]) -> String {
-    pretty_format_batches(batches).expect("format").to_string()
+    let options = FormatOptions::default().with_null("NULL");
+    pretty_format_batches_with_options(batches, &options)
+        .expect("format")
+        .to_string()
 }
 
 /// The value of a single-row, single-column result as a string.

@@ -33,6 +33,10 @@ pub const ANALYSES: &[(&str, &str)] = &[
         "rfm_custom_segments.sql",
         include_str!("../../sql/rfm_custom_segments.sql"),
     ),
+    (
+        "rfm_by_country.sql",
+        include_str!("../../sql/rfm_by_country.sql"),
+    ),
 ];
 
 /// The title of an analysis: its first comment line.

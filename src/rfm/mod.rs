@@ -1,17 +1,35 @@
 //! RFM: recency / frequency / monetary scoring and segments.
 
 pub mod model;
+pub mod quantile;
 pub mod segment;
+pub mod table;
 
 use std::sync::Arc;
 
-use datafusion::logical_expr::ScalarUDF;
+use datafusion::catalog::TableFunctionImpl;
+use datafusion::logical_expr::{Documentation, ScalarUDF, WindowUDF};
 
+pub use quantile::quantile_score;
 pub use segment::rfm_segment;
 
 /// The family's scalar functions.
 pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
     vec![rfm_segment()]
+}
+
+/// The family's window functions.
+pub fn window_functions() -> Vec<Arc<WindowUDF>> {
+    vec![quantile_score()]
+}
+
+/// The family's table functions with their documentation.
+pub fn table_functions() -> Vec<(
+    &'static str,
+    Arc<dyn TableFunctionImpl>,
+    &'static Documentation,
+)> {
+    vec![("rfm", Arc::new(table::RfmTableFunction), &table::DOC)]
 }
 
 /// DataFrame API helpers.
@@ -21,6 +39,17 @@ pub mod expr_fn {
     /// `rfm_segment(r, f, m)` with the default `'rfm11'` scheme.
     pub fn rfm_segment(r_score: Expr, f_score: Expr, m_score: Expr) -> Expr {
         super::rfm_segment().call(vec![r_score, f_score, m_score])
+    }
+
+    /// `quantile_score(value, bins)` as a window expression over the whole input
+    /// (add `PARTITION BY` with `ExprFunctionExt::partition_by`).
+    pub fn quantile_score(value: Expr, bins: Expr) -> Expr {
+        super::quantile_score().call(vec![value, bins])
+    }
+
+    /// `quantile_score(value, bins, descending)`.
+    pub fn quantile_score_with_order(value: Expr, bins: Expr, descending: Expr) -> Expr {
+        super::quantile_score().call(vec![value, bins, descending])
     }
 
     /// `rfm_segment(r, f, m, scheme)`.

@@ -195,3 +195,93 @@ mod tests {
         assert_eq!(Scheme::parse("rfm12"), None);
     }
 }
+
+/// Tie-aware quantile scores.
+///
+/// `sorted` lists the positions of the non-NULL values in ranking order (ascending,
+/// or descending for `descending => true`); `same(a, b)` says whether the values at
+/// two positions are equal. With n = `sorted.len()` and r the rank of a value (ties
+/// take their lowest rank, as SQL `RANK`), the score is 1 + floor(bins·(r − 1)/n).
+/// Positions not in `sorted` (NULLs) get `None`.
+pub fn quantile_scores(
+    sorted: &[usize],
+    same: impl Fn(usize, usize) -> bool,
+    num_rows: usize,
+    bins: u64,
+) -> Vec<Option<i64>> {
+    let mut out = vec![None; num_rows];
+    let n = sorted.len() as u128;
+    let mut rank0 = 0usize; // rank − 1 of the current run of ties
+    for (i, &pos) in sorted.iter().enumerate() {
+        if i > 0 && !same(sorted[i - 1], pos) {
+            rank0 = i;
+        }
+        let score = 1 + (u128::from(bins) * rank0 as u128 / n) as i64;
+        out[pos] = Some(score);
+    }
+    out
+}
+
+#[cfg(test)]
+mod quantile_tests {
+    use super::quantile_scores;
+
+    fn scores(values: &[Option<f64>], bins: u64, descending: bool) -> Vec<Option<i64>> {
+        let mut sorted: Vec<usize> = (0..values.len()).filter(|&i| values[i].is_some()).collect();
+        sorted.sort_by(|&a, &b| {
+            let o = values[a].unwrap().total_cmp(&values[b].unwrap());
+            if descending { o.reverse() } else { o }
+        });
+        quantile_scores(&sorted, |a, b| values[a] == values[b], values.len(), bins)
+    }
+
+    #[test]
+    fn distinct_values_give_equal_bins() {
+        let v: Vec<Option<f64>> = (0..10).map(|i| Some(f64::from(i))).collect();
+        let s = scores(&v, 5, false);
+        assert_eq!(s, [1, 1, 2, 2, 3, 3, 4, 4, 5, 5].map(Some));
+        let s = scores(&v, 5, true);
+        assert_eq!(s, [5, 5, 4, 4, 3, 3, 2, 2, 1, 1].map(Some));
+    }
+
+    #[test]
+    fn ties_share_the_lowest_rank_across_bin_boundaries() {
+        // n = 6, bins = 3: ranks 1,2,2,2,5,6 -> 1+floor(3*(r-1)/6) = 1,1,1,1,3,3
+        let v = [1.0, 2.0, 2.0, 2.0, 3.0, 4.0].map(Some);
+        assert_eq!(scores(&v, 3, false), [1, 1, 1, 1, 3, 3].map(Some));
+        // descending: ranks of 4,3,2,2,2,1 are 1,2,3,3,3,6 -> 1,1,2,2,2,3
+        assert_eq!(scores(&v, 3, true), [3, 2, 2, 2, 1, 1].map(Some));
+    }
+
+    #[test]
+    fn nulls_are_not_counted_and_stay_null() {
+        let v = [Some(1.0), None, Some(2.0), None];
+        assert_eq!(scores(&v, 2, false), [Some(1), None, Some(2), None]);
+        assert_eq!(scores(&[None, None], 5, false), [None, None]);
+        assert_eq!(scores(&[], 5, false), Vec::<Option<i64>>::new());
+    }
+
+    #[test]
+    fn one_row_and_more_bins_than_rows() {
+        assert_eq!(scores(&[Some(7.0)], 5, false), [Some(1)]);
+        // 3 values, 10 bins: 1 + floor(10·(r−1)/3) = 1, 4, 7
+        assert_eq!(
+            scores(&[1.0, 2.0, 3.0].map(Some), 10, false),
+            [1, 4, 7].map(Some)
+        );
+    }
+
+    #[test]
+    fn all_equal_values_score_one() {
+        assert_eq!(scores(&[5.0; 4].map(Some), 5, false), [1; 4].map(Some));
+        assert_eq!(scores(&[5.0; 4].map(Some), 5, true), [1; 4].map(Some));
+    }
+
+    #[test]
+    fn huge_bins_do_not_overflow() {
+        let v: Vec<Option<f64>> = (0..4).map(|i| Some(f64::from(i))).collect();
+        let s = scores(&v, i64::MAX as u64, false);
+        assert_eq!(s[0], Some(1));
+        assert!(s[3].unwrap() > 1);
+    }
+}

@@ -1,0 +1,198 @@
+//! `quantile_score(value, bins [, descending])`: tie-aware quantile scores as a
+//! window function.
+
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::make_comparator;
+use datafusion::arrow::array::{Array, ArrayRef, Int64Array};
+use datafusion::arrow::compute::{SortOptions, sort_to_indices};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::{Result, ScalarValue, exec_datafusion_err, plan_err};
+use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
+use datafusion::logical_expr::{
+    Documentation, PartitionEvaluator, Signature, Volatility, WindowUDF, WindowUDFImpl,
+};
+use datafusion::physical_expr::expressions::Literal;
+
+use super::model::quantile_scores;
+use crate::args::{Kind, Param, check_arg_types, doc_section, param, signature};
+
+const NAME: &str = "quantile_score";
+
+const PARAMS: [Param; 3] = [
+    param("value", Kind::Orderable),
+    param("bins", Kind::Integer),
+    param("descending", Kind::Boolean),
+];
+
+/// The `quantile_score` window function.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct QuantileScore {
+    signature: Signature,
+}
+
+impl Default for QuantileScore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl QuantileScore {
+    pub fn new() -> Self {
+        Self {
+            signature: signature(&PARAMS, 2, Volatility::Immutable),
+        }
+    }
+}
+
+static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        doc_section("RFM"),
+        "A tie-aware quantile score in 1..bins for each row of the window partition. Equal values \
+         always get equal scores (unlike `NTILE`, which splits ties across scores arbitrarily).\n\n\
+         Definition: with n the number of non-NULL values in the partition and r the rank of the \
+         value among them in ascending order, ties taking their lowest rank (as SQL `RANK`), \
+         score = 1 + floor(bins·(r − 1)/n). For distinct values this gives equal-sized bins. \
+         With `descending => true` values are ranked in descending order (for recency: fewer days \
+         since the last order scores higher).\n\n\
+         NULL values get a NULL score and are not counted in n. NaN ranks above every number \
+         (IEEE total order, as in `ORDER BY`). A partition of one row scores 1. The value may be \
+         any orderable type (numbers, decimals, strings, dates, timestamps). `bins` must be a \
+         positive integer literal and `descending` a boolean literal; anything else is a planning \
+         error. The window needs no `ORDER BY` and ignores any frame: the whole partition is \
+         ranked (sorting it costs O(n log n)).",
+        "quantile_score(value, bins [, descending]) OVER ([PARTITION BY ...])",
+    )
+    .with_argument("value", "The value to score; NULLs are skipped.")
+    .with_argument("bins", "Number of scores, a positive integer literal (5 for quintiles).")
+    .with_argument(
+        "descending",
+        "Boolean literal, default false. When true the largest value gets score 1.",
+    )
+    .with_sql_example(
+        "```sql\n\
+         > SELECT x, quantile_score(x, 3) OVER () AS q, quantile_score(x, 3, descending => true) OVER () AS d\n\
+         > FROM (VALUES (1), (2), (2), (2), (3), (4), (NULL)) t(x) ORDER BY x;\n\
+         +------+------+------+\n\
+         | x    | q    | d    |\n\
+         +------+------+------+\n\
+         | 1    | 1    | 3    |\n\
+         | 2    | 1    | 2    |\n\
+         | 2    | 1    | 2    |\n\
+         | 2    | 1    | 2    |\n\
+         | 3    | 3    | 1    |\n\
+         | 4    | 3    | 1    |\n\
+         | NULL | NULL | NULL |\n\
+         +------+------+------+\n\
+         ```",
+    )
+    .with_related_udf("rfm_segment")
+    .with_related_udf("rfm")
+    .build()
+});
+
+fn literal<'a>(
+    args: &'a PartitionEvaluatorArgs,
+    index: usize,
+    what: &str,
+) -> Result<Option<&'a ScalarValue>> {
+    match args.input_exprs().get(index) {
+        None => Ok(None),
+        Some(e) => match e.downcast_ref::<Literal>() {
+            Some(l) => Ok(Some(l.value())),
+            None => {
+                plan_err!("{NAME}: argument '{what}' must be a literal, got the expression {e}")
+            }
+        },
+    }
+}
+
+impl WindowUDFImpl for QuantileScore {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn field(&self, field_args: WindowUDFFieldArgs) -> Result<FieldRef> {
+        let types: Vec<DataType> = field_args
+            .input_fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        check_arg_types(NAME, &PARAMS, &types)?;
+        Ok(Arc::new(Field::new(
+            field_args.name(),
+            DataType::Int64,
+            true,
+        )))
+    }
+
+    fn partition_evaluator(
+        &self,
+        args: PartitionEvaluatorArgs,
+    ) -> Result<Box<dyn PartitionEvaluator>> {
+        // DataFusion creates one evaluator while planning, so these are planning errors
+        let bins = match literal(&args, 1, "bins")? {
+            Some(v) if !v.is_null() => match v.cast_to(&DataType::Int64)? {
+                ScalarValue::Int64(Some(b)) if b >= 1 => b as u64,
+                other => {
+                    return plan_err!(
+                        "{NAME}: argument 'bins' must be a positive integer, got {other}"
+                    );
+                }
+            },
+            _ => return plan_err!("{NAME}: argument 'bins' must be a positive integer, got NULL"),
+        };
+        let descending = match literal(&args, 2, "descending")? {
+            None => false,
+            Some(ScalarValue::Boolean(Some(b))) => *b,
+            Some(other) => {
+                return plan_err!(
+                    "{NAME}: argument 'descending' must be true or false, got {other}"
+                );
+            }
+        };
+        Ok(Box::new(QuantileEvaluator { bins, descending }))
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(&DOC)
+    }
+}
+
+#[derive(Debug)]
+struct QuantileEvaluator {
+    bins: u64,
+    descending: bool,
+}
+
+impl PartitionEvaluator for QuantileEvaluator {
+    fn evaluate_all(&mut self, values: &[ArrayRef], num_rows: usize) -> Result<ArrayRef> {
+        let values = values
+            .first()
+            .ok_or_else(|| exec_datafusion_err!("{NAME}: missing the value argument"))?;
+        let options = SortOptions {
+            descending: self.descending,
+            nulls_first: false,
+        };
+        let indices = sort_to_indices(values, Some(options), None)?;
+        let non_null = num_rows - values.null_count();
+        let sorted: Vec<usize> = indices.values()[..non_null]
+            .iter()
+            .map(|&i| i as usize)
+            .collect();
+        let cmp = make_comparator(values.as_ref(), values.as_ref(), options)?;
+        let scores = quantile_scores(&sorted, |a, b| cmp(a, b).is_eq(), num_rows, self.bins);
+        Ok(Arc::new(Int64Array::from(scores)))
+    }
+}
+
+/// The `quantile_score` window function (a shared singleton).
+pub fn quantile_score() -> Arc<WindowUDF> {
+    static UDWF: LazyLock<Arc<WindowUDF>> =
+        LazyLock::new(|| Arc::new(WindowUDF::new_from_impl(QuantileScore::new())));
+    Arc::clone(&UDWF)
+}
