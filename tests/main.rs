@@ -5,5 +5,6 @@ mod cli;
 mod common;
 mod generator;
 mod lake;
+mod rfm;
 mod slt;
 mod sql_files;

@@ -7,18 +7,17 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{Result, ScalarValue, TableReference, plan_err};
 use datafusion::datasource::{ViewTable, provider_as_source};
 use datafusion::execution::session_state::SessionState;
-use datafusion::functions::datetime::expr_fn::date_part;
 use datafusion::functions::string::expr_fn::concat_ws;
 use datafusion::functions_aggregate::expr_fn::{count, max, sum};
 use datafusion::functions_aggregate::min_max::max_udaf;
 use datafusion::logical_expr::expr::WindowFunction;
 use datafusion::logical_expr::{Documentation, Expr, LogicalPlanBuilder, cast, ident, lit};
-use datafusion::prelude::{coalesce, floor};
+use datafusion::prelude::coalesce;
 use futures::FutureExt;
 
 use super::{quantile_score, rfm_segment};
@@ -36,7 +35,9 @@ pub static DOC: LazyLock<Documentation> = LazyLock::new(|| {
         "One row per customer of `table` with `customer`, `recency_days`, `frequency`, `monetary`, \
          `r_score`, `f_score`, `m_score`, `rfm_cell` and `segment`.\n\n\
          - `recency_days`: whole days (24-hour periods, rounded down) from the customer's last order to `as_of`.\n\
-         - `frequency`: number of orders (rows); `monetary`: sum of `amount` as a double.\n\
+         - `frequency`: number of orders (rows); `monetary`: sum of `amount`, added exactly in \
+           DECIMAL(38, 10) (so it does not depend on partitioning or batch size) and returned as a \
+           double; NaN or infinite amounts are an error.\n\
          - scores: `quantile_score(…, bins)` over all customers — recency descending (recent = high), \
            frequency and monetary ascending; equal values always get equal scores.\n\
          - `rfm_cell`: the three scores concatenated (`'545'`; joined with `-` when bins > 9).\n\
@@ -194,19 +195,34 @@ impl TableFunctionImpl for RfmTableFunction {
             vec![
                 max(ident(&ts)).alias("last_ts"),
                 count(lit(1)).alias("frequency"),
-                coalesce(vec![sum(cast(ident(&amount), DataType::Float64)), lit(0.0)])
-                    .alias("monetary"),
+                // summed exactly in DECIMAL(38, 10): a float sum would depend on the
+                // order rows arrive in, i.e. on partitioning and batch size
+                coalesce(vec![
+                    cast(
+                        sum(cast(ident(&amount), DataType::Decimal128(38, 10))),
+                        DataType::Float64,
+                    ),
+                    lit(0.0),
+                ])
+                .alias("monetary"),
             ],
         )?;
-        // recency in whole days; the default as_of is the latest order of any
-        // customer, computed over the per-customer rows (no second scan)
-        let epoch = |e: Expr| date_part(lit("epoch"), e);
-        let recency = |as_of: Expr| {
+        // recency in whole days, in exact integer microseconds; the default as_of is
+        // the latest order of any customer, computed over the per-customer rows (no
+        // second scan)
+        let tz = match &ts_type {
+            DataType::Timestamp(_, tz) => tz.clone(),
+            _ => None,
+        };
+        let micros = move |e: Expr| {
             cast(
-                floor((epoch(as_of) - epoch(ident("last_ts"))) / lit(86_400.0)),
+                cast(e, DataType::Timestamp(TimeUnit::Microsecond, tz.clone())),
                 DataType::Int64,
             )
-            .alias("recency_days")
+        };
+        let recency = |as_of: Expr| {
+            ((micros(as_of) - micros(ident("last_ts"))) / lit(86_400_000_000_i64))
+                .alias("recency_days")
         };
         let base = || vec![ident("customer"), ident("frequency"), ident("monetary")];
         let with_recency = match as_of {
