@@ -78,3 +78,49 @@ async fn show_functions_lists_ours_with_descriptions() {
     // parameter names come from the signature
     assert!(text.contains("r_score"), "{text}");
 }
+
+#[tokio::test]
+async fn register_all_works_on_any_function_registry() {
+    use datafusion::execution::FunctionRegistry;
+    use datafusion::execution::session_state::SessionStateBuilder;
+    let mut state = SessionStateBuilder::new().with_default_features().build();
+    datafusion_marketing::register_all(&mut state).unwrap();
+    for f in datafusion_marketing::all_scalar_functions() {
+        assert!(state.udf(f.name()).is_ok(), "{}", f.name());
+    }
+    for f in datafusion_marketing::all_window_functions() {
+        assert!(state.udwf(f.name()).is_ok(), "{}", f.name());
+    }
+    let ctx = datafusion::prelude::SessionContext::new_with_state(state);
+    let out = pretty(&query(&ctx, "SELECT rfm_segment(5, 5, 5) AS s").await);
+    assert!(out.contains("Champions"));
+}
+
+#[tokio::test]
+async fn expr_fn_builds_the_same_expressions_as_sql() {
+    use datafusion::prelude::{col, lit};
+    use datafusion_marketing::expr_fn::{quantile_score, rfm_segment};
+    let ctx = datafusion_marketing::session_context().unwrap();
+    let df = ctx
+        .sql("SELECT * FROM (VALUES (1, 5, 4, 5), (2, 1, 1, 2), (3, 3, 3, 3)) t(id, r, f, m)")
+        .await
+        .unwrap()
+        .select(vec![
+            col("id"),
+            rfm_segment(col("r"), col("f"), col("m")).alias("segment"),
+            quantile_score(col("id"), lit(3)).alias("q"),
+        ])
+        .unwrap()
+        .sort(vec![col("id").sort(true, false)])
+        .unwrap();
+    let out = pretty(&df.collect().await.unwrap());
+    let expected = "\
++----+---------------------+---+
+| id | segment             | q |
++----+---------------------+---+
+| 1  | Champions           | 1 |
+| 2  | Hibernating         | 2 |
+| 3  | Potential Loyalists | 3 |
++----+---------------------+---+";
+    assert_eq!(out, expected);
+}

@@ -92,11 +92,7 @@ pub async fn discover(ctx: &SessionContext, location: &str) -> Result<Vec<LakeTa
     let store = ctx
         .runtime_env()
         .object_store(listing_url.object_store())
-        .map_err(|e| {
-            lake_err(format!(
-                "no object store for lake '{location}': {e} (for s3:// lakes see docs/lakes.md)"
-            ))
-        })?;
+        .map_err(|e| lake_err(format!("no object store for lake '{location}': {e}")))?;
     let prefix = ObjectPath::from_url_path(url.path())
         .map_err(|e| lake_err(format!("invalid lake path '{location}': {e}")))?;
     let objects: Vec<_> = store
