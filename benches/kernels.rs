@@ -79,5 +79,37 @@ fn rfm_segment(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, generator, rfm_segment);
+fn quantile_score(c: &mut Criterion) {
+    const ROWS: usize = 1 << 20;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let ctx = SessionContext::new();
+    datafusion_marketing::register_on_context(&ctx).unwrap();
+    let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+    // many ties, as with order counts: values in 1..=50, pseudo-random order
+    let values =
+        Int64Array::from_iter_values((0..ROWS as i64).map(|i| 1 + (i * 2_654_435_761) % 50));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap();
+    let table = MemTable::try_new(schema, vec![vec![batch]]).unwrap();
+    ctx.register_table("t", Arc::new(table)).unwrap();
+    let mut g = c.benchmark_group("quantile_score");
+    g.throughput(Throughput::Elements(ROWS as u64));
+    g.sample_size(20);
+    g.bench_function("1M_rows_over_all", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                ctx.sql("SELECT count(*) FROM (SELECT quantile_score(v, 5) OVER () AS s FROM t) WHERE s = 5")
+                    .await
+                    .unwrap()
+                    .collect()
+                    .await
+                    .unwrap()
+            })
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, generator, rfm_segment, quantile_score);
 criterion_main!(benches);

@@ -101,7 +101,7 @@ async fn segments_are_the_named_cells_and_cover_every_buyer() {
     .await;
     let mut rows = 0;
     for b in &batches {
-        let cell = b.column(0).as_string_view_opt().map(|a| a.clone());
+        let cell = b.column(0).as_string_view_opt().cloned();
         for i in 0..b.num_rows() {
             let s = [2, 3, 4].map(|k| b.column(k).as_primitive::<Int64Type>().value(i));
             assert!(s.iter().all(|x| (1..=5).contains(x)));
