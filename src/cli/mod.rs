@@ -266,6 +266,7 @@ pub async fn main() -> std::process::ExitCode {
                 seed,
                 threads,
                 progress: true,
+                ..Default::default()
             };
             let (r, elapsed) = timed(|| generate(&out, &opts));
             r.map(|s| {

@@ -40,6 +40,9 @@ pub struct GenerateOptions {
     pub threads: usize,
     /// Draw a progress bar on stderr (only when it is a terminal).
     pub progress: bool,
+    /// Customers per output file; [`CHUNK_CUSTOMERS`] unless a test needs many
+    /// small files. Changes the file layout, never the rows.
+    pub chunk_customers: u64,
 }
 
 impl Default for GenerateOptions {
@@ -49,6 +52,7 @@ impl Default for GenerateOptions {
             seed: 42,
             threads: 0,
             progress: false,
+            chunk_customers: CHUNK_CUSTOMERS,
         }
     }
 }
@@ -126,7 +130,8 @@ pub fn generate(out: &Path, options: &GenerateOptions) -> Result<GenerateSummary
         ..Default::default()
     };
 
-    let chunks = options.customers.div_ceil(CHUNK_CUSTOMERS) as usize;
+    let chunk_size = options.chunk_customers.max(1);
+    let chunks = options.customers.div_ceil(chunk_size) as usize;
     let threads = match options.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -152,16 +157,16 @@ pub fn generate(out: &Path, options: &GenerateOptions) -> Result<GenerateSummary
                         if chunk >= chunks {
                             return Ok(totals);
                         }
-                        let first = chunk as u64 * CHUNK_CUSTOMERS + 1;
-                        let last = (first + CHUNK_CUSTOMERS - 1).min(customers);
+                        let first = chunk as u64 * chunk_size + 1;
+                        let last = (first + chunk_size - 1).min(customers);
                         let mut w = ChunkWriter::new(&out, chunk);
                         for id in first..=last {
                             sim::simulate_customer(&world, id as i64, &mut w);
-                            if id % 1000 == 0 {
+                            if (id - first + 1) % 1000 == 0 {
                                 done.fetch_add(1000, Ordering::Relaxed);
                             }
                         }
-                        done.fetch_add(last % 1000, Ordering::Relaxed);
+                        done.fetch_add((last - first + 1) % 1000, Ordering::Relaxed);
                         let rows = w.finish()?;
                         for (t, r) in totals.iter_mut().zip(rows) {
                             *t += r;
