@@ -42,13 +42,24 @@ fn generator(c: &mut Criterion) {
     g.finish();
 }
 
-fn rfm_segment(c: &mut Criterion) {
-    const ROWS: usize = 1 << 20;
+/// A context with our functions and one in-memory table, plus a runtime to query it.
+fn context_with(name: &str, batch: RecordBatch) -> (tokio::runtime::Runtime, SessionContext) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     let ctx = SessionContext::new();
     datafusion_marketing::register_on_context(&ctx).unwrap();
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
+    ctx.register_table(name, Arc::new(table)).unwrap();
+    (rt, ctx)
+}
+
+fn run(rt: &tokio::runtime::Runtime, ctx: &SessionContext, sql: &str) -> Vec<RecordBatch> {
+    rt.block_on(async { ctx.sql(sql).await.unwrap().collect().await.unwrap() })
+}
+
+fn rfm_segment(c: &mut Criterion) {
+    const ROWS: usize = 1 << 20;
     let schema = Arc::new(Schema::new(vec![
         Field::new("r", DataType::Int64, false),
         Field::new("f", DataType::Int64, false),
@@ -59,21 +70,17 @@ fn rfm_segment(c: &mut Criterion) {
             (0..ROWS as i64).map(|i| 1 + (i * k) % 5),
         )) as _
     };
-    let batch = RecordBatch::try_new(schema.clone(), vec![col(7), col(11), col(13)]).unwrap();
-    let table = MemTable::try_new(schema, vec![vec![batch]]).unwrap();
-    ctx.register_table("scores", Arc::new(table)).unwrap();
+    let batch = RecordBatch::try_new(schema, vec![col(7), col(11), col(13)]).unwrap();
+    let (rt, ctx) = context_with("scores", batch);
     let mut g = c.benchmark_group("rfm_segment");
     g.throughput(Throughput::Elements(ROWS as u64));
     g.bench_function("1M_rows", |b| {
         b.iter(|| {
-            rt.block_on(async {
-                ctx.sql("SELECT count(DISTINCT rfm_segment(r, f, m)) FROM scores")
-                    .await
-                    .unwrap()
-                    .collect()
-                    .await
-                    .unwrap()
-            })
+            run(
+                &rt,
+                &ctx,
+                "SELECT count(DISTINCT rfm_segment(r, f, m)) FROM scores",
+            )
         });
     });
     g.finish();
@@ -81,31 +88,22 @@ fn rfm_segment(c: &mut Criterion) {
 
 fn quantile_score(c: &mut Criterion) {
     const ROWS: usize = 1 << 20;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let ctx = SessionContext::new();
-    datafusion_marketing::register_on_context(&ctx).unwrap();
     let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
     // many ties, as with order counts: values in 1..=50, pseudo-random order
     let values =
         Int64Array::from_iter_values((0..ROWS as i64).map(|i| 1 + (i * 2_654_435_761) % 50));
-    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap();
-    let table = MemTable::try_new(schema, vec![vec![batch]]).unwrap();
-    ctx.register_table("t", Arc::new(table)).unwrap();
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(values)]).unwrap();
+    let (rt, ctx) = context_with("t", batch);
     let mut g = c.benchmark_group("quantile_score");
     g.throughput(Throughput::Elements(ROWS as u64));
     g.sample_size(20);
     g.bench_function("1M_rows_over_all", |b| {
         b.iter(|| {
-            rt.block_on(async {
-                ctx.sql("SELECT count(*) FROM (SELECT quantile_score(v, 5) OVER () AS s FROM t) WHERE s = 5")
-                    .await
-                    .unwrap()
-                    .collect()
-                    .await
-                    .unwrap()
-            })
+            run(
+                &rt,
+                &ctx,
+                "SELECT count(*) FROM (SELECT quantile_score(v, 5) OVER () AS s FROM t) WHERE s = 5",
+            )
         });
     });
     g.finish();

@@ -162,7 +162,7 @@ pub fn generate(out: &Path, options: &GenerateOptions) -> Result<GenerateSummary
                         let mut w = ChunkWriter::new(&out, chunk);
                         for id in first..=last {
                             sim::simulate_customer(&world, id as i64, &mut w);
-                            if (id - first + 1) % 1000 == 0 {
+                            if (id - first + 1).is_multiple_of(1000) {
                                 done.fetch_add(1000, Ordering::Relaxed);
                             }
                         }
