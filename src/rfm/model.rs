@@ -222,6 +222,88 @@ pub fn quantile_scores(
     out
 }
 
+/// Order-preserving `u64` key of an `i64`.
+pub fn i64_key(v: i64) -> u64 {
+    (v as u64) ^ (1 << 63)
+}
+
+/// Order-preserving `u64` key of an `f64` in IEEE total order (`f64::total_cmp`):
+/// -NaN < -inf < … < -0.0 < 0.0 < … < inf < NaN.
+pub fn f64_key(v: f64) -> u64 {
+    let bits = v.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    }
+}
+
+/// Tie-aware quantile scores from order-preserving keys (`None` = NULL), the fast
+/// path for numbers, dates and timestamps. Same definition as [`quantile_scores`].
+///
+/// When the keys span a range no wider than the number of values (order counts,
+/// days since the last order) ranks come from a histogram in O(n + range);
+/// otherwise from an unstable sort of (key, row) pairs in O(n log n).
+pub fn quantile_scores_by_key(
+    keys: &[Option<u64>],
+    bins: u64,
+    descending: bool,
+) -> Vec<Option<i64>> {
+    let mut out = vec![None; keys.len()];
+    let n = keys.iter().filter(|k| k.is_some()).count();
+    if n == 0 {
+        return out;
+    }
+    let score = |rank0: usize| 1 + (u128::from(bins) * rank0 as u128 / n as u128) as i64;
+    let (lo, hi) = keys
+        .iter()
+        .flatten()
+        .fold((u64::MAX, 0), |(lo, hi), &k| (lo.min(k), hi.max(k)));
+    let range = (hi - lo) as usize;
+    if (hi - lo) < n as u64 {
+        // histogram: below[k] = number of values with a smaller key
+        let mut counts = vec![0u32; range + 1];
+        for k in keys.iter().flatten() {
+            counts[(k - lo) as usize] += 1;
+        }
+        let mut below = vec![0u32; range + 1];
+        let mut acc = 0u32;
+        for (b, c) in below.iter_mut().zip(&counts) {
+            *b = acc;
+            acc += c;
+        }
+        for (o, k) in out.iter_mut().zip(keys) {
+            if let Some(k) = k {
+                let i = (k - lo) as usize;
+                let rank0 = if descending {
+                    n - below[i] as usize - counts[i] as usize
+                } else {
+                    below[i] as usize
+                };
+                *o = Some(score(rank0));
+            }
+        }
+        return out;
+    }
+    let mut pairs: Vec<(u64, u32)> = keys
+        .iter()
+        .enumerate()
+        .filter_map(|(i, k)| k.map(|k| (k, i as u32)))
+        .collect();
+    pairs.sort_unstable_by_key(|p| p.0);
+    if descending {
+        pairs.reverse();
+    }
+    let mut rank0 = 0;
+    for (i, &(k, row)) in pairs.iter().enumerate() {
+        if i > 0 && pairs[i - 1].0 != k {
+            rank0 = i;
+        }
+        out[row as usize] = Some(score(rank0));
+    }
+    out
+}
+
 #[cfg(test)]
 mod quantile_tests {
     use super::quantile_scores;
@@ -275,6 +357,66 @@ mod quantile_tests {
     fn all_equal_values_score_one() {
         assert_eq!(scores(&[5.0; 4].map(Some), 5, false), [1; 4].map(Some));
         assert_eq!(scores(&[5.0; 4].map(Some), 5, true), [1; 4].map(Some));
+    }
+
+    #[test]
+    fn keyed_fast_paths_agree_with_the_reference() {
+        use super::{f64_key, quantile_scores_by_key};
+        // a small LCG so the test needs no dependency
+        let mut x: u64 = 12345;
+        let mut next = move || {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            x >> 33
+        };
+        for (len, modulo) in [
+            (0usize, 1u64),
+            (1, 1),
+            (50, 7),
+            (1000, 30),
+            (1000, 1_000_000),
+            (5000, 3),
+        ] {
+            for bins in [1u64, 3, 5, 10] {
+                for descending in [false, true] {
+                    let values: Vec<Option<f64>> = (0..len)
+                        .map(|_| {
+                            let v = next();
+                            if v % 11 == 0 {
+                                None
+                            } else {
+                                Some((v % modulo) as f64 - (modulo / 2) as f64)
+                            }
+                        })
+                        .collect();
+                    let keys: Vec<Option<u64>> = values.iter().map(|v| v.map(f64_key)).collect();
+                    assert_eq!(
+                        quantile_scores_by_key(&keys, bins, descending),
+                        scores(&values, bins, descending),
+                        "len {len} mod {modulo} bins {bins} desc {descending}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn keys_preserve_order() {
+        use super::{f64_key, i64_key};
+        let f = [
+            f64::NEG_INFINITY,
+            -1.5,
+            -0.0,
+            0.0,
+            1e-300,
+            2.0,
+            f64::INFINITY,
+            f64::NAN,
+        ];
+        assert!(f.windows(2).all(|w| f64_key(w[0]) < f64_key(w[1])));
+        let i = [i64::MIN, -5, 0, 7, i64::MAX];
+        assert!(i.windows(2).all(|w| i64_key(w[0]) < i64_key(w[1])));
     }
 
     #[test]

@@ -4,9 +4,9 @@
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::make_comparator;
-use datafusion::arrow::array::{Array, ArrayRef, Int64Array};
-use datafusion::arrow::compute::{SortOptions, sort_to_indices};
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array};
+use datafusion::arrow::compute::{SortOptions, cast, sort_to_indices};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type, UInt64Type};
 use datafusion::common::{Result, ScalarValue, exec_datafusion_err, plan_err};
 use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
 use datafusion::logical_expr::{
@@ -14,7 +14,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_expr::expressions::Literal;
 
-use super::model::quantile_scores;
+use super::model::{f64_key, i64_key, quantile_scores, quantile_scores_by_key};
 use crate::args::{Kind, Param, check_arg_types, doc_section, param, signature};
 
 const NAME: &str = "quantile_score";
@@ -174,6 +174,11 @@ impl PartitionEvaluator for QuantileEvaluator {
         let values = values
             .first()
             .ok_or_else(|| exec_datafusion_err!("{NAME}: missing the value argument"))?;
+        if let Some(keys) = order_keys(values)? {
+            let scores = quantile_scores_by_key(&keys, self.bins, self.descending);
+            return Ok(Arc::new(Int64Array::from(scores)));
+        }
+        // any other orderable type: arrow's sort and comparator
         let options = SortOptions {
             descending: self.descending,
             nulls_first: false,
@@ -188,6 +193,42 @@ impl PartitionEvaluator for QuantileEvaluator {
         let scores = quantile_scores(&sorted, |a, b| cmp(a, b).is_eq(), num_rows, self.bins);
         Ok(Arc::new(Int64Array::from(scores)))
     }
+}
+
+/// Order-preserving u64 keys for integers, floats, dates, times, timestamps and
+/// durations (the fast path); `None` for other types.
+fn order_keys(values: &ArrayRef) -> Result<Option<Vec<Option<u64>>>> {
+    let t = values.data_type();
+    if t.is_floating() {
+        let v = cast(values, &DataType::Float64)?;
+        let v = v.as_primitive::<Float64Type>();
+        return Ok(Some(v.iter().map(|x| x.map(f64_key)).collect()));
+    }
+    let integer_like = t.is_integer() && !matches!(t, DataType::UInt64)
+        || matches!(
+            t,
+            DataType::Date32
+                | DataType::Date64
+                | DataType::Timestamp(_, _)
+                | DataType::Time32(_)
+                | DataType::Time64(_)
+                | DataType::Duration(_)
+        );
+    if t == &DataType::UInt64 {
+        let v = values.as_primitive::<UInt64Type>();
+        return Ok(Some(v.iter().collect()));
+    }
+    if integer_like {
+        let v = match t {
+            DataType::Date32 | DataType::Time32(_) => {
+                cast(&cast(values, &DataType::Int32)?, &DataType::Int64)?
+            }
+            _ => cast(values, &DataType::Int64)?,
+        };
+        let v = v.as_primitive::<Int64Type>();
+        return Ok(Some(v.iter().map(|x| x.map(i64_key)).collect()));
+    }
+    Ok(None)
 }
 
 /// The `quantile_score` window function (a shared singleton).
