@@ -29,6 +29,12 @@ pub enum Kind {
     String,
     /// A boolean.
     Boolean,
+    /// A list of strings (List, LargeList or FixedSizeList of Utf8, LargeUtf8 or Utf8View).
+    StringList,
+    /// A list of timestamps.
+    TimestampList,
+    /// A timestamp (any unit or time zone).
+    Timestamp,
     /// Any type with a total order: numbers, decimals, strings, binary, booleans,
     /// dates, times, timestamps, durations, intervals. Not coerced.
     Orderable,
@@ -49,7 +55,10 @@ impl Kind {
             ),
             Self::String => Coercion::new_exact(TypeSignatureClass::Native(logical_string())),
             Self::Boolean => Coercion::new_exact(TypeSignatureClass::Native(logical_boolean())),
-            Self::Orderable => Coercion::new_exact(TypeSignatureClass::Any),
+            Self::Orderable | Self::StringList | Self::TimestampList => {
+                Coercion::new_exact(TypeSignatureClass::Any)
+            }
+            Self::Timestamp => Coercion::new_exact(TypeSignatureClass::Timestamp),
         }
     }
 
@@ -64,6 +73,18 @@ impl Kind {
                 ) || matches!(t, DataType::Dictionary(_, v) if matches!(v.as_ref(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View))
             }
             Self::Boolean => matches!(t, DataType::Boolean | DataType::Null),
+            Self::StringList => match list_item(t) {
+                Some(item) => matches!(
+                    item,
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
+                ),
+                None => t.is_null(),
+            },
+            Self::TimestampList => match list_item(t) {
+                Some(item) => matches!(item, DataType::Timestamp(_, _) | DataType::Null),
+                None => t.is_null(),
+            },
+            Self::Timestamp => matches!(t, DataType::Timestamp(_, _) | DataType::Null),
             Self::Orderable => {
                 t.is_primitive()
                     || matches!(
@@ -89,7 +110,22 @@ impl Kind {
             Self::String => "a string",
             Self::Boolean => "a boolean",
             Self::Orderable => "an orderable value (number, string, date or timestamp)",
+            Self::StringList => "a list of strings",
+            Self::TimestampList => "a list of timestamps",
+            Self::Timestamp => "a timestamp",
         }
+    }
+}
+
+/// The item type of a list type.
+pub fn list_item(t: &DataType) -> Option<&DataType> {
+    match t {
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::ListView(f)
+        | DataType::LargeListView(f) => Some(f.data_type()),
+        _ => None,
     }
 }
 

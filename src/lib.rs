@@ -36,6 +36,7 @@ pub mod generate;
 pub mod lake;
 
 mod args;
+mod attribution;
 mod rfm;
 
 use std::sync::Arc;
@@ -49,22 +50,24 @@ use datafusion::prelude::SessionContext;
 
 /// Singleton constructors for every function, as in DataFusion's own function crates.
 pub mod functions {
+    pub use crate::attribution::{attribution_weights, markov_attribution, time_decay_weights};
     pub use crate::rfm::{quantile_score, rfm_segment};
 }
 
 /// Expression builders for the DataFrame API.
 pub mod expr_fn {
+    pub use crate::attribution::expr_fn::*;
     pub use crate::rfm::expr_fn::*;
 }
 
 /// Every scalar function of the crate.
 pub fn all_scalar_functions() -> Vec<Arc<ScalarUDF>> {
-    rfm::scalar_functions()
+    [rfm::scalar_functions(), attribution::scalar_functions()].concat()
 }
 
 /// Every aggregate function of the crate.
 pub fn all_aggregate_functions() -> Vec<Arc<AggregateUDF>> {
-    Vec::new()
+    attribution::aggregate_functions()
 }
 
 /// Every window function of the crate.

@@ -39,9 +39,14 @@ fn every_slt_file_has_a_test() {
     files.sort();
     assert_eq!(
         files,
-        ["lake.slt", "rfm.slt"],
+        ["attribution.slt", "lake.slt", "rfm.slt"],
         "add a #[tokio::test] below for each new .slt file"
     );
+}
+
+#[tokio::test]
+async fn attribution_slt() {
+    run_file("attribution.slt").await;
 }
 
 #[tokio::test]

@@ -1,0 +1,402 @@
+//! `markov_attribution(path, conversions, value [, non_conversions [, order [, collapse_repeats]]])`:
+//! exact Markov-chain removal effects as an aggregate whose state (transition counts) merges.
+
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, ListArray, StringArray, StructArray,
+};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type};
+use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
+};
+use datafusion::physical_expr::expressions::Literal;
+
+use super::model::MarkovCounts;
+use crate::args::{Kind, Param, check_arg_types, doc_section, param, signature};
+
+const NAME: &str = "markov_attribution";
+/// Highest supported order.
+pub const MAX_ORDER: i64 = 8;
+
+const PARAMS: [Param; 6] = [
+    param("path", Kind::StringList),
+    param("conversions", Kind::Number),
+    param("value", Kind::Number),
+    param("non_conversions", Kind::Number),
+    param("order", Kind::Integer),
+    param("collapse_repeats", Kind::Boolean),
+];
+
+/// The `markov_attribution` aggregate function.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MarkovAttribution {
+    signature: Signature,
+}
+
+impl Default for MarkovAttribution {
+    fn default() -> Self {
+        Self {
+            signature: signature(&PARAMS, 3, Volatility::Immutable),
+        }
+    }
+}
+
+pub fn result_item_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("channel", DataType::Utf8, true),
+        Field::new("removal_effect", DataType::Float64, false),
+        Field::new("conversions", DataType::Float64, false),
+        Field::new("value", DataType::Float64, false),
+    ])
+}
+
+pub fn result_type() -> DataType {
+    DataType::List(Arc::new(Field::new(
+        "item",
+        DataType::Struct(result_item_fields()),
+        true,
+    )))
+}
+
+static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        doc_section("Attribution"),
+        "Data-driven attribution by Markov-chain removal effects, computed exactly. One row per \
+         journey (`conversions` > 0 means it converted; without `non_conversions` a row with 0 \
+         conversions is one non-converting journey) or one row per distinct path with counts \
+         (ChannelAttribution's input format: `conversions`, `non_conversions`, total `value`). A \
+         NULL `non_conversions` also means one journey, so `non_conversions => NULL, order => 2` \
+         sets the order for one-row-per-journey input (DataFusion needs every parameter before a \
+         named one).\n\n\
+         The chain's states are the last `order` channels (default 1, up to 8), plus start, \
+         conversion and null. Removal effect of channel c = 1 − P(conversion | every state \
+         containing c redirects to null) / P(conversion). Absorption probabilities are solved \
+         exactly (Gauss-Seidel on the absorbing chain to 1e-14, in a canonical state order so results are bit-identical whatever the partitioning; never by simulation, so the same \
+         input always gives the same numbers); a solve that does not converge is an error. \
+         Attributed conversions and value are the removal-effect shares of the total conversions \
+         and total value (value is shared like conversions). Consecutive repeats of a channel are \
+         kept as self-loops unless `collapse_repeats => true`.\n\n\
+         Returns a list of structs {channel, removal_effect, conversions, value}, one per channel \
+         seen, sorted by channel; `unnest` it to get rows. NULL paths are skipped; NULL channels \
+         are a channel named NULL; NULL counts and values count as 0; negative counts are an \
+         error. With no conversions at all every removal effect and credit is 0 (never NaN). The \
+         state is the transition counts, so it merges across partitions and works with GROUP BY.",
+        "markov_attribution(path, conversions, value [, non_conversions [, order [, collapse_repeats]]])",
+    )
+    .with_argument("path", "The journey's channels in time order, a list of strings.")
+    .with_argument("conversions", "Conversions of the journey (or of all journeys with this path).")
+    .with_argument("value", "Conversion value of the journey (or total value of the path).")
+    .with_argument("non_conversions", "Journeys with this path that did not convert (path-count input).")
+    .with_argument("order", "Markov order k, an integer literal in 1..8; default 1.")
+    .with_argument("collapse_repeats", "Boolean literal: merge consecutive repeats of a channel; default false.")
+    .with_sql_example(
+        "```sql\n\
+         > SELECT c.channel AS channel, round(c.removal_effect, 4) AS re, round(c.conversions, 4) AS conv\n\
+         > FROM (SELECT unnest(markov_attribution(path, conv, val)) AS c\n\
+         >       FROM (VALUES (['A', 'B'], 1, 10.0), (['B'], 0, 0.0)) t(path, conv, val))\n\
+         > ORDER BY channel;\n\
+         +---------+-----+--------+\n\
+         | channel | re  | conv   |\n\
+         +---------+-----+--------+\n\
+         | A       | 0.5 | 0.3333 |\n\
+         | B       | 1.0 | 0.6667 |\n\
+         +---------+-----+--------+\n\
+         ```",
+    )
+    .with_related_udf("attribution_weights")
+    .build()
+});
+
+fn literal_arg(args: &AccumulatorArgs, i: usize) -> Result<Option<ScalarValue>> {
+    match args.exprs.get(i) {
+        None => Ok(None),
+        Some(e) => match e.downcast_ref::<Literal>() {
+            Some(l) => Ok(Some(l.value().clone())),
+            None => plan_err!("{NAME}: argument '{}' must be a literal", PARAMS[i].name),
+        },
+    }
+}
+
+impl AggregateUDFImpl for MarkovAttribution {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        check_arg_types(NAME, &PARAMS, arg_types)?;
+        Ok(result_type())
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        let list = |name: &str, t: DataType| {
+            Arc::new(Field::new(
+                format!("{}[{name}]", args.name),
+                DataType::List(Arc::new(Field::new("item", t, true))),
+                true,
+            ))
+        };
+        let num = |name: &str| {
+            Arc::new(Field::new(
+                format!("{}[{name}]", args.name),
+                DataType::Float64,
+                true,
+            ))
+        };
+        Ok(vec![
+            list("from", DataType::Utf8),
+            list("to", DataType::Utf8),
+            list("weight", DataType::Float64),
+            num("conversions"),
+            num("value"),
+            num("journeys"),
+        ])
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let order = match literal_arg(&args, 4)? {
+            None => 1,
+            Some(v) if v.is_null() => 1,
+            Some(v) => match v.cast_to(&DataType::Int64)? {
+                ScalarValue::Int64(Some(k)) if (1..=MAX_ORDER).contains(&k) => k as usize,
+                other => {
+                    return plan_err!(
+                        "{NAME}: argument 'order' must be an integer in 1..{MAX_ORDER}, got {other}"
+                    );
+                }
+            },
+        };
+        let collapse = match literal_arg(&args, 5)? {
+            None => false,
+            Some(ScalarValue::Boolean(Some(b))) => b,
+            Some(ScalarValue::Boolean(None)) => false,
+            Some(other) => {
+                return plan_err!(
+                    "{NAME}: argument 'collapse_repeats' must be true or false, got {other}"
+                );
+            }
+        };
+        Ok(Box::new(MarkovAccumulator {
+            counts: MarkovCounts::new(order),
+            collapse,
+            has_non_conversions: args.exprs.len() >= 4,
+        }))
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(&DOC)
+    }
+}
+
+#[derive(Debug)]
+struct MarkovAccumulator {
+    counts: MarkovCounts,
+    collapse: bool,
+    has_non_conversions: bool,
+}
+
+fn f64_column(a: &ArrayRef) -> Result<Float64Array> {
+    Ok(cast(a, &DataType::Float64)?
+        .as_primitive::<Float64Type>()
+        .clone())
+}
+
+fn count(v: &Float64Array, i: usize, what: &str) -> Result<f64> {
+    if v.is_null(i) {
+        return Ok(0.0);
+    }
+    let x = v.value(i);
+    if !x.is_finite() || x < 0.0 {
+        return exec_err!("{NAME}: {what} must be a finite number >= 0, got {x}");
+    }
+    Ok(x)
+}
+
+impl Accumulator for MarkovAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let paths = cast(
+            &values[0],
+            &DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+        )?;
+        let paths = paths.as_list::<i32>();
+        let channels = paths.values().as_string::<i32>();
+        let conversions = f64_column(&values[1])?;
+        let value = f64_column(&values[2])?;
+        let non_conversions = if self.has_non_conversions {
+            Some(f64_column(&values[3])?)
+        } else {
+            None
+        };
+        let mut path: Vec<&str> = Vec::new();
+        for i in 0..paths.len() {
+            if paths.is_null(i) {
+                continue;
+            }
+            let c = count(&conversions, i, "conversions")?;
+            // without non_conversions (absent or NULL) the row is one journey
+            let n = match &non_conversions {
+                Some(nc) if nc.is_valid(i) => count(nc, i, "non_conversions")?,
+                _ => {
+                    if c > 0.0 {
+                        0.0
+                    } else {
+                        1.0
+                    }
+                }
+            };
+            let v = if value.is_null(i) {
+                0.0
+            } else {
+                value.value(i)
+            };
+            if !v.is_finite() {
+                return exec_err!("{NAME}: value must be finite, got {v}");
+            }
+            let (lo, hi) = (
+                paths.value_offsets()[i] as usize,
+                paths.value_offsets()[i + 1] as usize,
+            );
+            path.clear();
+            for j in lo..hi {
+                let name = if channels.is_null(j) {
+                    "NULL"
+                } else {
+                    channels.value(j)
+                };
+                if name.contains('\u{1f}') || name.starts_with('\u{0}') {
+                    return exec_err!(
+                        "{NAME}: channel names must not contain U+001F or start with NUL: {name:?}"
+                    );
+                }
+                path.push(name);
+            }
+            self.counts.add_path(&path, c, n, v, self.collapse);
+        }
+        Ok(())
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let from = states[0].as_list::<i32>();
+        let to = states[1].as_list::<i32>();
+        let weight = states[2].as_list::<i32>();
+        let totals = [3, 4, 5].map(|k| states[k].as_primitive::<Float64Type>().clone());
+        for i in 0..from.len() {
+            if from.is_null(i) {
+                continue;
+            }
+            let f = from.value(i);
+            let f = f.as_string::<i32>();
+            let t = to.value(i);
+            let t = t.as_string::<i32>();
+            let w = weight.value(i);
+            let w = w.as_primitive::<Float64Type>();
+            for j in 0..f.len() {
+                self.counts.add_encoded(f.value(j), t.value(j), w.value(j));
+            }
+            self.counts.total_conversions += totals[0].value(i);
+            self.counts.total_value += totals[1].value(i);
+            self.counts.journeys += totals[2].value(i);
+        }
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        let mut entries: Vec<(String, String, f64)> = self
+            .counts
+            .transitions
+            .iter()
+            .map(|(&(f, t), &w)| (self.counts.encode_state(f), self.counts.encode_state(t), w))
+            .collect();
+        entries.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        let list = |a: ArrayRef| {
+            ScalarValue::List(Arc::new(ListArray::new(
+                Arc::new(Field::new("item", a.data_type().clone(), true)),
+                OffsetBuffer::from_lengths([a.len()]),
+                a,
+                None,
+            )))
+        };
+        Ok(vec![
+            list(Arc::new(StringArray::from_iter_values(
+                entries.iter().map(|e| e.0.as_str()),
+            ))),
+            list(Arc::new(StringArray::from_iter_values(
+                entries.iter().map(|e| e.1.as_str()),
+            ))),
+            list(Arc::new(Float64Array::from_iter_values(
+                entries.iter().map(|e| e.2),
+            ))),
+            ScalarValue::Float64(Some(self.counts.total_conversions)),
+            ScalarValue::Float64(Some(self.counts.total_value)),
+            ScalarValue::Float64(Some(self.counts.journeys)),
+        ])
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        let (effects, converged) = self.counts.removal_effects();
+        if !converged {
+            return exec_err!(
+                "{NAME}: the absorbing-chain solve did not converge to 1e-14 (100000 sweeps)"
+            );
+        }
+        let total: f64 = effects.iter().sum();
+        let mut rows: Vec<(String, f64, f64, f64)> = self
+            .counts
+            .channels
+            .iter()
+            .zip(&effects)
+            .map(|(c, &re)| {
+                let share = if total > 0.0 { re / total } else { 0.0 };
+                (
+                    c.clone(),
+                    re,
+                    share * self.counts.total_conversions,
+                    share * self.counts.total_value,
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        let items = StructArray::new(
+            result_item_fields(),
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.0.as_str()),
+                )),
+                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3))),
+            ],
+            None,
+        );
+        let list = ListArray::new(
+            Arc::new(Field::new(
+                "item",
+                DataType::Struct(result_item_fields()),
+                true,
+            )),
+            OffsetBuffer::from_lengths([items.len()]),
+            Arc::new(items),
+            None,
+        );
+        Ok(ScalarValue::List(Arc::new(list)))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.counts.size()
+    }
+}
+
+/// The `markov_attribution` aggregate (a shared singleton).
+pub fn markov_attribution() -> Arc<AggregateUDF> {
+    static UDAF: LazyLock<Arc<AggregateUDF>> =
+        LazyLock::new(|| Arc::new(AggregateUDF::new_from_impl(MarkovAttribution::default())));
+    Arc::clone(&UDAF)
+}

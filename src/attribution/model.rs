@@ -1,0 +1,549 @@
+//! Attribution math: heuristic weights and exact Markov-chain removal effects.
+//! Pure Rust: no Arrow, no DataFusion.
+
+use std::collections::HashMap;
+
+/// A heuristic (rule-based) attribution model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Heuristic {
+    FirstTouch,
+    LastTouch,
+    /// Last touch that is not the direct channel; all-direct paths fall back to the last touch.
+    LastNonDirect,
+    Linear,
+    /// `first` and `last` shares, the rest split equally over the middle touches.
+    PositionBased {
+        first: f64,
+        last: f64,
+    },
+}
+
+impl Heuristic {
+    pub const NAMES: [&'static str; 5] = [
+        "first_touch",
+        "last_touch",
+        "last_non_direct",
+        "linear",
+        "position_based",
+    ];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "first_touch" | "first" => Some(Self::FirstTouch),
+            "last_touch" | "last" => Some(Self::LastTouch),
+            "last_non_direct" => Some(Self::LastNonDirect),
+            "linear" => Some(Self::Linear),
+            "position_based" | "u_shaped" => Some(Self::PositionBased {
+                first: 0.4,
+                last: 0.4,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Credit weights aligned with `path` (summing to 1; empty for an empty path).
+/// `is_direct(i)` says whether touch `i` is the direct channel.
+pub fn heuristic_weights(
+    model: Heuristic,
+    n: usize,
+    is_direct: impl Fn(usize) -> bool,
+) -> Vec<f64> {
+    let mut w = vec![0.0; n];
+    if n == 0 {
+        return w;
+    }
+    match model {
+        Heuristic::FirstTouch => w[0] = 1.0,
+        Heuristic::LastTouch => w[n - 1] = 1.0,
+        Heuristic::LastNonDirect => {
+            let i = (0..n).rev().find(|&i| !is_direct(i)).unwrap_or(n - 1);
+            w[i] = 1.0;
+        }
+        Heuristic::Linear => w.iter_mut().for_each(|x| *x = 1.0 / n as f64),
+        Heuristic::PositionBased { first, last } => match n {
+            1 => w[0] = 1.0,
+            2 => {
+                w[0] = 0.5;
+                w[1] = 0.5;
+            }
+            _ => {
+                w[0] = first;
+                w[n - 1] = last;
+                let middle = (1.0 - first - last) / (n - 2) as f64;
+                w[1..n - 1].iter_mut().for_each(|x| *x = middle);
+            }
+        },
+    }
+    w
+}
+
+/// Time-decay weights: 0.5^(Δt / half_life) with Δt from each touch to the
+/// conversion, normalised to sum to 1. Touches after the conversion count as Δt = 0.
+pub fn time_decay_weights(touch_times: &[i64], conversion_time: i64, half_life: f64) -> Vec<f64> {
+    if touch_times.is_empty() {
+        return Vec::new();
+    }
+    // work relative to the most recent touch to avoid underflow on long journeys
+    let dt: Vec<f64> = touch_times
+        .iter()
+        .map(|&t| ((conversion_time - t).max(0)) as f64 / half_life)
+        .collect();
+    let min = dt.iter().copied().fold(f64::INFINITY, f64::min);
+    let raw: Vec<f64> = dt.iter().map(|d| 0.5f64.powf(d - min)).collect();
+    let total: f64 = raw.iter().sum();
+    raw.iter().map(|r| r / total).collect()
+}
+
+/// Special states of the journey chain.
+pub const START: u32 = 0;
+pub const CONVERSION: u32 = 1;
+pub const NULL: u32 = 2;
+const FIRST_STATE: u32 = 3;
+
+/// Transition counts of a Markov chain of order `k` over channel states. A state is
+/// the tuple of the last (up to) k channels; every journey starts in START and ends
+/// in CONVERSION (weight = conversions) or NULL (weight = non-conversions).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MarkovCounts {
+    pub order: usize,
+    /// Channel names, by id.
+    pub channels: Vec<String>,
+    channel_ids: HashMap<String, u32>,
+    /// State tuples (channel ids), by state id - FIRST_STATE.
+    pub states: Vec<Vec<u32>>,
+    state_ids: HashMap<Vec<u32>, u32>,
+    /// (from, to) -> weight.
+    pub transitions: HashMap<(u32, u32), f64>,
+    pub total_conversions: f64,
+    pub total_value: f64,
+    pub journeys: f64,
+}
+
+impl MarkovCounts {
+    pub fn new(order: usize) -> Self {
+        Self {
+            order: order.max(1),
+            ..Default::default()
+        }
+    }
+
+    fn channel_id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.channel_ids.get(name) {
+            return id;
+        }
+        let id = self.channels.len() as u32;
+        self.channels.push(name.to_string());
+        self.channel_ids.insert(name.to_string(), id);
+        id
+    }
+
+    fn state_id(&mut self, tuple: &[u32]) -> u32 {
+        if let Some(&id) = self.state_ids.get(tuple) {
+            return id;
+        }
+        let id = FIRST_STATE + self.states.len() as u32;
+        self.states.push(tuple.to_vec());
+        self.state_ids.insert(tuple.to_vec(), id);
+        id
+    }
+
+    /// Add one path (or `conversions + non_conversions` journeys with the same path).
+    /// Empty paths only count towards the totals (they have no channel to credit).
+    pub fn add_path(
+        &mut self,
+        path: &[&str],
+        conversions: f64,
+        non_conversions: f64,
+        value: f64,
+        collapse_repeats: bool,
+    ) {
+        self.total_conversions += conversions;
+        self.total_value += value;
+        self.journeys += conversions + non_conversions;
+        let mut ids: Vec<u32> = Vec::with_capacity(path.len());
+        for c in path {
+            let id = self.channel_id(c);
+            if collapse_repeats && ids.last() == Some(&id) {
+                continue;
+            }
+            ids.push(id);
+        }
+        if ids.is_empty() {
+            return;
+        }
+        let weight = conversions + non_conversions;
+        let mut from = START;
+        for i in 0..ids.len() {
+            let lo = (i + 1).saturating_sub(self.order);
+            let to = self.state_id(&ids[lo..=i]);
+            *self.transitions.entry((from, to)).or_default() += weight;
+            from = to;
+        }
+        if conversions != 0.0 {
+            *self.transitions.entry((from, CONVERSION)).or_default() += conversions;
+        }
+        if non_conversions != 0.0 {
+            *self.transitions.entry((from, NULL)).or_default() += non_conversions;
+        }
+    }
+
+    /// A state as a string (for the aggregate's serialized state): special states
+    /// start with NUL, channel tuples are joined with the unit separator U+001F.
+    pub fn encode_state(&self, s: u32) -> String {
+        match s {
+            START => "\u{0}start".to_string(),
+            CONVERSION => "\u{0}conversion".to_string(),
+            NULL => "\u{0}null".to_string(),
+            _ => self.states[(s - FIRST_STATE) as usize]
+                .iter()
+                .map(|&c| self.channels[c as usize].as_str())
+                .collect::<Vec<_>>()
+                .join("\u{1f}"),
+        }
+    }
+
+    fn decode_state(&mut self, s: &str) -> u32 {
+        match s {
+            "\u{0}start" => START,
+            "\u{0}conversion" => CONVERSION,
+            "\u{0}null" => NULL,
+            _ => {
+                let tuple: Vec<u32> = s.split('\u{1f}').map(|c| self.channel_id(c)).collect();
+                self.state_id(&tuple)
+            }
+        }
+    }
+
+    /// Add a serialized transition (the inverse of [`Self::encode_state`]).
+    pub fn add_encoded(&mut self, from: &str, to: &str, weight: f64) {
+        let f = self.decode_state(from);
+        let t = self.decode_state(to);
+        *self.transitions.entry((f, t)).or_default() += weight;
+    }
+
+    /// Approximate heap size in bytes (for memory accounting).
+    pub fn size(&self) -> usize {
+        self.channels.iter().map(|c| c.len() + 48).sum::<usize>() * 2
+            + self.states.iter().map(|s| 4 * s.len() + 48).sum::<usize>() * 2
+            + self.transitions.len() * 32
+    }
+
+    fn state_count(&self) -> usize {
+        FIRST_STATE as usize + self.states.len()
+    }
+
+    /// Probability of reaching CONVERSION from START when every state whose tuple
+    /// contains `removed` (if any) redirects to NULL. Exact up to 1e-12: Gauss-Seidel
+    /// on the absorbing chain (transient states only), which converges for any
+    /// absorbing chain; iterations are capped and reported.
+    pub fn conversion_probability(&self, removed: Option<u32>) -> (f64, bool) {
+        let n = self.state_count();
+        // canonical order (states by their channel names), so the floating-point work
+        // and therefore the last bits of the result do not depend on the order in
+        // which paths arrived (partitioning, batch size, hash seeds)
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        let names: Vec<String> = (0..n as u32).map(|s| self.encode_state(s)).collect();
+        order.sort_by(|&a, &b| names[a as usize].cmp(&names[b as usize]));
+        let mut transitions: Vec<(u32, u32, f64)> = self
+            .transitions
+            .iter()
+            .map(|(&(f, t), &w)| (f, t, w))
+            .collect();
+        transitions.sort_by(|a, b| {
+            (&names[a.0 as usize], &names[a.1 as usize])
+                .cmp(&(&names[b.0 as usize], &names[b.1 as usize]))
+        });
+        let mut out_total = vec![0.0; n];
+        for &(f, _, w) in &transitions {
+            out_total[f as usize] += w;
+        }
+        let is_removed = |s: u32| -> bool {
+            match removed {
+                Some(c) if s >= FIRST_STATE => self.states[(s - FIRST_STATE) as usize].contains(&c),
+                _ => false,
+            }
+        };
+        let mut edges: Vec<Vec<(u32, f64)>> = vec![Vec::new(); n];
+        for &(f, t, w) in &transitions {
+            if out_total[f as usize] > 0.0 {
+                edges[f as usize].push((t, w / out_total[f as usize]));
+            }
+        }
+        // x[s] = P(conversion | in s)
+        let mut x = vec![0.0; n];
+        x[CONVERSION as usize] = 1.0;
+        let transient: Vec<u32> = order
+            .iter()
+            .copied()
+            .filter(|&s| (s == START || s >= FIRST_STATE) && !is_removed(s))
+            .collect();
+        for _ in 0..100_000 {
+            let mut delta: f64 = 0.0;
+            for &s in &transient {
+                let mut v = 0.0;
+                for &(t, p) in &edges[s as usize] {
+                    if t == CONVERSION {
+                        v += p;
+                    } else if t != NULL && !is_removed(t) {
+                        v += p * x[t as usize];
+                    }
+                }
+                delta = delta.max((v - x[s as usize]).abs());
+                x[s as usize] = v;
+            }
+            if delta < 1e-14 {
+                return (x[START as usize], true);
+            }
+        }
+        (x[START as usize], false)
+    }
+
+    /// Removal effect per channel (in channel-id order) and whether every solve converged.
+    pub fn removal_effects(&self) -> (Vec<f64>, bool) {
+        let (base, mut converged) = self.conversion_probability(None);
+        let effects = (0..self.channels.len() as u32)
+            .map(|c| {
+                let (p, ok) = self.conversion_probability(Some(c));
+                converged &= ok;
+                if base > 0.0 {
+                    (1.0 - p / base).max(0.0)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        (effects, converged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heuristics_sum_to_one_and_follow_the_rules() {
+        let direct = [false, true, false, true];
+        let w = |m| heuristic_weights(m, 4, |i| direct[i]);
+        assert_eq!(w(Heuristic::FirstTouch), [1.0, 0.0, 0.0, 0.0]);
+        assert_eq!(w(Heuristic::LastTouch), [0.0, 0.0, 0.0, 1.0]);
+        assert_eq!(w(Heuristic::LastNonDirect), [0.0, 0.0, 1.0, 0.0]);
+        assert_eq!(w(Heuristic::Linear), [0.25; 4]);
+        let pb = Heuristic::PositionBased {
+            first: 0.4,
+            last: 0.4,
+        };
+        let v = w(pb);
+        assert!(
+            (v[0] - 0.4).abs() < 1e-15 && (v[1] - 0.1).abs() < 1e-15 && (v[3] - 0.4).abs() < 1e-15
+        );
+        assert_eq!(heuristic_weights(pb, 1, |_| false), [1.0]);
+        assert_eq!(heuristic_weights(pb, 2, |_| false), [0.5, 0.5]);
+        // all direct: falls back to the last touch
+        assert_eq!(
+            heuristic_weights(Heuristic::LastNonDirect, 2, |_| true),
+            [0.0, 1.0]
+        );
+        assert!(heuristic_weights(Heuristic::Linear, 0, |_| false).is_empty());
+    }
+
+    #[test]
+    fn time_decay_halves_per_half_life() {
+        let day = 86_400;
+        let w = time_decay_weights(&[0, 7 * day, 14 * day], 14 * day, 7.0 * day as f64);
+        // raw 0.25, 0.5, 1 -> /1.75
+        assert!((w[0] - 0.25 / 1.75).abs() < 1e-15);
+        assert!((w[2] - 1.0 / 1.75).abs() < 1e-15);
+        // very long journeys do not underflow to NaN
+        let w = time_decay_weights(&[0, 1], 10_000_000_000, 1.0);
+        assert!(w.iter().all(|x| x.is_finite()) && (w.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+    }
+
+    /// A chain small enough to solve on paper: paths A>B converting once, B not
+    /// converting once. START->A 1/2, START->B 1/2; A->B 1; B->CONV 1/2, B->NULL 1/2.
+    /// P(conv) = 1/2·1/2 + 1/2·1/2 = 1/2. Removing A: START->A redirects to NULL:
+    /// P = 1/2·1/2 = 1/4, RE(A) = 1/2. Removing B: P = 0, RE(B) = 1.
+    #[test]
+    fn removal_effects_on_paper() {
+        let mut m = MarkovCounts::new(1);
+        m.add_path(&["A", "B"], 1.0, 0.0, 10.0, false);
+        m.add_path(&["B"], 0.0, 1.0, 0.0, false);
+        let (p, ok) = m.conversion_probability(None);
+        assert!(ok && (p - 0.5).abs() < 1e-12);
+        let (re, ok) = m.removal_effects();
+        assert!(ok);
+        let a = m.channels.iter().position(|c| c == "A").unwrap();
+        let b = m.channels.iter().position(|c| c == "B").unwrap();
+        assert!(
+            (re[a] - 0.5).abs() < 1e-12 && (re[b] - 1.0).abs() < 1e-12,
+            "{re:?}"
+        );
+    }
+
+    /// Independent check: absorption probabilities by dense Gaussian elimination on
+    /// (I - Q) x = r, written from the definition (no code shared with the solver).
+    fn dense_conversion_probability(
+        paths: &[(Vec<&str>, f64, f64)],
+        order: usize,
+        removed: Option<&str>,
+    ) -> f64 {
+        use std::collections::BTreeMap;
+        // states: tuples of names; transitions counted from the paths directly
+        let mut counts: BTreeMap<(String, String), f64> = BTreeMap::new();
+        for (p, c, n) in paths {
+            let mut from = "^".to_string();
+            for i in 0..p.len() {
+                let lo = (i + 1).saturating_sub(order);
+                let to = p[lo..=i].join(">");
+                *counts.entry((from.clone(), to.clone())).or_default() += c + n;
+                from = to;
+            }
+            *counts.entry((from.clone(), "$conv".into())).or_default() += c;
+            *counts.entry((from, "$null".into())).or_default() += n;
+        }
+        let mut states: Vec<String> = counts
+            .keys()
+            .flat_map(|(a, b)| [a.clone(), b.clone()])
+            .collect();
+        states.sort();
+        states.dedup();
+        states.retain(|s| s != "$conv" && s != "$null");
+        let idx = |s: &str| states.iter().position(|x| x == s);
+        let k = states.len();
+        let mut a = vec![vec![0.0; k + 1]; k];
+        let mut out: BTreeMap<String, f64> = BTreeMap::new();
+        for ((f, _), w) in &counts {
+            *out.entry(f.clone()).or_default() += w;
+        }
+        let gone = |s: &str| removed.is_some_and(|r| s != "^" && s.split('>').any(|x| x == r));
+        for (i, s) in states.iter().enumerate() {
+            a[i][i] = 1.0;
+            if gone(s) {
+                continue; // x = 0
+            }
+            for ((f, t), w) in &counts {
+                if f != s || out[f] == 0.0 {
+                    continue;
+                }
+                let p = w / out[f];
+                if t == "$conv" {
+                    a[i][k] += p;
+                } else if let Some(j) = idx(t)
+                    && !gone(t)
+                {
+                    a[i][j] -= p;
+                }
+            }
+        }
+        for col in 0..k {
+            let piv = (col..k)
+                .max_by(|&x, &y| a[x][col].abs().total_cmp(&a[y][col].abs()))
+                .unwrap();
+            a.swap(col, piv);
+            let pivot_row = a[col].clone();
+            for (r, row) in a.iter_mut().enumerate() {
+                if r != col {
+                    let f = row[col] / pivot_row[col];
+                    for (x, p) in row.iter_mut().zip(&pivot_row).skip(col) {
+                        *x -= f * p;
+                    }
+                }
+            }
+        }
+        let i = idx("^").unwrap();
+        a[i][k] / a[i][i]
+    }
+
+    #[test]
+    fn removal_effects_match_a_dense_solve() {
+        let paths: Vec<(Vec<&str>, f64, f64)> = vec![
+            (vec!["A", "B", "C"], 3.0, 5.0),
+            (vec!["A", "A", "B"], 1.0, 2.0),
+            (vec!["C"], 0.0, 4.0),
+            (vec!["B", "C", "A", "B"], 2.0, 1.0),
+            (vec!["D", "A"], 1.0, 0.0),
+            (vec!["C", "C", "C", "D"], 0.0, 3.0),
+            (vec!["B"], 4.0, 6.0),
+        ];
+        for order in 1..=3 {
+            let mut m = MarkovCounts::new(order);
+            for (p, c, n) in &paths {
+                m.add_path(p, *c, *n, 0.0, false);
+            }
+            let (base, ok) = m.conversion_probability(None);
+            assert!(ok);
+            let dense = dense_conversion_probability(&paths, order, None);
+            assert!(
+                (base - dense).abs() < 1e-9,
+                "order {order}: {base} vs {dense}"
+            );
+            for (id, name) in m.channels.clone().iter().enumerate() {
+                let (p, _) = m.conversion_probability(Some(id as u32));
+                let d = dense_conversion_probability(&paths, order, Some(name));
+                assert!(
+                    (p - d).abs() < 1e-9,
+                    "order {order} removing {name}: {p} vs {d}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn no_conversions_gives_zero_effects_not_nan() {
+        let mut m = MarkovCounts::new(1);
+        m.add_path(&["A", "B"], 0.0, 3.0, 0.0, false);
+        let (re, ok) = m.removal_effects();
+        assert!(ok && re.iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn collapse_repeats_merges_consecutive_channels() {
+        let mut a = MarkovCounts::new(1);
+        a.add_path(&["A", "A", "B"], 1.0, 0.0, 0.0, true);
+        let mut b = MarkovCounts::new(1);
+        b.add_path(&["A", "B"], 1.0, 0.0, 0.0, false);
+        assert_eq!(a.transitions, b.transitions);
+    }
+
+    #[test]
+    fn merge_equals_adding_everything_in_one() {
+        let paths: [(&[&str], f64, f64); 4] = [
+            (&["A", "B", "B"], 2.0, 1.0),
+            (&["C"], 0.0, 3.0),
+            (&["B", "A"], 1.0, 0.0),
+            (&["C", "A", "B"], 1.0, 2.0),
+        ];
+        for order in 1..=3 {
+            let mut all = MarkovCounts::new(order);
+            let mut left = MarkovCounts::new(order);
+            let mut right = MarkovCounts::new(order);
+            for (i, (p, c, n)) in paths.iter().enumerate() {
+                all.add_path(p, *c, *n, *c * 3.0, false);
+                if i % 2 == 0 { &mut left } else { &mut right }.add_path(
+                    p,
+                    *c,
+                    *n,
+                    *c * 3.0,
+                    false,
+                );
+            }
+            // merge through the serialized form, as the aggregate does
+            for (&(f, t), &w) in &left.transitions {
+                right.add_encoded(&left.encode_state(f), &left.encode_state(t), w);
+            }
+            right.total_conversions += left.total_conversions;
+            right.total_value += left.total_value;
+            right.journeys += left.journeys;
+            let (re_all, _) = all.removal_effects();
+            let (re_merged, _) = right.removal_effects();
+            for (name, x) in all.channels.iter().zip(&re_all) {
+                let j = right.channels.iter().position(|c| c == name).unwrap();
+                assert!(
+                    (x - re_merged[j]).abs() < 1e-12,
+                    "order {order} channel {name}"
+                );
+            }
+            assert_eq!(all.total_conversions, right.total_conversions);
+        }
+    }
+}
