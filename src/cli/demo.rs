@@ -37,6 +37,10 @@ pub const ANALYSES: &[(&str, &str)] = &[
         "rfm_by_country.sql",
         include_str!("../../sql/rfm_by_country.sql"),
     ),
+    (
+        "channel_attribution.sql",
+        include_str!("../../sql/channel_attribution.sql"),
+    ),
 ];
 
 /// The title of an analysis: its first comment line.

@@ -1,0 +1,54 @@
+-- Channel attribution: conversions credited to each channel by every heuristic model and by Markov order 1
+-- Journeys: each touch belongs to the customer's next order within 30 days (a converting journey, with the
+-- order's amount as value); touches with no order in the next 30 days form one non-converting journey per
+-- customer and calendar month.
+CREATE OR REPLACE VIEW journeys AS
+WITH touch_order AS (
+    SELECT t.customer_id, t.ts, t.channel, min(o.order_ts) AS conversion_ts
+    FROM touchpoints t
+    LEFT JOIN orders o
+      ON o.customer_id = t.customer_id AND o.order_ts > t.ts AND o.order_ts <= t.ts + INTERVAL '30 days'
+    GROUP BY t.customer_id, t.ts, t.channel
+)
+SELECT
+    j.customer_id,
+    j.conversion_ts,
+    j.path,
+    CASE WHEN j.conversion_ts IS NULL THEN 0 ELSE 1 END AS converted,
+    coalesce(o.amount, 0.0) AS value
+FROM (
+    SELECT customer_id, conversion_ts,
+           coalesce(conversion_ts, date_trunc('month', ts)) AS journey_key,
+           array_agg(channel ORDER BY ts) AS path
+    FROM touch_order
+    GROUP BY customer_id, conversion_ts, coalesce(conversion_ts, date_trunc('month', ts))
+) j
+LEFT JOIN orders o ON o.customer_id = j.customer_id AND o.order_ts = j.conversion_ts;
+
+WITH heuristic AS (
+    SELECT m.model, ch AS channel, sum(w * converted) AS conversions
+    FROM (
+        SELECT m.model, converted, unnest(path) AS ch, unnest(attribution_weights(path, m.model)) AS w
+        FROM journeys,
+             (VALUES ('first_touch'), ('last_touch'), ('last_non_direct'), ('linear'), ('position_based')) m(model)
+        WHERE converted = 1
+    )
+    GROUP BY m.model, ch
+),
+markov AS (
+    SELECT c.channel AS channel, c.conversions AS conversions, c.removal_effect AS removal_effect
+    FROM (SELECT unnest(markov_attribution(path, converted, value)) AS c FROM journeys)
+)
+SELECT
+    k.channel,
+    round(sum(CASE WHEN h.model = 'first_touch' THEN h.conversions END), 1) AS first_touch,
+    round(sum(CASE WHEN h.model = 'last_touch' THEN h.conversions END), 1) AS last_touch,
+    round(sum(CASE WHEN h.model = 'last_non_direct' THEN h.conversions END), 1) AS last_non_direct,
+    round(sum(CASE WHEN h.model = 'linear' THEN h.conversions END), 1) AS linear,
+    round(sum(CASE WHEN h.model = 'position_based' THEN h.conversions END), 1) AS position_based,
+    round(max(k.conversions), 1) AS markov,
+    round(max(k.removal_effect), 3) AS markov_removal_effect
+FROM markov k
+LEFT JOIN heuristic h ON h.channel = k.channel
+GROUP BY k.channel
+ORDER BY markov DESC;
