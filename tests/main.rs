@@ -1,5 +1,6 @@
 //! The one integration-test binary (each extra `tests/*.rs` would link DataFusion again).
 
+mod attribution;
 mod catalog;
 mod cli;
 mod common;

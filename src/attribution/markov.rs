@@ -8,7 +8,9 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type};
+use datafusion::arrow::datatypes::{
+    DataType, Decimal128Type, Field, FieldRef, Fields, Float64Type,
+};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
@@ -79,7 +81,8 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
          exactly (Gauss-Seidel on the absorbing chain to 1e-14, in a canonical state order so results are bit-identical whatever the partitioning; never by simulation, so the same \
          input always gives the same numbers); a solve that does not converge is an error. \
          Attributed conversions and value are the removal-effect shares of the total conversions \
-         and total value (value is shared like conversions). Consecutive repeats of a channel are \
+         and total value (value is shared like conversions; the total value is summed exactly in units of 1e-9, so \
+         results are bit-identical whatever the partitioning for integer counts). Consecutive repeats of a channel are \
          kept as self-loops unless `collapse_repeats => true`.\n\n\
          Returns a list of structs {channel, removal_effect, conversions, value}, one per channel \
          seen, sorted by channel; `unnest` it to get rows. NULL paths are skipped; NULL channels \
@@ -156,7 +159,11 @@ impl AggregateUDFImpl for MarkovAttribution {
             list("to", DataType::Utf8),
             list("weight", DataType::Float64),
             num("conversions"),
-            num("value"),
+            Arc::new(Field::new(
+                format!("{}[value]", args.name),
+                DataType::Decimal128(38, 9),
+                true,
+            )),
             num("journeys"),
         ])
     }
@@ -257,8 +264,10 @@ impl Accumulator for MarkovAccumulator {
             } else {
                 value.value(i)
             };
-            if !v.is_finite() {
-                return exec_err!("{NAME}: value must be finite, got {v}");
+            if !v.is_finite() || v.abs() > 1e26 {
+                return exec_err!(
+                    "{NAME}: value must be finite and at most 1e26 in magnitude, got {v}"
+                );
             }
             let (lo, hi) = (
                 paths.value_offsets()[i] as usize,
@@ -287,7 +296,9 @@ impl Accumulator for MarkovAccumulator {
         let from = states[0].as_list::<i32>();
         let to = states[1].as_list::<i32>();
         let weight = states[2].as_list::<i32>();
-        let totals = [3, 4, 5].map(|k| states[k].as_primitive::<Float64Type>().clone());
+        let conversions = states[3].as_primitive::<Float64Type>();
+        let value = states[4].as_primitive::<Decimal128Type>();
+        let journeys = states[5].as_primitive::<Float64Type>();
         for i in 0..from.len() {
             if from.is_null(i) {
                 continue;
@@ -301,9 +312,9 @@ impl Accumulator for MarkovAccumulator {
             for j in 0..f.len() {
                 self.counts.add_encoded(f.value(j), t.value(j), w.value(j));
             }
-            self.counts.total_conversions += totals[0].value(i);
-            self.counts.total_value += totals[1].value(i);
-            self.counts.journeys += totals[2].value(i);
+            self.counts.total_conversions += conversions.value(i);
+            self.counts.value_nanos += value.value(i);
+            self.counts.journeys += journeys.value(i);
         }
         Ok(())
     }
@@ -335,7 +346,7 @@ impl Accumulator for MarkovAccumulator {
                 entries.iter().map(|e| e.2),
             ))),
             ScalarValue::Float64(Some(self.counts.total_conversions)),
-            ScalarValue::Float64(Some(self.counts.total_value)),
+            ScalarValue::Decimal128(Some(self.counts.value_nanos), 38, 9),
             ScalarValue::Float64(Some(self.counts.journeys)),
         ])
     }
@@ -359,7 +370,7 @@ impl Accumulator for MarkovAccumulator {
                     c.clone(),
                     re,
                     share * self.counts.total_conversions,
-                    share * self.counts.total_value,
+                    share * self.counts.total_value(),
                 )
             })
             .collect();

@@ -95,6 +95,11 @@ pub fn time_decay_weights(touch_times: &[i64], conversion_time: i64, half_life: 
     raw.iter().map(|r| r / total).collect()
 }
 
+/// A value in units of 1e-9 (rounded), for exact, order-independent sums.
+pub fn to_nanos(value: f64) -> i128 {
+    (value * 1e9).round() as i128
+}
+
 /// Special states of the journey chain.
 pub const START: u32 = 0;
 pub const CONVERSION: u32 = 1;
@@ -116,7 +121,9 @@ pub struct MarkovCounts {
     /// (from, to) -> weight.
     pub transitions: HashMap<(u32, u32), f64>,
     pub total_conversions: f64,
-    pub total_value: f64,
+    /// Total value in units of 1e-9, summed exactly so the result does not depend on
+    /// the order in which rows arrive.
+    pub value_nanos: i128,
     pub journeys: f64,
 }
 
@@ -159,7 +166,7 @@ impl MarkovCounts {
         collapse_repeats: bool,
     ) {
         self.total_conversions += conversions;
-        self.total_value += value;
+        self.value_nanos += to_nanos(value);
         self.journeys += conversions + non_conversions;
         let mut ids: Vec<u32> = Vec::with_capacity(path.len());
         for c in path {
@@ -186,6 +193,11 @@ impl MarkovCounts {
         if non_conversions != 0.0 {
             *self.transitions.entry((from, NULL)).or_default() += non_conversions;
         }
+    }
+
+    /// Total value as a double.
+    pub fn total_value(&self) -> f64 {
+        self.value_nanos as f64 / 1e9
     }
 
     /// A state as a string (for the aggregate's serialized state): special states
@@ -532,7 +544,7 @@ mod tests {
                 right.add_encoded(&left.encode_state(f), &left.encode_state(t), w);
             }
             right.total_conversions += left.total_conversions;
-            right.total_value += left.total_value;
+            right.value_nanos += left.value_nanos;
             right.journeys += left.journeys;
             let (re_all, _) = all.removal_effects();
             let (re_merged, _) = right.removal_effects();
