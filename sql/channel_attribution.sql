@@ -14,11 +14,12 @@ SELECT
     j.customer_id,
     j.conversion_ts,
     j.path,
+    date_trunc('month', j.journey_key) AS month,
     CASE WHEN j.conversion_ts IS NULL THEN 0 ELSE 1 END AS converted,
     coalesce(o.amount, 0.0) AS value
 FROM (
     SELECT customer_id, conversion_ts,
-           coalesce(conversion_ts, date_trunc('month', ts)) AS journey_key,
+           coalesce(conversion_ts, date_trunc('month', min(ts))) AS journey_key,
            array_agg(channel ORDER BY ts) AS path
     FROM touch_order
     GROUP BY customer_id, conversion_ts, coalesce(conversion_ts, date_trunc('month', ts))
@@ -52,3 +53,13 @@ FROM markov k
 LEFT JOIN heuristic h ON h.channel = k.channel
 GROUP BY k.channel
 ORDER BY markov DESC;
+
+-- Markov order 1 by month (the aggregate's state merges, so it works grouped): the last quarter of the lake
+SELECT month, m.c.channel AS channel, round(m.c.conversions, 1) AS markov_conversions
+FROM (
+    SELECT month, unnest(markov_attribution(path, converted, value)) AS c
+    FROM (SELECT month, path, converted, value FROM journeys WHERE month >= TIMESTAMP '2025-10-01')
+    GROUP BY month
+) m
+-- (DataFusion 55 drops a sort key that is only an alias of a struct field, hence "+ 0")
+ORDER BY month, m.c.conversions + 0 DESC;
