@@ -48,16 +48,26 @@ def main():
     ap.add_argument("lake")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--bin", default="target/release/datafusion-marketing")
+    ap.add_argument("--reuse-paths", action="store_true", help="reuse the paths CSV of an earlier run")
     a = ap.parse_args()
     csv = os.path.join(tempfile.gettempdir(), "markov_paths.csv")
-    view = open(SQL).read().split(";")[0] + ";"
+    if not (a.reuse_paths and os.path.exists(csv)):
+        build_paths(a, csv)
+    compare(a, csv)
+
+
+def build_paths(a, csv):
+    view = open(SQL).read().split(";\n")[0] + ";"
     export = view + f"""
 COPY (SELECT array_to_string(path, ' > ') AS path, sum(converted) AS conversions,
              sum(1 - converted) AS non_conversions, round(sum(value), 2) AS value
       FROM journeys GROUP BY array_to_string(path, ' > ')) TO '{csv}' STORED AS CSV OPTIONS ('format.has_header' 'true');
 SELECT count(*) AS journeys, sum(converted) AS conversions FROM journeys;"""
-    wall, _, out = timed([a.bin, "--lake", a.lake, "-q", "--format", "csv", "-c", export])
+    wall, _, out = timed([a.bin, "--lake", a.lake, "-q", "--format", "csv", f"--command={export}"])
     print(f"journeys built in {wall:.1f}s: {out.strip().splitlines()[-1]} (journeys,conversions)")
+
+
+def compare(a, csv):
     results = {"ours order 1": [], "ChannelAttribution order 1": [], "ours order 3": []}
     outs = {}
     for _ in range(a.runs):
