@@ -1,4 +1,4 @@
--- Channel attribution: conversions credited to each channel by every heuristic model and by Markov order 1
+-- Channel attribution: conversions credited to each channel by every heuristic model, Markov order 1 and Shapley
 -- Journeys: each touch belongs to the customer's next order within 30 days (a converting journey, with the
 -- order's amount as value); touches with no order in the next 30 days form one non-converting journey per
 -- customer and calendar month.
@@ -39,6 +39,10 @@ WITH heuristic AS (
 markov AS (
     SELECT c.channel AS channel, c.conversions AS conversions, c.removal_effect AS removal_effect
     FROM (SELECT unnest(markov_attribution(path, converted, value)) AS c FROM journeys)
+),
+shapley AS (
+    SELECT c.channel AS channel, c.conversions AS conversions
+    FROM (SELECT unnest(shapley_attribution(path, converted, value)) AS c FROM journeys)
 )
 SELECT
     k.channel,
@@ -48,9 +52,11 @@ SELECT
     round(sum(CASE WHEN h.model = 'linear' THEN h.conversions END), 1) AS linear,
     round(sum(CASE WHEN h.model = 'position_based' THEN h.conversions END), 1) AS position_based,
     round(max(k.conversions), 1) AS markov,
-    round(max(k.removal_effect), 3) AS markov_removal_effect
+    round(max(k.removal_effect), 3) AS markov_removal_effect,
+    round(max(s.conversions), 1) AS shapley
 FROM markov k
 LEFT JOIN heuristic h ON h.channel = k.channel
+LEFT JOIN shapley s ON s.channel = k.channel
 GROUP BY k.channel
 ORDER BY markov DESC;
 

@@ -50,7 +50,9 @@ use datafusion::prelude::SessionContext;
 
 /// Singleton constructors for every function, as in DataFusion's own function crates.
 pub mod functions {
-    pub use crate::attribution::{attribution_weights, markov_attribution, time_decay_weights};
+    pub use crate::attribution::{
+        attribution_weights, markov_attribution, shapley_attribution, time_decay_weights,
+    };
     pub use crate::rfm::{quantile_score, rfm_segment};
 }
 

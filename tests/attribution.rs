@@ -101,9 +101,12 @@ async fn markov_order_1_agrees_with_channelattribution_within_its_monte_carlo_no
 }
 
 #[tokio::test]
-async fn markov_is_bit_identical_across_partitions_and_batch_sizes() {
-    let sql = "SELECT c.channel AS channel, c.removal_effect AS re, c.conversions AS conv, c.value AS v FROM \
-               (SELECT unnest(markov_attribution(path, conversions, value, non_conversions, 3)) AS c FROM paths) ORDER BY channel";
+async fn markov_and_shapley_are_bit_identical_across_partitions_and_batch_sizes() {
+    let sql = "SELECT m.c.channel AS channel, m.c.removal_effect AS re, m.c.conversions AS conv, m.c.value AS v, \
+               s.c.conversions AS shapley, s.c.value AS shapley_value FROM \
+               (SELECT unnest(markov_attribution(path, conversions, value, non_conversions, 3)) AS c FROM paths) m \
+               JOIN (SELECT unnest(shapley_attribution(path, conversions, value, non_conversions)) AS c FROM paths) s \
+               ON s.c.channel = m.c.channel ORDER BY m.c.channel";
     let one = pretty(
         &query(
             &paths_context(SessionConfig::new().with_target_partitions(1)).await,

@@ -2,6 +2,7 @@
 
 pub mod markov;
 pub mod model;
+pub mod shapley;
 pub mod weights;
 
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
 pub use markov::markov_attribution;
+pub use shapley::shapley_attribution;
 pub use weights::{attribution_weights, time_decay_weights_udf as time_decay_weights};
 
 /// The family's scalar functions.
@@ -18,7 +20,7 @@ pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
 
 /// The family's aggregate functions.
 pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
-    vec![markov_attribution()]
+    vec![markov_attribution(), shapley_attribution()]
 }
 
 /// DataFrame API helpers.
@@ -37,6 +39,11 @@ pub mod expr_fn {
         half_life_days: Expr,
     ) -> Expr {
         super::time_decay_weights().call(vec![touch_times, conversion_time, half_life_days])
+    }
+
+    /// `shapley_attribution(path, conversions, value)`.
+    pub fn shapley_attribution(path: Expr, conversions: Expr, value: Expr) -> Expr {
+        super::shapley_attribution().call(vec![path, conversions, value])
     }
 
     /// `markov_attribution(path, conversions, value)` (order 1).

@@ -559,3 +559,253 @@ mod tests {
         }
     }
 }
+
+/// Most distinct channels one journey may have for exact Shapley values.
+pub const SHAPLEY_MAX_CHANNELS: usize = 20;
+
+/// Per-coalition statistics for Shapley attribution: a coalition is the sorted set
+/// of distinct channel ids of a journey.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CoalitionStats {
+    pub conversions: f64,
+    pub journeys: f64,
+    pub value_nanos: i128,
+}
+
+/// Exact Shapley values of the game restricted to coalition `c` (sorted channel ids,
+/// at most [`SHAPLEY_MAX_CHANNELS`]) with characteristic function `rate` (0 when
+/// absent): φ_i = Σ_{T ⊆ c, v(T) ≠ 0} v(T)·w(|T|, i ∈ T), with w = (s−1)!(n−s)!/n! for
+/// members and −s!(n−s−1)!/n! for others. The non-zero T come either from enumerating
+/// the subsets of `c` (`enumerate`) or from scanning `observed` for subsets of `c`.
+pub fn coalition_shapley(
+    c: &[u32],
+    rate: &HashMap<&[u32], f64>,
+    observed: &[(&[u32], f64)],
+    enumerate: bool,
+) -> Vec<f64> {
+    let n = c.len();
+    let factorial = |k: usize| (1..=k).map(|x| x as f64).product::<f64>();
+    let nf = factorial(n);
+    let w_in: Vec<f64> = (0..=n)
+        .map(|s| {
+            if s == 0 {
+                0.0
+            } else {
+                factorial(s - 1) * factorial(n - s) / nf
+            }
+        })
+        .collect();
+    let w_out: Vec<f64> = (0..=n)
+        .map(|s| {
+            if s >= n {
+                0.0
+            } else {
+                factorial(s) * factorial(n - s - 1) / nf
+            }
+        })
+        .collect();
+    let mut phi = vec![0.0; n];
+    let mut add = |members: u32, v: f64| {
+        let s = members.count_ones() as usize;
+        for (i, p) in phi.iter_mut().enumerate() {
+            if members & (1 << i) != 0 {
+                *p += v * w_in[s];
+            } else {
+                *p -= v * w_out[s];
+            }
+        }
+    };
+    if enumerate {
+        let mut subset: Vec<u32> = Vec::with_capacity(n);
+        for mask in 1u32..(1u32 << n) {
+            subset.clear();
+            subset.extend((0..n).filter(|i| mask & (1 << i) != 0).map(|i| c[i]));
+            if let Some(&v) = rate.get(subset.as_slice()) {
+                add(mask, v);
+            }
+        }
+    } else {
+        for (t, v) in observed {
+            let mut mask = 0u32;
+            let mut inside = true;
+            for ch in t.iter() {
+                match c.binary_search(ch) {
+                    Ok(i) => mask |= 1 << i,
+                    Err(_) => {
+                        inside = false;
+                        break;
+                    }
+                }
+            }
+            if inside && mask != 0 {
+                add(mask, *v);
+            }
+        }
+    }
+    phi
+}
+
+/// Shapley attribution with the conversion-rate characteristic function (Dalessandro et
+/// al. 2012; DP6 MAM's `attribution_shapley`, `order=False`, without its `max_size`
+/// truncation): v(T) = conversions(T) / journeys(T) for the coalition T observed as a
+/// journey's exact channel set (0 when T was never observed or never converted). For
+/// every converting coalition C the Shapley values of the game restricted to C's
+/// channels are computed exactly from the non-zero v(T), T ⊆ C (a sparse subset sum,
+/// no permutations), and C's conversions and value are split in proportion to them
+/// (linearly when they sum to 0, so totals are always conserved).
+///
+/// Returns per channel id (conversions, value in units of 1e-9 as f64), or an error
+/// naming the coalition size when it exceeds [`SHAPLEY_MAX_CHANNELS`].
+pub fn shapley_credit(
+    coalitions: &HashMap<Vec<u32>, CoalitionStats>,
+    channels: usize,
+) -> Result<Vec<(f64, f64)>, usize> {
+    let mut out = vec![(0.0, 0.0); channels];
+    // v(T) for converting coalitions, and the list for sparse subset scans
+    let rate: HashMap<&[u32], f64> = coalitions
+        .iter()
+        .filter(|(_, s)| s.conversions > 0.0 && s.journeys > 0.0)
+        .map(|(k, s)| (k.as_slice(), s.conversions / s.journeys))
+        .collect();
+    let mut keys: Vec<&Vec<u32>> = coalitions.keys().collect();
+    keys.sort(); // canonical order: results do not depend on hash order
+    let mut observed: Vec<(&[u32], f64)> = rate.iter().map(|(k, v)| (*k, *v)).collect();
+    observed.sort_by(|a, b| a.0.cmp(b.0));
+    for c in keys {
+        let stats = coalitions[c];
+        if stats.conversions <= 0.0 {
+            continue;
+        }
+        let n = c.len();
+        if n > SHAPLEY_MAX_CHANNELS {
+            return Err(n);
+        }
+        let enumerate = (1usize << n) <= 4 * observed.len().max(1);
+        let phi = coalition_shapley(c, &rate, &observed, enumerate);
+        let total: f64 = phi.iter().sum();
+        for (i, &ch) in c.iter().enumerate() {
+            let share = if total != 0.0 {
+                phi[i] / total
+            } else {
+                1.0 / n as f64
+            };
+            out[ch as usize].0 += share * stats.conversions;
+            out[ch as usize].1 += share * stats.value_nanos as f64;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod shapley_tests {
+    use super::*;
+
+    fn coalitions(list: &[(&[u32], f64, f64)]) -> HashMap<Vec<u32>, CoalitionStats> {
+        list.iter()
+            .map(|(k, c, j)| {
+                (
+                    k.to_vec(),
+                    CoalitionStats {
+                        conversions: *c,
+                        journeys: *j,
+                        value_nanos: to_nanos(3.0 * c),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The DP6 9-path fixture worked by hand (A=0, B=1, C=2, every journey converts):
+    /// coalition ABC (3 journeys) has v(A)=v(B)=v(C)=v(AB)=v(AC)=v(ABC)=1, v(BC)=0, so
+    /// φ = (2/3, 1/6, 1/6) → 2, 0.5, 0.5 conversions; AB and AC split evenly; singles
+    /// keep theirs. Totals A 4.5, B 2.5, C 2 (= 9), value × 3.
+    #[test]
+    fn dp6_fixture_by_hand() {
+        let c = coalitions(&[
+            (&[0], 1.0, 1.0),
+            (&[1], 1.0, 1.0),
+            (&[2], 1.0, 1.0),
+            (&[0, 1], 2.0, 2.0),
+            (&[0, 2], 1.0, 1.0),
+            (&[0, 1, 2], 3.0, 3.0),
+        ]);
+        let r = shapley_credit(&c, 3).unwrap();
+        let expect = [4.5, 2.5, 2.0];
+        for (i, e) in expect.iter().enumerate() {
+            assert!((r[i].0 - e).abs() < 1e-12, "{i}: {:?}", r[i]);
+            assert!((r[i].1 / 1e9 - 3.0 * e).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn exact_values_equal_the_permutation_average_on_both_paths() {
+        // a random game on 6 channels: v(T) for some subsets
+        let mut x: u64 = 7;
+        let mut owned: Vec<(Vec<u32>, f64)> = Vec::new();
+        for mask in 1u32..64 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            if (x >> 60).is_multiple_of(3) {
+                continue; // unobserved coalition: v = 0
+            }
+            let members: Vec<u32> = (0..6).filter(|i| mask & (1 << i) != 0).collect();
+            owned.push((members, ((x >> 30) % 1000) as f64 / 1000.0));
+        }
+        let rate: HashMap<&[u32], f64> = owned.iter().map(|(k, v)| (k.as_slice(), *v)).collect();
+        let observed: Vec<(&[u32], f64)> = owned.iter().map(|(k, v)| (k.as_slice(), *v)).collect();
+        let full: Vec<u32> = (0..6).collect();
+        let v = |set: &[u32]| rate.get(set).copied().unwrap_or(0.0);
+        // brute force: average marginal contribution over all 720 orders
+        let mut brute = [0.0f64; 6];
+        let mut orders = 0.0;
+        let mut perm = full.clone();
+        fn heap(k: usize, a: &mut Vec<u32>, f: &mut dyn FnMut(&[u32])) {
+            if k == 1 {
+                f(a);
+                return;
+            }
+            for i in 0..k {
+                heap(k - 1, a, f);
+                if k.is_multiple_of(2) {
+                    a.swap(i, k - 1)
+                } else {
+                    a.swap(0, k - 1)
+                }
+            }
+        }
+        heap(6, &mut perm, &mut |order: &[u32]| {
+            let mut prefix: Vec<u32> = Vec::new();
+            for &ch in order {
+                let before = v(&prefix);
+                prefix.push(ch);
+                prefix.sort_unstable();
+                brute[ch as usize] += v(&prefix) - before;
+            }
+            orders += 1.0;
+        });
+        for enumerate in [true, false] {
+            let phi = coalition_shapley(&full, &rate, &observed, enumerate);
+            for i in 0..6 {
+                assert!(
+                    (phi[i] - brute[i] / orders).abs() < 1e-12,
+                    "enumerate {enumerate} channel {i}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn too_many_channels_is_an_error() {
+        let big: Vec<u32> = (0..21).collect();
+        let c = coalitions(&[(&big, 1.0, 1.0)]);
+        assert_eq!(shapley_credit(&c, 21), Err(21));
+    }
+
+    #[test]
+    fn zero_shapley_sum_falls_back_to_linear() {
+        // v(AB) = 0.5 but v(A) = v(B) = 1 → φ = (0.25, 0.25)·… sums to 0.5, fine; make it cancel:
+        // v(A)=1, v(B)=1, v(AB) tiny positive conversions over huge journeys ≈ 0 → φ sum ≈ 0
+        let c = coalitions(&[(&[0], 1.0, 1.0), (&[1], 1.0, 1.0), (&[0, 1], 1.0, 1e300)]);
+        let r = shapley_credit(&c, 2).unwrap();
+        assert!((r[0].0 + r[1].0 - 3.0).abs() < 1e-9, "{r:?}");
+    }
+}
