@@ -79,7 +79,8 @@ pub fn all_window_functions() -> Vec<Arc<WindowUDF>> {
 
 /// Every table function of the crate, with its name.
 pub fn all_table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {
-    rfm::table_functions()
+    [rfm::table_functions(), attribution::table_functions()]
+        .concat()
         .into_iter()
         .map(|(name, f, _)| (name, f))
         .collect()

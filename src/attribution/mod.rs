@@ -3,11 +3,13 @@
 pub mod markov;
 pub mod model;
 pub mod shapley;
+pub mod table;
 pub mod weights;
 
 use std::sync::Arc;
 
-use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+use datafusion::catalog::TableFunctionImpl;
+use datafusion::logical_expr::{AggregateUDF, Documentation, ScalarUDF};
 
 pub use markov::markov_attribution;
 pub use shapley::shapley_attribution;
@@ -21,6 +23,19 @@ pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
 /// The family's aggregate functions.
 pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
     vec![markov_attribution(), shapley_attribution()]
+}
+
+/// The family's table functions with their documentation.
+pub fn table_functions() -> Vec<(
+    &'static str,
+    Arc<dyn TableFunctionImpl>,
+    &'static Documentation,
+)> {
+    vec![(
+        "channel_attribution",
+        Arc::new(table::ChannelAttributionTable),
+        &table::DOC,
+    )]
 }
 
 /// DataFrame API helpers.
