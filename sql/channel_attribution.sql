@@ -20,7 +20,7 @@ SELECT
 FROM (
     SELECT customer_id, conversion_ts,
            coalesce(conversion_ts, date_trunc('month', min(ts))) AS journey_key,
-           array_agg(channel ORDER BY ts) AS path
+           journey_path(channel, ts) AS path
     FROM touch_order
     GROUP BY customer_id, conversion_ts, coalesce(conversion_ts, date_trunc('month', ts))
 ) j

@@ -51,7 +51,8 @@ use datafusion::prelude::SessionContext;
 /// Singleton constructors for every function, as in DataFusion's own function crates.
 pub mod functions {
     pub use crate::attribution::{
-        attribution_weights, markov_attribution, shapley_attribution, time_decay_weights,
+        attribution_weights, journey_path, markov_attribution, shapley_attribution,
+        time_decay_weights,
     };
     pub use crate::rfm::{quantile_score, rfm_segment};
 }

@@ -1,5 +1,6 @@
 //! Multi-touch attribution: heuristic weights and exact Markov removal effects.
 
+pub mod journey;
 pub mod markov;
 pub mod model;
 pub mod shapley;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use datafusion::catalog::TableFunctionImpl;
 use datafusion::logical_expr::{AggregateUDF, Documentation, ScalarUDF};
 
+pub use journey::journey_path;
 pub use markov::markov_attribution;
 pub use shapley::shapley_attribution;
 pub use weights::{attribution_weights, time_decay_weights_udf as time_decay_weights};
@@ -22,7 +24,7 @@ pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
 
 /// The family's aggregate functions.
 pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
-    vec![markov_attribution(), shapley_attribution()]
+    vec![journey_path(), markov_attribution(), shapley_attribution()]
 }
 
 /// The family's table functions with their documentation.

@@ -140,7 +140,7 @@ pub fn attribution_sql(
   WHERE {j} IS NOT NULL AND {t} IS NOT NULL AND {c} IS NOT NULL
 ),
 journeys AS (
-  SELECT journey, array_agg(channel ORDER BY ts) AS path, array_agg(ts ORDER BY ts) AS times,
+  SELECT journey, journey_path(channel, ts) AS path, array_sort(array_agg(ts)) AS times,
          max(ts) AS last_ts, max(conv) AS converted, max(val) AS value
   FROM touches GROUP BY journey
 ),
