@@ -180,3 +180,42 @@ pub const fn doc_section(label: &'static str) -> DocSection {
         description: None,
     }
 }
+
+/// A string-literal argument of a table function (table and column names).
+pub fn string_literal_arg(
+    function: &str,
+    exprs: &[datafusion::logical_expr::Expr],
+    i: usize,
+    what: &str,
+) -> datafusion::common::Result<String> {
+    use datafusion::logical_expr::Expr;
+    match exprs.get(i) {
+        Some(Expr::Literal(v, _)) => match v.try_as_str() {
+            Some(Some(s)) => Ok(s.to_string()),
+            _ => plan_err!(
+                "{function}: argument {} '{what}' must be a string literal, got {v}",
+                i + 1
+            ),
+        },
+        Some(e) => plan_err!(
+            "{function}: argument {} '{what}' must be a string literal, got {e}",
+            i + 1
+        ),
+        None => plan_err!("{function}: missing argument {} '{what}'", i + 1),
+    }
+}
+
+/// A one-row list scalar holding `values` (aggregate states and results).
+pub fn scalar_list(values: datafusion::arrow::array::ArrayRef) -> datafusion::common::ScalarValue {
+    use datafusion::arrow::array::{Array, ListArray};
+    use datafusion::arrow::buffer::OffsetBuffer;
+    use datafusion::arrow::datatypes::Field;
+    let field = std::sync::Arc::new(Field::new("item", values.data_type().clone(), true));
+    let len = values.len();
+    datafusion::common::ScalarValue::List(std::sync::Arc::new(ListArray::new(
+        field,
+        OffsetBuffer::from_lengths([len]),
+        values,
+        None,
+    )))
+}

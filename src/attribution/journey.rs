@@ -4,8 +4,7 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, ListArray, StringArray};
-use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, TimeUnit};
 use datafusion::common::{Result, ScalarValue};
@@ -14,7 +13,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
 };
 
-use crate::args::{Kind, Param, check_arg_types, doc_section, param, signature};
+use crate::args::{Kind, Param, check_arg_types, doc_section, param, scalar_list, signature};
 
 const NAME: &str = "journey_path";
 
@@ -113,16 +112,6 @@ impl PathAccumulator {
     fn sorted(&mut self) {
         self.touches.sort_unstable();
     }
-
-    fn list<T: Array + 'static>(values: T) -> ScalarValue {
-        let len = values.len();
-        ScalarValue::List(Arc::new(ListArray::new(
-            Arc::new(Field::new("item", values.data_type().clone(), true)),
-            OffsetBuffer::from_lengths([len]),
-            Arc::new(values),
-            None,
-        )))
-    }
 }
 
 impl Accumulator for PathAccumulator {
@@ -164,21 +153,18 @@ impl Accumulator for PathAccumulator {
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         self.sorted();
+        let channels = StringArray::from_iter_values(self.touches.iter().map(|t| t.1.as_str()));
+        let times = Int64Array::from_iter_values(self.touches.iter().map(|t| t.0));
         Ok(vec![
-            Self::list(StringArray::from_iter_values(
-                self.touches.iter().map(|t| t.1.as_str()),
-            )),
-            Self::list(Int64Array::from_iter_values(
-                self.touches.iter().map(|t| t.0),
-            )),
+            scalar_list(Arc::new(channels)),
+            scalar_list(Arc::new(times)),
         ])
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
         self.sorted();
-        Ok(Self::list(StringArray::from_iter_values(
-            self.touches.iter().map(|t| t.1.as_str()),
-        )))
+        let channels = StringArray::from_iter_values(self.touches.iter().map(|t| t.1.as_str()));
+        Ok(scalar_list(Arc::new(channels)))
     }
 
     fn size(&self) -> usize {

@@ -19,7 +19,7 @@ use datafusion::logical_expr::{
 use datafusion::physical_expr::expressions::Literal;
 
 use super::model::MarkovCounts;
-use crate::args::{Kind, Param, check_arg_types, doc_section, param, signature};
+use crate::args::{Kind, Param, check_arg_types, doc_section, param, scalar_list, signature};
 
 const NAME: &str = "markov_attribution";
 /// Highest supported order.
@@ -327,14 +327,7 @@ impl Accumulator for MarkovAccumulator {
             .map(|(&(f, t), &w)| (self.counts.encode_state(f), self.counts.encode_state(t), w))
             .collect();
         entries.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-        let list = |a: ArrayRef| {
-            ScalarValue::List(Arc::new(ListArray::new(
-                Arc::new(Field::new("item", a.data_type().clone(), true)),
-                OffsetBuffer::from_lengths([a.len()]),
-                a,
-                None,
-            )))
-        };
+        let list = scalar_list;
         Ok(vec![
             list(Arc::new(StringArray::from_iter_values(
                 entries.iter().map(|e| e.0.as_str()),

@@ -19,7 +19,7 @@ use datafusion::logical_expr::{
 
 use super::markov::{result_item_fields, result_type};
 use super::model::{CoalitionStats, SHAPLEY_MAX_CHANNELS, shapley_credit, to_nanos};
-use crate::args::{Kind, Param, check_arg_types, doc_section, param, signature};
+use crate::args::{Kind, Param, check_arg_types, doc_section, param, scalar_list, signature};
 
 const NAME: &str = "shapley_attribution";
 const SEP: char = '\u{1f}';
@@ -257,14 +257,7 @@ impl Accumulator for ShapleyAccumulator {
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         let mut keys: Vec<&String> = self.coalitions.keys().collect();
         keys.sort();
-        let list = |a: ArrayRef| {
-            ScalarValue::List(Arc::new(ListArray::new(
-                Arc::new(Field::new("item", a.data_type().clone(), true)),
-                OffsetBuffer::from_lengths([a.len()]),
-                a,
-                None,
-            )))
-        };
+        let list = scalar_list;
         let values =
             Decimal128Array::from_iter_values(keys.iter().map(|k| self.coalitions[*k].value_nanos))
                 .with_precision_and_scale(38, 9)?;

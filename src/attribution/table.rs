@@ -14,7 +14,7 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{Documentation, Expr};
 use futures::FutureExt;
 
-use crate::args::doc_section;
+use crate::args::{doc_section, string_literal_arg};
 
 const NAME: &str = "channel_attribution";
 
@@ -65,20 +65,7 @@ pub static DOC: LazyLock<Documentation> = LazyLock::new(|| {
 });
 
 fn string_arg(exprs: &[Expr], i: usize, what: &str) -> Result<String> {
-    match exprs.get(i) {
-        Some(Expr::Literal(v, _)) => match v.try_as_str() {
-            Some(Some(s)) => Ok(s.to_string()),
-            _ => plan_err!(
-                "{NAME}: argument {} '{what}' must be a string literal, got {v}",
-                i + 1
-            ),
-        },
-        Some(e) => plan_err!(
-            "{NAME}: argument {} '{what}' must be a string literal, got {e}",
-            i + 1
-        ),
-        None => plan_err!("{NAME}: missing argument {} '{what}'", i + 1),
-    }
+    string_literal_arg(NAME, exprs, i, what)
 }
 
 fn quote(ident: &str) -> String {
