@@ -70,7 +70,8 @@ pub fn heuristic_weights(
             _ => {
                 w[0] = first;
                 w[n - 1] = last;
-                let middle = (1.0 - first - last) / (n - 2) as f64;
+                // the middle share rounded to 1e-12 so 1 - 0.4 - 0.4 prints as 0.2, not 0.19999999999999996
+                let middle = ((1.0 - first - last) * 1e12).round() / 1e12 / (n - 2) as f64;
                 w[1..n - 1].iter_mut().for_each(|x| *x = middle);
             }
         },
