@@ -2,15 +2,20 @@
 //! A faster, mergeable alternative to `array_agg(channel ORDER BY ts)` for building
 //! attribution paths (pairs are collected and sorted once per group).
 
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, Int64Builder, ListBuilder, StringArray,
+    StringBuilder,
+};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, TimeUnit};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator,
+    Signature, Volatility,
 };
 
 use crate::args::{Kind, Param, check_arg_types, doc_section, param, scalar_list, signature};
@@ -97,6 +102,17 @@ impl AggregateUDFImpl for JourneyPath {
         Ok(Box::<PathAccumulator>::default())
     }
 
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        _args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::<PathGroups>::default())
+    }
+
     fn documentation(&self) -> Option<&Documentation> {
         Some(&DOC)
     }
@@ -171,6 +187,164 @@ impl Accumulator for PathAccumulator {
         std::mem::size_of_val(self)
             + self.touches.capacity() * std::mem::size_of::<(i64, String)>()
             + self.touches.iter().map(|t| t.1.capacity()).sum::<usize>()
+    }
+}
+
+/// The many-groups form: per group a vector of (microseconds, channel id) with one
+/// channel dictionary shared by all groups (16 bytes per touch, no box per group).
+#[derive(Debug, Default)]
+struct PathGroups {
+    groups: Vec<Vec<(i64, u32)>>,
+    names: Vec<String>,
+    ids: HashMap<String, u32>,
+    touches: usize,
+}
+
+impl PathGroups {
+    fn push(&mut self, group: usize, micros: i64, channel: &str) {
+        let id = match self.ids.get(channel) {
+            Some(&id) => id,
+            None => {
+                let id = self.names.len() as u32;
+                self.names.push(channel.to_string());
+                self.ids.insert(channel.to_string(), id);
+                id
+            }
+        };
+        self.groups[group].push((micros, id));
+        self.touches += 1;
+    }
+
+    fn take(&mut self, emit_to: EmitTo) -> Vec<Vec<(i64, u32)>> {
+        let mut taken = emit_to.take_needed(&mut self.groups);
+        let names = &self.names;
+        for g in &mut taken {
+            // time order, ties by channel name (not by dictionary id, which depends on arrival)
+            g.sort_unstable_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then_with(|| names[a.1 as usize].cmp(&names[b.1 as usize]))
+            });
+        }
+        self.touches -= taken.iter().map(Vec::len).sum::<usize>();
+        taken
+    }
+
+    fn channel_lists(&self, groups: &[Vec<(i64, u32)>]) -> ArrayRef {
+        let mut b = ListBuilder::new(StringBuilder::new());
+        for g in groups {
+            for &(_, id) in g {
+                b.values().append_value(&self.names[id as usize]);
+            }
+            b.append(true);
+        }
+        Arc::new(b.finish())
+    }
+}
+
+fn time_lists(groups: &[Vec<(i64, u32)>]) -> ArrayRef {
+    let mut b = ListBuilder::new(Int64Builder::new());
+    for g in groups {
+        for &(t, _) in g {
+            b.values().append_value(t);
+        }
+        b.append(true);
+    }
+    Arc::new(b.finish())
+}
+
+fn micros_and_channels(values: &[ArrayRef]) -> Result<(ArrayRef, ArrayRef)> {
+    let channels = cast(&values[0], &DataType::Utf8)?;
+    let micros = cast(
+        &values[1],
+        &DataType::Timestamp(TimeUnit::Microsecond, None),
+    )?;
+    Ok((cast(&micros, &DataType::Int64)?, channels))
+}
+
+impl GroupsAccumulator for PathGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.groups.resize_with(total_num_groups, Vec::new);
+        let (micros, channels) = micros_and_channels(values)?;
+        let micros = micros.as_primitive::<Int64Type>();
+        let channels = channels.as_string::<i32>();
+        for (i, &g) in group_indices.iter().enumerate() {
+            let keep = opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i));
+            if keep && channels.is_valid(i) && micros.is_valid(i) {
+                self.push(g, micros.value(i), channels.value(i));
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let taken = self.take(emit_to);
+        Ok(self.channel_lists(&taken))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let taken = self.take(emit_to);
+        Ok(vec![self.channel_lists(&taken), time_lists(&taken)])
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.groups.resize_with(total_num_groups, Vec::new);
+        let channels = values[0].as_list::<i32>();
+        let times = values[1].as_list::<i32>();
+        let names = channels.values().as_string::<i32>();
+        let micros = times.values().as_primitive::<Int64Type>();
+        for (i, &g) in group_indices.iter().enumerate() {
+            if channels.is_null(i) {
+                continue;
+            }
+            let (lo, hi) = (
+                channels.value_offsets()[i] as usize,
+                channels.value_offsets()[i + 1] as usize,
+            );
+            let t0 = times.value_offsets()[i] as usize;
+            for (k, j) in (lo..hi).enumerate() {
+                self.push(g, micros.value(t0 + k), names.value(j));
+            }
+        }
+        Ok(())
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let (micros, channels) = micros_and_channels(values)?;
+        let micros = micros.as_primitive::<Int64Type>();
+        let channels = channels.as_string::<i32>();
+        let mut c = ListBuilder::new(StringBuilder::new());
+        let mut t = ListBuilder::new(Int64Builder::new());
+        for i in 0..channels.len() {
+            let keep = opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i));
+            if keep && channels.is_valid(i) && micros.is_valid(i) {
+                c.values().append_value(channels.value(i));
+                t.values().append_value(micros.value(i));
+            }
+            c.append(true);
+            t.append(true);
+        }
+        Ok(vec![Arc::new(c.finish()), Arc::new(t.finish())])
+    }
+
+    fn size(&self) -> usize {
+        self.groups.capacity() * std::mem::size_of::<Vec<(i64, u32)>>()
+            + self.touches * std::mem::size_of::<(i64, u32)>()
+            + self.names.iter().map(|n| 2 * n.len() + 64).sum::<usize>()
     }
 }
 
