@@ -354,3 +354,73 @@ pub fn journey_path() -> Arc<AggregateUDF> {
         LazyLock::new(|| Arc::new(AggregateUDF::new_from_impl(JourneyPath::default())));
     Arc::clone(&UDAF)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::TimestampMicrosecondArray;
+
+    fn inputs() -> Vec<ArrayRef> {
+        vec![
+            Arc::new(StringArray::from(vec![
+                Some("b"),
+                Some("x"),
+                Some("a"),
+                None,
+                Some("c"),
+            ])),
+            Arc::new(TimestampMicrosecondArray::from(vec![
+                Some(5),
+                Some(1),
+                Some(5),
+                Some(0),
+                Some(2),
+            ])),
+        ]
+    }
+
+    fn strings(a: &ArrayRef) -> Vec<Vec<String>> {
+        let l = a.as_list::<i32>();
+        (0..l.len())
+            .map(|i| {
+                let v = l.value(i);
+                let s = v.as_string::<i32>();
+                (0..s.len()).map(|j| s.value(j).to_string()).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn groups_sort_by_time_then_name_and_emit_in_parts() {
+        let mut acc = PathGroups::default();
+        // rows -> groups 0, 1, 0, 1, 0
+        acc.update_batch(&inputs(), &[0, 1, 0, 1, 0], None, 2)
+            .unwrap();
+        let first = acc.evaluate(EmitTo::First(1)).unwrap();
+        assert_eq!(strings(&first), vec![vec!["c", "a", "b"]]);
+        let rest = acc.evaluate(EmitTo::All).unwrap();
+        assert_eq!(strings(&rest), vec![vec!["x"]]);
+        assert_eq!(acc.touches, 0);
+    }
+
+    #[test]
+    fn convert_to_state_then_merge_equals_direct_update() {
+        let mut direct = PathGroups::default();
+        direct
+            .update_batch(&inputs(), &[0, 0, 0, 0, 0], None, 1)
+            .unwrap();
+        let filter = BooleanArray::from(vec![true, true, true, true, false]);
+        let states = direct.convert_to_state(&inputs(), Some(&filter)).unwrap();
+        let mut merged = PathGroups::default();
+        merged.merge_batch(&states, &[0, 0, 0, 0, 0], 1).unwrap();
+        // the filtered-out row ("c") is missing from the merged result only
+        assert_eq!(
+            strings(&merged.evaluate(EmitTo::All).unwrap()),
+            vec![vec!["x", "a", "b"]]
+        );
+        assert_eq!(
+            strings(&direct.evaluate(EmitTo::All).unwrap()),
+            vec![vec!["x", "c", "a", "b"]]
+        );
+    }
+}
