@@ -107,6 +107,14 @@ pub const CONVERSION: u32 = 1;
 pub const NULL: u32 = 2;
 const FIRST_STATE: u32 = 3;
 
+/// A chain prepared for solving: transient states in canonical order and the
+/// normalised outgoing edges of every state as one flat buffer.
+struct Chain {
+    transient: Vec<u32>,
+    offsets: Vec<usize>,
+    edges: Vec<(u32, f64)>,
+}
+
 /// Transition counts of a Markov chain of order `k` over channel states. A state is
 /// the tuple of the last (up to) k channels; every journey starts in START and ends
 /// in CONVERSION (weight = conversions) or NULL (weight = non-conversions).
@@ -250,13 +258,19 @@ impl MarkovCounts {
     /// contains `removed` (if any) redirects to NULL. Exact up to 1e-12: Gauss-Seidel
     /// on the absorbing chain (transient states only), which converges for any
     /// absorbing chain; iterations are capped and reported.
+    #[cfg(test)]
     pub fn conversion_probability(&self, removed: Option<u32>) -> (f64, bool) {
+        self.solve(&self.chain(), removed)
+    }
+
+    /// The chain in canonical order (states by their channel names), so the
+    /// floating-point work and therefore the last bits of the result do not depend
+    /// on the order in which paths arrived (partitioning, batch size, hash seeds).
+    /// Built once and shared by every removal.
+    fn chain(&self) -> Chain {
         let n = self.state_count();
-        // canonical order (states by their channel names), so the floating-point work
-        // and therefore the last bits of the result do not depend on the order in
-        // which paths arrived (partitioning, batch size, hash seeds)
-        let mut order: Vec<u32> = (0..n as u32).collect();
         let names: Vec<String> = (0..n as u32).map(|s| self.encode_state(s)).collect();
+        let mut order: Vec<u32> = (0..n as u32).collect();
         order.sort_by(|&a, &b| names[a as usize].cmp(&names[b as usize]));
         let mut transitions: Vec<(u32, u32, f64)> = self
             .transitions
@@ -271,34 +285,60 @@ impl MarkovCounts {
         for &(f, _, w) in &transitions {
             out_total[f as usize] += w;
         }
-        let is_removed = |s: u32| -> bool {
-            match removed {
+        // outgoing edges as one flat buffer (CSR), in the canonical transition order
+        let mut offsets = vec![0usize; n + 1];
+        for &(f, _, _) in &transitions {
+            offsets[f as usize + 1] += 1;
+        }
+        for i in 0..n {
+            offsets[i + 1] += offsets[i];
+        }
+        let mut fill = offsets.clone();
+        let mut edges = vec![(0u32, 0.0f64); transitions.len()];
+        for &(f, t, w) in &transitions {
+            let slot = &mut fill[f as usize];
+            edges[*slot] = (t, w / out_total[f as usize]);
+            *slot += 1;
+        }
+        let transient = order
+            .into_iter()
+            .filter(|&s| s == START || s >= FIRST_STATE)
+            .collect();
+        Chain {
+            transient,
+            offsets,
+            edges,
+        }
+    }
+
+    /// P(conversion from START) when every state containing channel `removed` redirects to NULL.
+    fn solve(&self, chain: &Chain, removed: Option<u32>) -> (f64, bool) {
+        let n = chain.offsets.len() - 1;
+        let gone: Vec<bool> = (0..n as u32)
+            .map(|s| match removed {
                 Some(c) if s >= FIRST_STATE => self.states[(s - FIRST_STATE) as usize].contains(&c),
                 _ => false,
-            }
-        };
-        let mut edges: Vec<Vec<(u32, f64)>> = vec![Vec::new(); n];
-        for &(f, t, w) in &transitions {
-            if out_total[f as usize] > 0.0 {
-                edges[f as usize].push((t, w / out_total[f as usize]));
-            }
-        }
+            })
+            .collect();
+        let transient: Vec<u32> = chain
+            .transient
+            .iter()
+            .copied()
+            .filter(|&s| !gone[s as usize])
+            .collect();
         // x[s] = P(conversion | in s)
         let mut x = vec![0.0; n];
         x[CONVERSION as usize] = 1.0;
-        let transient: Vec<u32> = order
-            .iter()
-            .copied()
-            .filter(|&s| (s == START || s >= FIRST_STATE) && !is_removed(s))
-            .collect();
         for _ in 0..100_000 {
             let mut delta: f64 = 0.0;
             for &s in &transient {
                 let mut v = 0.0;
-                for &(t, p) in &edges[s as usize] {
+                for &(t, p) in
+                    &chain.edges[chain.offsets[s as usize]..chain.offsets[s as usize + 1]]
+                {
                     if t == CONVERSION {
                         v += p;
-                    } else if t != NULL && !is_removed(t) {
+                    } else if t != NULL && !gone[t as usize] {
                         v += p * x[t as usize];
                     }
                 }
@@ -314,10 +354,11 @@ impl MarkovCounts {
 
     /// Removal effect per channel (in channel-id order) and whether every solve converged.
     pub fn removal_effects(&self) -> (Vec<f64>, bool) {
-        let (base, mut converged) = self.conversion_probability(None);
+        let chain = self.chain();
+        let (base, mut converged) = self.solve(&chain, None);
         let effects = (0..self.channels.len() as u32)
             .map(|c| {
-                let (p, ok) = self.conversion_probability(Some(c));
+                let (p, ok) = self.solve(&chain, Some(c));
                 converged &= ok;
                 if base > 0.0 {
                     (1.0 - p / base).max(0.0)
