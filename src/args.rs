@@ -219,3 +219,43 @@ pub fn scalar_list(values: datafusion::arrow::array::ArrayRef) -> datafusion::co
         None,
     )))
 }
+
+/// Like [`check_arg_types`], from the argument fields DataFusion passes at planning.
+pub fn check_arg_fields(
+    function: &str,
+    params: &[Param],
+    fields: &[datafusion::arrow::datatypes::FieldRef],
+) -> datafusion::common::Result<()> {
+    let types: Vec<DataType> = fields.iter().map(|f| f.data_type().clone()).collect();
+    check_arg_types(function, params, &types)
+}
+
+/// A field of an aggregate's serialized state, named `function[name]`.
+pub fn state_field(
+    function: &str,
+    name: &str,
+    data_type: DataType,
+) -> datafusion::arrow::datatypes::FieldRef {
+    std::sync::Arc::new(datafusion::arrow::datatypes::Field::new(
+        format!("{function}[{name}]"),
+        data_type,
+        true,
+    ))
+}
+
+/// `List(item)` with a nullable item field named "item".
+pub fn list_of(item: DataType) -> DataType {
+    DataType::List(std::sync::Arc::new(
+        datafusion::arrow::datatypes::Field::new("item", item, true),
+    ))
+}
+
+/// A numeric column as Float64 (a no-op cast when it already is).
+pub fn f64_column(
+    a: &datafusion::arrow::array::ArrayRef,
+) -> datafusion::common::Result<datafusion::arrow::array::Float64Array> {
+    use datafusion::arrow::array::AsArray;
+    Ok(datafusion::arrow::compute::cast(a, &DataType::Float64)?
+        .as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+        .clone())
+}

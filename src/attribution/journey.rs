@@ -10,7 +10,7 @@ use datafusion::arrow::array::{
     StringBuilder,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, FieldRef, Int64Type, TimeUnit};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
@@ -18,7 +18,9 @@ use datafusion::logical_expr::{
     Signature, Volatility,
 };
 
-use crate::args::{Kind, Param, check_arg_types, doc_section, param, scalar_list, signature};
+use crate::args::{
+    Kind, Param, check_arg_types, doc_section, list_of, param, scalar_list, signature, state_field,
+};
 
 const NAME: &str = "journey_path";
 
@@ -39,7 +41,7 @@ impl Default for JourneyPath {
 }
 
 fn string_list() -> DataType {
-    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+    list_of(DataType::Utf8)
 }
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
@@ -85,16 +87,8 @@ impl AggregateUDFImpl for JourneyPath {
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         Ok(vec![
-            Arc::new(Field::new(
-                format!("{}[channels]", args.name),
-                string_list(),
-                true,
-            )),
-            Arc::new(Field::new(
-                format!("{}[times]", args.name),
-                DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
-                true,
-            )),
+            state_field(args.name, "channels", list_of(DataType::Utf8)),
+            state_field(args.name, "times", list_of(DataType::Int64)),
         ])
     }
 

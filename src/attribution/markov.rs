@@ -3,10 +3,8 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Float64Array, ListArray, StringArray, StructArray,
-};
-use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, StringArray, StructArray};
+
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
     DataType, Decimal128Type, Field, FieldRef, Fields, Float64Type,
@@ -19,7 +17,10 @@ use datafusion::logical_expr::{
 use datafusion::physical_expr::expressions::Literal;
 
 use super::model::MarkovCounts;
-use crate::args::{Kind, Param, check_arg_types, doc_section, param, scalar_list, signature};
+use crate::args::{
+    Kind, Param, check_arg_types, doc_section, f64_column, list_of, param, scalar_list, signature,
+    state_field,
+};
 
 const NAME: &str = "markov_attribution";
 /// Highest supported order.
@@ -140,30 +141,14 @@ impl AggregateUDFImpl for MarkovAttribution {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        let list = |name: &str, t: DataType| {
-            Arc::new(Field::new(
-                format!("{}[{name}]", args.name),
-                DataType::List(Arc::new(Field::new("item", t, true))),
-                true,
-            ))
-        };
-        let num = |name: &str| {
-            Arc::new(Field::new(
-                format!("{}[{name}]", args.name),
-                DataType::Float64,
-                true,
-            ))
-        };
+        let list = |name: &str, t: DataType| state_field(args.name, name, list_of(t));
+        let num = |name: &str| state_field(args.name, name, DataType::Float64);
         Ok(vec![
             list("from", DataType::Utf8),
             list("to", DataType::Utf8),
             list("weight", DataType::Float64),
             num("conversions"),
-            Arc::new(Field::new(
-                format!("{}[value]", args.name),
-                DataType::Decimal128(38, 9),
-                true,
-            )),
+            state_field(args.name, "value", DataType::Decimal128(38, 9)),
             num("journeys"),
         ])
     }
@@ -208,12 +193,6 @@ struct MarkovAccumulator {
     counts: MarkovCounts,
     collapse: bool,
     has_non_conversions: bool,
-}
-
-fn f64_column(a: &ArrayRef) -> Result<Float64Array> {
-    Ok(cast(a, &DataType::Float64)?
-        .as_primitive::<Float64Type>()
-        .clone())
 }
 
 fn count(v: &Float64Array, i: usize, what: &str) -> Result<f64> {
@@ -380,17 +359,7 @@ impl Accumulator for MarkovAccumulator {
             ],
             None,
         );
-        let list = ListArray::new(
-            Arc::new(Field::new(
-                "item",
-                DataType::Struct(result_item_fields()),
-                true,
-            )),
-            OffsetBuffer::from_lengths([items.len()]),
-            Arc::new(items),
-            None,
-        );
-        Ok(ScalarValue::List(Arc::new(list)))
+        Ok(scalar_list(Arc::new(items)))
     }
 
     fn size(&self) -> usize {

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Decimal128Array, Float64Array, ListArray, StringArray, StructArray,
+    Array, ArrayRef, AsArray, Decimal128Array, Float64Array, StringArray, StructArray,
 };
-use datafusion::arrow::buffer::OffsetBuffer;
+
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, Field, FieldRef, Float64Type};
 use datafusion::common::{Result, ScalarValue, exec_err};
@@ -19,7 +19,10 @@ use datafusion::logical_expr::{
 
 use super::markov::{result_item_fields, result_type};
 use super::model::{CoalitionStats, SHAPLEY_MAX_CHANNELS, shapley_credit, to_nanos};
-use crate::args::{Kind, Param, check_arg_types, doc_section, param, scalar_list, signature};
+use crate::args::{
+    Kind, Param, check_arg_types, doc_section, f64_column, list_of, param, scalar_list, signature,
+    state_field,
+};
 
 const NAME: &str = "shapley_attribution";
 const SEP: char = '\u{1f}';
@@ -101,13 +104,7 @@ impl AggregateUDFImpl for ShapleyAttribution {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        let list = |name: &str, t: DataType| {
-            Arc::new(Field::new(
-                format!("{}[{name}]", args.name),
-                DataType::List(Arc::new(Field::new("item", t, true))),
-                true,
-            ))
-        };
+        let list = |name: &str, t: DataType| state_field(args.name, name, list_of(t));
         Ok(vec![
             list("coalition", DataType::Utf8),
             list("conversions", DataType::Float64),
@@ -133,12 +130,6 @@ impl AggregateUDFImpl for ShapleyAttribution {
 struct ShapleyAccumulator {
     coalitions: HashMap<String, CoalitionStats>,
     has_non_conversions: bool,
-}
-
-fn f64_column(a: &ArrayRef) -> Result<Float64Array> {
-    Ok(cast(a, &DataType::Float64)?
-        .as_primitive::<Float64Type>()
-        .clone())
 }
 
 impl Accumulator for ShapleyAccumulator {
@@ -315,17 +306,7 @@ impl Accumulator for ShapleyAccumulator {
             ],
             None,
         );
-        let list = ListArray::new(
-            Arc::new(Field::new(
-                "item",
-                DataType::Struct(result_item_fields()),
-                true,
-            )),
-            OffsetBuffer::from_lengths([items.len()]),
-            Arc::new(items),
-            None,
-        );
-        Ok(ScalarValue::List(Arc::new(list)))
+        Ok(scalar_list(Arc::new(items)))
     }
 
     fn size(&self) -> usize {

@@ -14,14 +14,14 @@ use datafusion::logical_expr::{
 };
 
 use super::model::{Heuristic, heuristic_weights, time_decay_weights};
-use crate::args::{Kind, Param, check_arg_types, doc_section, param, signature};
+use crate::args::{Kind, Param, check_arg_fields, doc_section, list_of, param, signature};
 
 fn list_of_doubles() -> DataType {
-    DataType::List(Arc::new(Field::new("item", DataType::Float64, true)))
+    list_of(DataType::Float64)
 }
 
 fn string_list() -> DataType {
-    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+    list_of(DataType::Utf8)
 }
 
 fn scalar_str<'a>(v: &'a ColumnarValue, name: &str, function: &str) -> Result<Option<&'a str>> {
@@ -120,12 +120,7 @@ impl ScalarUDFImpl for AttributionWeights {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        let types: Vec<DataType> = args
-            .arg_fields
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
-        check_arg_types(WEIGHTS, &WEIGHT_PARAMS, &types)?;
+        check_arg_fields(WEIGHTS, &WEIGHT_PARAMS, args.arg_fields)?;
         if let Some(Some(v)) = args.scalar_arguments.get(1)
             && let Some(Some(m)) = v.try_as_str()
             && Heuristic::parse(m).is_none()
@@ -303,12 +298,7 @@ impl ScalarUDFImpl for TimeDecayWeights {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        let types: Vec<DataType> = args
-            .arg_fields
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
-        check_arg_types(DECAY, &DECAY_PARAMS, &types)?;
+        check_arg_fields(DECAY, &DECAY_PARAMS, args.arg_fields)?;
         Ok(Arc::new(Field::new(DECAY, list_of_doubles(), true)))
     }
 

@@ -13,10 +13,14 @@ impl Scheme {
     pub const NAMES: [&'static str; 2] = ["rfm11", "rfm10"];
 
     pub fn parse(name: &str) -> Option<Self> {
-        match name.trim().to_ascii_lowercase().as_str() {
-            "rfm11" => Some(Self::Rfm11),
-            "rfm10" => Some(Self::Rfm10),
-            _ => None,
+        // no allocation: this runs per row when the scheme is a column
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("rfm11") {
+            Some(Self::Rfm11)
+        } else if name.eq_ignore_ascii_case("rfm10") {
+            Some(Self::Rfm10)
+        } else {
+            None
         }
     }
 

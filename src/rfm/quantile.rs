@@ -15,7 +15,7 @@ use datafusion::logical_expr::{
 use datafusion::physical_expr::expressions::Literal;
 
 use super::model::{f64_key, i64_key, quantile_scores, quantile_scores_by_key};
-use crate::args::{Kind, Param, check_arg_types, doc_section, param, signature};
+use crate::args::{Kind, Param, check_arg_fields, doc_section, param, signature};
 
 const NAME: &str = "quantile_score";
 
@@ -117,12 +117,7 @@ impl WindowUDFImpl for QuantileScore {
     }
 
     fn field(&self, field_args: WindowUDFFieldArgs) -> Result<FieldRef> {
-        let types: Vec<DataType> = field_args
-            .input_fields()
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
-        check_arg_types(NAME, &PARAMS, &types)?;
+        check_arg_fields(NAME, &PARAMS, field_args.input_fields())?;
         Ok(Arc::new(Field::new(
             field_args.name(),
             DataType::Int64,

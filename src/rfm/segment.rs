@@ -12,7 +12,7 @@ use datafusion::logical_expr::{
 };
 
 use super::model::Scheme;
-use crate::args::{Kind, Param, check_arg_types, doc_section, param, signature};
+use crate::args::{Kind, Param, check_arg_fields, doc_section, param, signature};
 
 const NAME: &str = "rfm_segment";
 
@@ -113,12 +113,7 @@ impl ScalarUDFImpl for RfmSegment {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        let types: Vec<DataType> = args
-            .arg_fields
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
-        check_arg_types(NAME, &PARAMS, &types)?;
+        check_arg_fields(NAME, &PARAMS, args.arg_fields)?;
         // validate a literal scheme at planning time
         if let Some(Some(
             ScalarValue::Utf8(Some(s))
