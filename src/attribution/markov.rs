@@ -5,7 +5,6 @@ use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, StringArray, StructArray};
 
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
     DataType, Decimal128Type, Field, FieldRef, Fields, Float64Type,
 };
@@ -16,10 +15,10 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_expr::expressions::Literal;
 
+use super::input::JourneyRows;
 use super::model::MarkovCounts;
 use crate::args::{
-    Kind, Param, check_arg_types, doc_section, f64_column, list_of, param, scalar_list, signature,
-    state_field,
+    Kind, Param, check_arg_types, doc_section, list_of, param, scalar_list, signature, state_field,
 };
 
 const NAME: &str = "markov_attribution";
@@ -195,78 +194,21 @@ struct MarkovAccumulator {
     has_non_conversions: bool,
 }
 
-fn count(v: &Float64Array, i: usize, what: &str) -> Result<f64> {
-    if v.is_null(i) {
-        return Ok(0.0);
-    }
-    let x = v.value(i);
-    if !x.is_finite() || x < 0.0 {
-        return exec_err!("{NAME}: {what} must be a finite number >= 0, got {x}");
-    }
-    Ok(x)
-}
-
 impl Accumulator for MarkovAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let paths = cast(
-            &values[0],
-            &DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-        )?;
-        let paths = paths.as_list::<i32>();
-        let channels = paths.values().as_string::<i32>();
-        let conversions = f64_column(&values[1])?;
-        let value = f64_column(&values[2])?;
-        let non_conversions = if self.has_non_conversions {
-            Some(f64_column(&values[3])?)
-        } else {
-            None
-        };
+        let n = if self.has_non_conversions { 4 } else { 3 };
+        let rows = JourneyRows::new(NAME, &values[..n])?;
         let mut path: Vec<&str> = Vec::new();
-        for i in 0..paths.len() {
-            if paths.is_null(i) {
-                continue;
-            }
-            let c = count(&conversions, i, "conversions")?;
-            // without non_conversions (absent or NULL) the row is one journey
-            let n = match &non_conversions {
-                Some(nc) if nc.is_valid(i) => count(nc, i, "non_conversions")?,
-                _ => {
-                    if c > 0.0 {
-                        0.0
-                    } else {
-                        1.0
-                    }
-                }
-            };
-            let v = if value.is_null(i) {
-                0.0
-            } else {
-                value.value(i)
-            };
-            if !v.is_finite() || v.abs() > 1e26 {
-                return exec_err!(
-                    "{NAME}: value must be finite and at most 1e26 in magnitude, got {v}"
-                );
-            }
-            let (lo, hi) = (
-                paths.value_offsets()[i] as usize,
-                paths.value_offsets()[i + 1] as usize,
+        for i in 0..rows.len() {
+            let Some(c) = rows.counts(i)? else { continue };
+            rows.channels(i, &mut path)?;
+            self.counts.add_path(
+                &path,
+                c.conversions,
+                c.non_conversions,
+                c.value,
+                self.collapse,
             );
-            path.clear();
-            for j in lo..hi {
-                let name = if channels.is_null(j) {
-                    "NULL"
-                } else {
-                    channels.value(j)
-                };
-                if name.contains('\u{1f}') || name.starts_with('\u{0}') {
-                    return exec_err!(
-                        "{NAME}: channel names must not contain U+001F or start with NUL: {name:?}"
-                    );
-                }
-                path.push(name);
-            }
-            self.counts.add_path(&path, c, n, v, self.collapse);
         }
         Ok(())
     }

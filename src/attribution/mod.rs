@@ -1,5 +1,6 @@
 //! Multi-touch attribution: heuristic weights and exact Markov removal effects.
 
+mod input;
 pub mod journey;
 pub mod markov;
 pub mod model;

@@ -9,19 +9,18 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Decimal128Array, Float64Array, StringArray, StructArray,
 };
 
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Decimal128Type, Field, FieldRef, Float64Type};
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, FieldRef, Float64Type};
 use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
 };
 
+use super::input::JourneyRows;
 use super::markov::{result_item_fields, result_type};
 use super::model::{CoalitionStats, SHAPLEY_MAX_CHANNELS, shapley_credit, to_nanos};
 use crate::args::{
-    Kind, Param, check_arg_types, doc_section, f64_column, list_of, param, scalar_list, signature,
-    state_field,
+    Kind, Param, check_arg_types, doc_section, list_of, param, scalar_list, signature, state_field,
 };
 
 const NAME: &str = "shapley_attribution";
@@ -134,70 +133,12 @@ struct ShapleyAccumulator {
 
 impl Accumulator for ShapleyAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let paths = cast(
-            &values[0],
-            &DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-        )?;
-        let paths = paths.as_list::<i32>();
-        let channels = paths.values().as_string::<i32>();
-        let conversions = f64_column(&values[1])?;
-        let value = f64_column(&values[2])?;
-        let non_conversions = if self.has_non_conversions {
-            Some(f64_column(&values[3])?)
-        } else {
-            None
-        };
+        let n = if self.has_non_conversions { 4 } else { 3 };
+        let rows = JourneyRows::new(NAME, &values[..n])?;
         let mut set: Vec<&str> = Vec::new();
-        for i in 0..paths.len() {
-            if paths.is_null(i) {
-                continue;
-            }
-            let c = if conversions.is_null(i) {
-                0.0
-            } else {
-                conversions.value(i)
-            };
-            let n = match &non_conversions {
-                Some(nc) if nc.is_valid(i) => nc.value(i),
-                _ => {
-                    if c > 0.0 {
-                        0.0
-                    } else {
-                        1.0
-                    }
-                }
-            };
-            if !(c.is_finite() && c >= 0.0 && n.is_finite() && n >= 0.0) {
-                return exec_err!(
-                    "{NAME}: conversions and non_conversions must be finite numbers >= 0, got {c} and {n}"
-                );
-            }
-            let v = if value.is_null(i) {
-                0.0
-            } else {
-                value.value(i)
-            };
-            if !v.is_finite() || v.abs() > 1e26 {
-                return exec_err!(
-                    "{NAME}: value must be finite and at most 1e26 in magnitude, got {v}"
-                );
-            }
-            let (lo, hi) = (
-                paths.value_offsets()[i] as usize,
-                paths.value_offsets()[i + 1] as usize,
-            );
-            set.clear();
-            for j in lo..hi {
-                let name = if channels.is_null(j) {
-                    "NULL"
-                } else {
-                    channels.value(j)
-                };
-                if name.contains(SEP) {
-                    return exec_err!("{NAME}: channel names must not contain U+001F: {name:?}");
-                }
-                set.push(name);
-            }
+        for i in 0..rows.len() {
+            let Some(c) = rows.counts(i)? else { continue };
+            rows.channels(i, &mut set)?;
             if set.is_empty() {
                 continue;
             }
@@ -209,11 +150,10 @@ impl Accumulator for ShapleyAccumulator {
                     set.len()
                 );
             }
-            let key = set.join("\u{1f}");
-            let e = self.coalitions.entry(key).or_default();
-            e.conversions += c;
-            e.journeys += c + n;
-            e.value_nanos += to_nanos(v);
+            let e = self.coalitions.entry(set.join("\u{1f}")).or_default();
+            e.conversions += c.conversions;
+            e.journeys += c.conversions + c.non_conversions;
+            e.value_nanos += to_nanos(c.value);
         }
         Ok(())
     }
