@@ -37,6 +37,7 @@ pub mod lake;
 
 mod args;
 mod attribution;
+mod clv;
 mod rfm;
 
 use std::sync::Arc;

@@ -1,0 +1,722 @@
+//! Buy-till-you-die models: log-likelihoods (generic over [`Real`], so the same code gives
+//! analytic gradients), a BFGS optimizer over log-parameters, and the closed-form
+//! predictions. Plain Rust on slices: no Arrow, no DataFusion.
+//!
+//! Formulas follow Fader, Hardie & Lee (2005) for BG/NBD, Fader & Hardie's note 008 for
+//! Pareto/NBD, Batislam, Denizel & Filiztekin (2007) for MBG/NBD and Fader & Hardie's note
+//! 025 for Gamma-Gamma, in the same parameterisation as the `lifetimes` package.
+
+use std::cmp::Ordering;
+
+use super::real::{Dual, Real, hyp2f1, ln_hyp2f1_a_b_a1, log_add_exp, log_sub_exp};
+
+/// One customer pattern (frequency x, recency t_x, age T) with the number of customers
+/// sharing it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pattern {
+    pub x: f64,
+    pub tx: f64,
+    pub t: f64,
+    pub w: f64,
+}
+
+/// One Gamma-Gamma pattern (repeat frequency x > 0, mean spend m > 0) with its count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spend {
+    pub x: f64,
+    pub m: f64,
+    pub w: f64,
+}
+
+/// Sort patterns canonically (so sums do not depend on arrival order).
+pub fn sort_patterns(rows: &mut [Pattern]) {
+    rows.sort_unstable_by(|a, b| {
+        a.x.total_cmp(&b.x)
+            .then(a.tx.total_cmp(&b.tx))
+            .then(a.t.total_cmp(&b.t))
+    });
+}
+
+/// Sort spend patterns canonically.
+pub fn sort_spends(rows: &mut [Spend]) {
+    rows.sort_unstable_by(|a, b| a.x.total_cmp(&b.x).then(a.m.total_cmp(&b.m)));
+}
+
+/// Runs of equal `x` in a slice sorted by `x`.
+fn runs_by_x<T>(rows: &[T], x: impl Fn(&T) -> f64) -> impl Iterator<Item = &[T]> {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        if i >= rows.len() {
+            return None;
+        }
+        let x0 = x(&rows[i]);
+        let j = i + rows[i..].iter().take_while(|r| x(r) == x0).count();
+        let run = &rows[i..j];
+        i = j;
+        Some(run)
+    })
+}
+
+/// Total BG/NBD log-likelihood, parameters (r, α, a, b); rows sorted by x.
+pub fn bgnbd_ll<R: Real>(p: &[R; 4], rows: &[Pattern]) -> R {
+    let [r, alpha, a, b] = *p;
+    let (lg_r, ln_alpha, ln_a, lg_ab, lg_b) =
+        (r.lgamma(), alpha.ln(), a.ln(), (a + b).lgamma(), b.lgamma());
+    let mut total = R::cst(0.0);
+    for run in runs_by_x(rows, |p| p.x) {
+        let x = run[0].x;
+        let rx = r + x;
+        let head = rx.lgamma() - lg_r + r * ln_alpha + lg_ab + (b + x).lgamma()
+            - lg_b
+            - (a + b + x).lgamma();
+        let ln_a4 = if x > 0.0 {
+            ln_a - (b + (x - 1.0)).ln()
+        } else {
+            R::cst(0.0)
+        };
+        let mut weight = 0.0;
+        let mut sum = R::cst(0.0);
+        for row in run {
+            let a3 = -(rx * (alpha + row.t).ln());
+            let term = if x > 0.0 {
+                log_add_exp(a3, ln_a4 - rx * (alpha + row.tx).ln())
+            } else {
+                a3
+            };
+            sum = sum + term * row.w;
+            weight += row.w;
+        }
+        total = total + head * weight + sum;
+    }
+    total
+}
+
+/// Total MBG/NBD log-likelihood, parameters (r, α, a, b); rows sorted by x.
+pub fn mbgnbd_ll<R: Real>(p: &[R; 4], rows: &[Pattern]) -> R {
+    let [r, alpha, a, b] = *p;
+    let (lg_r, ln_alpha, ln_a, lg_ab, lg_b) =
+        (r.lgamma(), alpha.ln(), a.ln(), (a + b).lgamma(), b.lgamma());
+    let mut total = R::cst(0.0);
+    for run in runs_by_x(rows, |p| p.x) {
+        let x = run[0].x;
+        let rx = r + x;
+        let head = rx.lgamma() - lg_r + r * ln_alpha + lg_ab + (b + (x + 1.0)).lgamma()
+            - lg_b
+            - (a + b + (x + 1.0)).lgamma();
+        let ln_a_bx = ln_a - (b + x).ln();
+        let mut weight = 0.0;
+        let mut sum = R::cst(0.0);
+        for row in run {
+            let ln_at = (alpha + row.t).ln();
+            let a4 = ln_a_bx + rx * (ln_at - (alpha + row.tx).ln());
+            let term = -(rx * ln_at) + log_add_exp(a4, R::cst(0.0));
+            sum = sum + term * row.w;
+            weight += row.w;
+        }
+        total = total + head * weight + sum;
+    }
+    total
+}
+
+/// ln A₀ of the Pareto/NBD likelihood (Fader & Hardie note 008, in the stable form
+/// `lifetimes` uses: the larger of α and β in the hypergeometric argument).
+fn pareto_ln_a0<R: Real>(p: &[R; 4], x: f64, tx: f64, t: f64) -> R {
+    let [r, alpha, s, beta] = *p;
+    let (lo, hi, b) = if alpha.val() < beta.val() {
+        (alpha, beta, r + x)
+    } else {
+        (beta, alpha, s + 1.0)
+    };
+    let diff = hi - lo;
+    let rsx = r + s + x;
+    let (q1, q2) = (hi + tx, hi + t);
+    let f1 = ln_hyp2f1_a_b_a1(rsx, b, diff / q1) - rsx * q1.ln();
+    let f2 = ln_hyp2f1_a_b_a1(rsx, b, diff / q2) - rsx * q2.ln();
+    log_sub_exp(f1, f2)
+}
+
+/// The Pareto/NBD log-likelihood of one customer.
+pub fn pareto_row_ll<R: Real>(p: &[R; 4], x: f64, tx: f64, t: f64) -> R {
+    let [r, alpha, s, beta] = *p;
+    let a1 = (r + x).lgamma() - r.lgamma() + r * alpha.ln() + s * beta.ln();
+    let alive = -((r + x) * (alpha + t).ln()) - s * (beta + t).ln();
+    let ln_a0 = pareto_ln_a0(p, x, tx, t);
+    a1 + log_add_exp(alive, s.ln() + ln_a0 - (r + s + x).ln())
+}
+
+/// Total Pareto/NBD log-likelihood, parameters (r, α, s, β).
+pub fn pareto_nbd_ll<R: Real>(p: &[R; 4], rows: &[Pattern]) -> R {
+    let mut total = R::cst(0.0);
+    for row in rows {
+        total = total + pareto_row_ll(p, row.x, row.tx, row.t) * row.w;
+    }
+    total
+}
+
+/// Total Gamma-Gamma log-likelihood, parameters (p, q, v); rows sorted by x, all x > 0 and
+/// m > 0.
+pub fn gamma_gamma_ll<R: Real>(params: &[R; 3], rows: &[Spend]) -> R {
+    let [p, q, v] = *params;
+    let (lg_q, ln_v) = (q.lgamma(), v.ln());
+    let mut total = R::cst(0.0);
+    for run in runs_by_x(rows, |s| s.x) {
+        let x = run[0].x;
+        let px = p * x;
+        let head = (px + q).lgamma() - px.lgamma() - lg_q + q * ln_v + px * x.ln();
+        let mut weight = 0.0;
+        let mut sum = R::cst(0.0);
+        for row in run {
+            let term = (px - 1.0) * row.m.ln() - (px + q) * (v + x * row.m).ln();
+            sum = sum + term * row.w;
+            weight += row.w;
+        }
+        total = total + head * weight + sum;
+    }
+    total
+}
+
+/// Result of a maximum-likelihood fit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fit<const N: usize> {
+    pub params: [f64; N],
+    /// Total (unpenalised) log-likelihood at `params`.
+    pub log_likelihood: f64,
+    /// Number of customers (sum of pattern counts).
+    pub customers: f64,
+    pub converged: bool,
+    pub iterations: u32,
+}
+
+/// Optimizer settings.
+#[derive(Debug, Clone, Copy)]
+pub struct FitOptions {
+    /// Coefficient of the L2 penalty on the parameters (not their logs), added to the mean
+    /// negative log-likelihood, as in `lifetimes`.
+    pub penalizer: f64,
+    pub max_iterations: u32,
+    /// Converged when every component of the gradient of the objective (mean negative
+    /// log-likelihood, per log-parameter) is below this.
+    pub gradient_tolerance: f64,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        Self {
+            penalizer: 0.0,
+            max_iterations: 1000,
+            gradient_tolerance: 1e-9,
+        }
+    }
+}
+
+/// Maximise `ll` (total log-likelihood of `customers` customers) over positive parameters
+/// by BFGS on their logarithms, starting from `start`.
+pub fn fit<const N: usize>(
+    ll: impl Fn(&[Dual<N>; N]) -> Dual<N>,
+    customers: f64,
+    start: [f64; N],
+    opts: FitOptions,
+) -> Fit<N> {
+    let objective = |theta: &[f64; N]| -> (f64, [f64; N]) {
+        let p: [Dual<N>; N] = std::array::from_fn(|i| {
+            let v = theta[i].exp();
+            Dual::var(v, i, v)
+        });
+        let mut f = -(ll(&p) / customers);
+        for pi in p {
+            f = f + pi * pi * opts.penalizer;
+        }
+        (f.v, f.d)
+    };
+    let theta0 = start.map(f64::ln);
+    let (theta, converged, iterations) = bfgs(
+        objective,
+        theta0,
+        opts.max_iterations,
+        opts.gradient_tolerance,
+    );
+    let params = theta.map(f64::exp);
+    let log_likelihood = ll(&params.map(Dual::<N>::cst)).v;
+    Fit {
+        params,
+        log_likelihood,
+        customers,
+        converged: converged && log_likelihood.is_finite(),
+        iterations,
+    }
+}
+
+fn dot<const N: usize>(a: &[f64; N], b: &[f64; N]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn max_abs<const N: usize>(a: &[f64; N]) -> f64 {
+    a.iter().fold(0.0, |m, v| m.max(v.abs()))
+}
+
+/// BFGS with a backtracking Armijo line search (steps capped so no log-parameter moves by
+/// more than 2 at once). Returns (argmin, converged, iterations).
+pub fn bfgs<const N: usize>(
+    f: impl Fn(&[f64; N]) -> (f64, [f64; N]),
+    x0: [f64; N],
+    max_iterations: u32,
+    gtol: f64,
+) -> ([f64; N], bool, u32) {
+    let identity = || -> [[f64; N]; N] {
+        std::array::from_fn(|i| std::array::from_fn(|j| if i == j { 1.0 } else { 0.0 }))
+    };
+    let mut x = x0;
+    let (mut fx, mut g) = f(&x);
+    if !fx.is_finite() || g.iter().any(|v| !v.is_finite()) {
+        return (x, false, 0);
+    }
+    let mut h = identity();
+    let mut scaled = false;
+    let mut stalled = 0;
+    // at a minimum the gradient cannot go below the rounding noise of the sums it is made of;
+    // when the objective stops decreasing, accept a gradient this small as converged
+    let stall_gtol = 1e-6;
+    for it in 0..max_iterations {
+        if max_abs(&g) < gtol {
+            return (x, true, it);
+        }
+        let mut d: [f64; N] = std::array::from_fn(|i| -dot(&h[i], &g));
+        let mut slope = dot(&g, &d);
+        if slope >= 0.0 || !slope.is_finite() {
+            h = identity();
+            d = g.map(|v| -v);
+            slope = dot(&g, &d);
+        }
+        let dmax = max_abs(&d);
+        let mut step = if dmax > 2.0 { 2.0 / dmax } else { 1.0 };
+        let mut accepted = None;
+        for _ in 0..80 {
+            let xn: [f64; N] = std::array::from_fn(|i| x[i] + step * d[i]);
+            let (fnew, gnew) = f(&xn);
+            if fnew.is_finite()
+                && gnew.iter().all(|v| v.is_finite())
+                && fnew <= fx + 1e-4 * step * slope
+            {
+                accepted = Some((xn, fnew, gnew));
+                break;
+            }
+            step *= 0.5;
+        }
+        let Some((xn, fnew, gnew)) = accepted else {
+            // no decrease is possible at machine precision: a stationary point if the
+            // gradient is small on the objective's own scale
+            return (x, max_abs(&g) < stall_gtol, it);
+        };
+        if fx - fnew <= 1e-15 * fx.abs().max(1.0) {
+            stalled += 1;
+            if stalled >= 3 && max_abs(&gnew) < stall_gtol {
+                return (xn, true, it + 1);
+            }
+        } else {
+            stalled = 0;
+        }
+        let s: [f64; N] = std::array::from_fn(|i| xn[i] - x[i]);
+        let y: [f64; N] = std::array::from_fn(|i| gnew[i] - g[i]);
+        let sy = dot(&s, &y);
+        if sy > 1e-300 {
+            if !scaled {
+                let gamma = sy / dot(&y, &y);
+                h = std::array::from_fn(|i| std::array::from_fn(|j| h[i][j] * gamma));
+                scaled = true;
+            }
+            let rho = 1.0 / sy;
+            // H ← (I − ρ s yᵀ) H (I − ρ y sᵀ) + ρ s sᵀ
+            let hy: [f64; N] = std::array::from_fn(|i| dot(&h[i], &y));
+            let yhy = dot(&y, &hy);
+            h = std::array::from_fn(|i| {
+                std::array::from_fn(|j| {
+                    h[i][j] - rho * (s[i] * hy[j] + hy[i] * s[j])
+                        + (rho * rho * yhy + rho) * s[i] * s[j]
+                })
+            });
+        }
+        x = xn;
+        fx = fnew;
+        g = gnew;
+    }
+    (x, max_abs(&g) < gtol, max_iterations)
+}
+
+/// Starting point and fit of BG/NBD (r, α, a, b).
+pub fn fit_bgnbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
+    let (n, start) = start_rate(rows);
+    fit(|p| bgnbd_ll(p, rows), n, [start[0], start[1], 1.0, 1.0], opts)
+}
+
+/// Fit of MBG/NBD (r, α, a, b).
+pub fn fit_mbgnbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
+    let (n, start) = start_rate(rows);
+    fit(|p| mbgnbd_ll(p, rows), n, [start[0], start[1], 1.0, 1.0], opts)
+}
+
+/// Fit of Pareto/NBD (r, α, s, β).
+pub fn fit_pareto_nbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
+    let (n, start) = start_rate(rows);
+    let mean_t = rows.iter().map(|r| r.t * r.w).sum::<f64>() / n;
+    fit(
+        |p| pareto_nbd_ll(p, rows),
+        n,
+        [start[0], start[1], 1.0, mean_t.max(1e-3)],
+        opts,
+    )
+}
+
+/// Fit of Gamma-Gamma (p, q, v).
+pub fn fit_gamma_gamma(rows: &[Spend], opts: FitOptions) -> Fit<3> {
+    let n: f64 = rows.iter().map(|r| r.w).sum();
+    let mean_m = rows.iter().map(|r| r.m * r.w).sum::<f64>() / n;
+    fit(
+        |p| gamma_gamma_ll(p, rows),
+        n,
+        [1.0, 2.0, mean_m.max(1e-9)],
+        opts,
+    )
+}
+
+/// Customers, and a start (r = 1, α = r · mean T / mean x) for the purchase-rate gamma.
+fn start_rate(rows: &[Pattern]) -> (f64, [f64; 2]) {
+    let n: f64 = rows.iter().map(|r| r.w).sum();
+    let mean_x = rows.iter().map(|r| r.x * r.w).sum::<f64>() / n;
+    let mean_t = rows.iter().map(|r| r.t * r.w).sum::<f64>() / n;
+    (n, [1.0, (mean_t / mean_x.max(0.1)).max(1e-3)])
+}
+
+/// BG/NBD P(alive | x, t_x, T).
+pub fn bgnbd_p_alive(p: &[f64; 4], x: f64, tx: f64, t: f64) -> f64 {
+    let [r, alpha, a, b] = *p;
+    if x == 0.0 {
+        return 1.0;
+    }
+    let ln_odds = (a / (b + x - 1.0)).ln() + (r + x) * ((alpha + t) / (alpha + tx)).ln();
+    1.0 / (1.0 + ln_odds.exp())
+}
+
+/// BG/NBD expected purchases in the next `horizon` periods for a customer (x, t_x, T).
+pub fn bgnbd_expected(p: &[f64; 4], horizon: f64, x: f64, tx: f64, t: f64) -> f64 {
+    let [r, alpha, a, b] = *p;
+    let denominator = if x > 0.0 {
+        1.0 + (a / (b + x - 1.0)) * ((alpha + t) / (alpha + tx)).powf(r + x)
+    } else {
+        1.0
+    };
+    // (a+b+x−1)/(a−1) · [1 − ₂F₁(r+x, b+x; a+b+x−1; z) (1−z)^(r+x)], z = h/(α+T+h); by
+    // Euler's transformation the bracket is 1 − (1−z)^(a−1) ₂F₁(a+b−1−r, a−1; a+b+x−1; z),
+    // whose parameters do not grow with x (no overflow for frequent buyers).
+    let z = horizon / (alpha + t + horizon);
+    let numerator = |a: f64| {
+        let f = hyp2f1(a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, z);
+        (a + b + x - 1.0) / (a - 1.0) * (1.0 - (1.0 - z).powf(a - 1.0) * f)
+    };
+    with_removable_singularity(a, numerator) / denominator
+}
+
+/// MBG/NBD P(alive | x, t_x, T).
+pub fn mbgnbd_p_alive(p: &[f64; 4], x: f64, tx: f64, t: f64) -> f64 {
+    let [r, alpha, a, b] = *p;
+    let ln_odds = (a / (b + x)).ln() + (r + x) * ((alpha + t) / (alpha + tx)).ln();
+    1.0 / (1.0 + ln_odds.exp())
+}
+
+/// MBG/NBD expected purchases in the next `horizon` periods.
+pub fn mbgnbd_expected(p: &[f64; 4], horizon: f64, x: f64, tx: f64, t: f64) -> f64 {
+    let [r, alpha, a, b] = *p;
+    let denominator = 1.0 + (a / (b + x)) * ((alpha + t) / (alpha + tx)).powf(r + x);
+    let z = horizon / (alpha + t + horizon);
+    let numerator = |a: f64| {
+        let f = hyp2f1(a + b - r, a - 1.0, a + b + x, z);
+        (a + b + x) / (a - 1.0) * (1.0 - (1.0 - z).powf(a - 1.0) * f)
+    };
+    with_removable_singularity(a, numerator) / denominator
+}
+
+/// `f(a)`, or for a within 1e-5 of 1 (where the closed form is 0/0) the linear
+/// interpolation between a = 1 ± 1e-5 (error O(1e-10)).
+fn with_removable_singularity(a: f64, f: impl Fn(f64) -> f64) -> f64 {
+    const H: f64 = 1e-5;
+    if (a - 1.0).abs() >= H {
+        return f(a);
+    }
+    let (lo, hi) = (f(1.0 - H), f(1.0 + H));
+    lo + (a - (1.0 - H)) * (hi - lo) / (2.0 * H)
+}
+
+/// Pareto/NBD P(alive | x, t_x, T).
+pub fn pareto_nbd_p_alive(p: &[f64; 4], x: f64, tx: f64, t: f64) -> f64 {
+    let [r, alpha, s, beta] = *p;
+    let ln_a0 = pareto_ln_a0(p, x, tx, t);
+    let ln_odds =
+        s.ln() - (r + s + x).ln() + (r + x) * (alpha + t).ln() + s * (beta + t).ln() + ln_a0;
+    1.0 / (1.0 + ln_odds.exp())
+}
+
+/// Pareto/NBD expected purchases in the next `horizon` periods.
+pub fn pareto_nbd_expected(p: &[f64; 4], horizon: f64, x: f64, tx: f64, t: f64) -> f64 {
+    let [r, alpha, s, beta] = *p;
+    let ll = pareto_row_ll(p, x, tx, t);
+    let first = super::real::lgamma(r + x) - super::real::lgamma(r)
+        + r * alpha.ln()
+        + s * beta.ln()
+        - (r + x) * (alpha + t).ln()
+        - s * (beta + t).ln();
+    let second = (r + x).ln() + (beta + t).ln() - (alpha + t).ln();
+    // (1 − ((β+T)/(β+T+h))^(s−1)) / (s−1), and its limit ln((β+T+h)/(β+T)) at s = 1
+    let l = -(horizon / (beta + t)).ln_1p();
+    let ratio = if (s - 1.0).abs() < 1e-12 {
+        -l
+    } else {
+        -((s - 1.0) * l).exp_m1() / (s - 1.0)
+    };
+    (first + second + ratio.ln() - ll).exp()
+}
+
+/// Gamma-Gamma expected mean spend of a customer with `x` repeat purchases of mean `m`:
+/// a weighted average of the population mean p·v/(q−1) and `m`. Requires q > 1.
+pub fn gamma_gamma_expected_spend(params: &[f64; 3], x: f64, m: f64) -> f64 {
+    let [p, q, v] = *params;
+    let population = v * p / (q - 1.0);
+    if x == 0.0 {
+        return population;
+    }
+    let w = p * x / (p * x + q - 1.0);
+    (1.0 - w) * population + w * m
+}
+
+/// Discounted CLV: Σᵢ spend · (E(i·k) − E((i−1)·k)) / (1 + d)ⁱ over months i = 1..=months,
+/// with k periods per month and E(t) the expected purchases within t periods.
+pub fn discounted_value(
+    expected: impl Fn(f64) -> f64,
+    spend: f64,
+    months: u32,
+    periods_per_month: f64,
+    monthly_discount: f64,
+) -> f64 {
+    let mut value = 0.0;
+    let mut previous = 0.0;
+    for i in 1..=months {
+        let e = expected(i as f64 * periods_per_month);
+        value += spend * (e - previous) / (1.0 + monthly_discount).powi(i as i32);
+        previous = e;
+    }
+    value
+}
+
+/// The period a purchase is floored to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    Day,
+    /// Weeks starting on Monday (pandas' `W` = `W-SUN` periods, as `lifetimes` uses).
+    Week,
+    /// Calendar months.
+    Month,
+}
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+impl Period {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "day" | "days" | "d" => Some(Self::Day),
+            "week" | "weeks" | "w" => Some(Self::Week),
+            "month" | "months" | "m" => Some(Self::Month),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Day => "day",
+            Self::Week => "week",
+            Self::Month => "month",
+        }
+    }
+
+    /// The period index of a timestamp in microseconds since the epoch (UTC wall clock).
+    pub fn of_micros(self, micros: i64) -> i64 {
+        let days = micros.div_euclid(MICROS_PER_DAY);
+        match self {
+            Self::Day => days,
+            // 1970-01-01 is a Thursday; the Monday before it is day −3
+            Self::Week => (days + 3).div_euclid(7),
+            Self::Month => {
+                let (y, m) = year_month(days);
+                y * 12 + (m - 1)
+            }
+        }
+    }
+
+    /// Periods in a month of `days_per_month` days (a month is one period for `Month`).
+    pub fn per_month(self, days_per_month: f64) -> f64 {
+        match self {
+            Self::Day => days_per_month,
+            Self::Week => days_per_month / 7.0,
+            Self::Month => 1.0,
+        }
+    }
+}
+
+/// Civil (year, month 1..=12) of a day count since 1970-01-01 (Hinnant's algorithm).
+fn year_month(days: i64) -> (i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    (y, m)
+}
+
+/// Compare patterns for dedup.
+pub fn same_pattern(a: &Pattern, b: &Pattern) -> bool {
+    a.x.total_cmp(&b.x) == Ordering::Equal
+        && a.tx.total_cmp(&b.tx) == Ordering::Equal
+        && a.t.total_cmp(&b.t) == Ordering::Equal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_gradient<const N: usize>(f: impl Fn(&[Dual<N>; N]) -> Dual<N>, at: [f64; N]) {
+        let d = f(&std::array::from_fn(|i| Dual::var(at[i], i, 1.0)));
+        for i in 0..N {
+            let h = 1e-6 * at[i];
+            let mut up = at.map(Dual::<N>::cst);
+            let mut down = up;
+            up[i].v += h;
+            down[i].v -= h;
+            let fd = (f(&up).v - f(&down).v) / (2.0 * h);
+            assert!(
+                (d.d[i] - fd).abs() < 1e-5 * fd.abs().max(1.0),
+                "parameter {i}: {} vs {fd}",
+                d.d[i]
+            );
+        }
+    }
+
+    fn patterns() -> Vec<Pattern> {
+        let mut rows = vec![
+            Pattern { x: 0.0, tx: 0.0, t: 38.0, w: 3.0 },
+            Pattern { x: 2.0, tx: 30.43, t: 38.86, w: 1.0 },
+            Pattern { x: 1.0, tx: 1.71, t: 38.86, w: 2.0 },
+            Pattern { x: 26.0, tx: 30.86, t: 31.0, w: 1.0 },
+            Pattern { x: 5.0, tx: 12.0, t: 12.0, w: 1.0 },
+        ];
+        sort_patterns(&mut rows);
+        rows
+    }
+
+    #[test]
+    fn gradients_are_exact() {
+        let rows = patterns();
+        check_gradient(|p| bgnbd_ll(p, &rows), [0.24, 4.4, 0.79, 2.4]);
+        check_gradient(|p| mbgnbd_ll(p, &rows), [0.52, 6.2, 0.89, 1.6]);
+        check_gradient(|p| pareto_nbd_ll(p, &rows), [0.55, 10.6, 0.61, 11.7]);
+        check_gradient(|p| pareto_nbd_ll(p, &rows), [0.55, 12.6, 0.61, 3.7]);
+        let spends = vec![
+            Spend { x: 1.0, m: 20.0, w: 2.0 },
+            Spend { x: 3.0, m: 35.5, w: 1.0 },
+        ];
+        check_gradient(|p| gamma_gamma_ll(p, &spends), [6.25, 3.74, 15.44]);
+    }
+
+    #[test]
+    fn bfgs_finds_the_minimum_of_a_quadratic() {
+        let f = |x: &[f64; 2]| {
+            let (a, b) = (x[0] - 1.0, x[1] + 2.0);
+            (a * a + 10.0 * b * b + a * b, [2.0 * a + b, 20.0 * b + a])
+        };
+        let (x, converged, _) = bfgs(f, [5.0, 5.0], 100, 1e-12);
+        assert!(converged);
+        assert!((x[0] - 1.0).abs() < 1e-10 && (x[1] + 2.0).abs() < 1e-10);
+    }
+
+    #[test]
+    fn periods_floor_like_pandas() {
+        let day = |y: i64, m: i64, d: i64| {
+            // days from civil
+            let y = if m <= 2 { y - 1 } else { y };
+            let era = y.div_euclid(400);
+            let yoe = y - era * 400;
+            let mp = (m + 9) % 12;
+            let doy = (153 * mp + 2) / 5 + d - 1;
+            let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+            era * 146_097 + doe - 719_468
+        };
+        let us = |d: i64| d * MICROS_PER_DAY + 5;
+        assert_eq!(Period::Day.of_micros(us(day(1970, 1, 2))), 1);
+        assert_eq!(Period::Day.of_micros(-1), -1);
+        // 2025-01-06 is a Monday: Sunday 2025-01-05 is in the previous week
+        let w = Period::Week.of_micros(us(day(2025, 1, 6)));
+        assert_eq!(Period::Week.of_micros(us(day(2025, 1, 12))), w);
+        assert_eq!(Period::Week.of_micros(us(day(2025, 1, 5))), w - 1);
+        assert_eq!(
+            Period::Month.of_micros(us(day(2024, 2, 29))) - Period::Month.of_micros(us(day(2023, 12, 31))),
+            2
+        );
+        assert_eq!(
+            Period::Month.of_micros(us(day(1969, 12, 31))),
+            Period::Month.of_micros(0) - 1
+        );
+    }
+
+    #[test]
+    fn predictions_at_the_removable_singularity_are_continuous() {
+        let at = |a: f64| bgnbd_expected(&[0.5, 5.0, a, 2.0], 10.0, 2.0, 5.0, 8.0);
+        let (below, exact, above) = (at(1.0 - 2e-5), at(1.0), at(1.0 + 2e-5));
+        assert!(exact.is_finite());
+        assert!((exact - (below + above) / 2.0).abs() < 1e-6 * exact);
+        let m = |a: f64| mbgnbd_expected(&[0.5, 5.0, a, 2.0], 10.0, 2.0, 5.0, 8.0);
+        assert!((m(1.0) - (m(1.0 - 2e-5) + m(1.0 + 2e-5)) / 2.0).abs() < 1e-6 * m(1.0));
+    }
+}
+
+#[cfg(test)]
+mod cdnow {
+    use super::*;
+
+    /// CDNOW (2357 customers, weeks), as shipped in the `lifetimes` package.
+    pub fn cdnow() -> (Vec<Pattern>, Vec<Spend>) {
+        let text = include_str!("../../tests/data/cdnow_customers_summary_with_transactions.csv");
+        let mut patterns = Vec::new();
+        let mut spends = Vec::new();
+        for line in text.lines().skip(1) {
+            let f: Vec<f64> = line.split(',').map(|v| v.parse().unwrap()).collect();
+            patterns.push(Pattern { x: f[1], tx: f[2], t: f[3], w: 1.0 });
+            if f[1] > 0.0 {
+                spends.push(Spend { x: f[1], m: f[4], w: 1.0 });
+            }
+        }
+        sort_patterns(&mut patterns);
+        sort_spends(&mut spends);
+        (patterns, spends)
+    }
+
+    #[test]
+    fn cdnow_fits_match_published_values() {
+        let (patterns, spends) = cdnow();
+        let t = std::time::Instant::now();
+        let bg = fit_bgnbd(&patterns, FitOptions::default());
+        eprintln!("bgnbd {:?} {:?}", bg, t.elapsed());
+        let t = std::time::Instant::now();
+        let pn = fit_pareto_nbd(&patterns, FitOptions::default());
+        eprintln!("pareto {:?} {:?}", pn, t.elapsed());
+        let t = std::time::Instant::now();
+        let mbg = fit_mbgnbd(&patterns, FitOptions::default());
+        eprintln!("mbg {:?} {:?}", mbg, t.elapsed());
+        let t = std::time::Instant::now();
+        let gg = fit_gamma_gamma(&spends, FitOptions::default());
+        eprintln!("gg {:?} {:?}", gg, t.elapsed());
+        eprintln!("{}", bgnbd_expected(&bg.params, 39.0, 2.0, 30.43, 38.86));
+        eprintln!("{}", bgnbd_p_alive(&bg.params, 2.0, 30.43, 38.86));
+        let pp = [0.5534, 10.5802, 0.6061, 11.6562];
+        eprintln!("{} {}", pareto_nbd_p_alive(&pp, 26.0, 30.86, 31.0), pareto_nbd_expected(&pp, 52.0, 26.0, 30.86, 31.0));
+        panic!();
+    }
+}
