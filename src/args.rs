@@ -23,7 +23,6 @@ pub enum Kind {
     /// Any integer type, coerced to Int64.
     Integer,
     /// Any integer, float or decimal, coerced to Float64.
-    #[allow(dead_code)] // for the families that take measures (CLV, similarity)
     Number,
     /// A string (Utf8, LargeUtf8, Utf8View).
     String,
@@ -35,6 +34,10 @@ pub enum Kind {
     TimestampList,
     /// A timestamp (any unit or time zone).
     Timestamp,
+    /// A timestamp or a date. Not coerced.
+    Instant,
+    /// A struct (e.g. a fitted model). Not coerced.
+    Struct,
     /// Any type with a total order: numbers, decimals, strings, binary, booleans,
     /// dates, times, timestamps, durations, intervals. Not coerced.
     Orderable,
@@ -59,6 +62,7 @@ impl Kind {
                 Coercion::new_exact(TypeSignatureClass::Any)
             }
             Self::Timestamp => Coercion::new_exact(TypeSignatureClass::Timestamp),
+            Self::Instant | Self::Struct => Coercion::new_exact(TypeSignatureClass::Any),
         }
     }
 
@@ -85,6 +89,11 @@ impl Kind {
                 None => t.is_null(),
             },
             Self::Timestamp => matches!(t, DataType::Timestamp(_, _) | DataType::Null),
+            Self::Struct => matches!(t, DataType::Struct(_) | DataType::Null),
+            Self::Instant => matches!(
+                t,
+                DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 | DataType::Null
+            ),
             Self::Orderable => {
                 t.is_primitive()
                     || matches!(
@@ -113,6 +122,8 @@ impl Kind {
             Self::StringList => "a list of strings",
             Self::TimestampList => "a list of timestamps",
             Self::Timestamp => "a timestamp",
+            Self::Instant => "a timestamp or a date",
+            Self::Struct => "a struct (a fitted model)",
         }
     }
 }
@@ -151,6 +162,30 @@ pub fn signature(params: &[Param], required: usize, volatility: Volatility) -> S
     for n in required..=params.len() {
         variants.push(TypeSignature::Any(n));
     }
+    named_one_of(params, variants, volatility)
+}
+
+/// Like [`signature`], with catch-alls also for `min_any..required` arguments (for
+/// functions that also accept a struct standing for several arguments).
+pub fn signature_with_short_forms(
+    params: &[Param],
+    required: usize,
+    min_any: usize,
+    volatility: Volatility,
+) -> Signature {
+    let mut variants = Vec::new();
+    for n in required..=params.len() {
+        variants.push(TypeSignature::Coercible(
+            params[..n].iter().map(|p| p.kind.coercion()).collect(),
+        ));
+    }
+    for n in min_any.min(required)..=params.len() {
+        variants.push(TypeSignature::Any(n));
+    }
+    named_one_of(params, variants, volatility)
+}
+
+fn named_one_of(params: &[Param], variants: Vec<TypeSignature>, volatility: Volatility) -> Signature {
     Signature::one_of(variants, volatility)
         .with_parameter_names(params.iter().map(|p| p.name).collect())
         .expect("parameter names match the signature")

@@ -55,23 +55,35 @@ pub mod functions {
         attribution_weights, journey_path, markov_attribution, shapley_attribution,
         time_decay_weights,
     };
+    pub use crate::clv::{
+        bgnbd_expected_purchases, bgnbd_fit, bgnbd_p_alive, clv_summary,
+        customer_lifetime_value, gamma_gamma_expected_spend, gamma_gamma_fit,
+        mbgnbd_expected_purchases, mbgnbd_fit, mbgnbd_p_alive, pareto_nbd_expected_purchases,
+        pareto_nbd_fit, pareto_nbd_p_alive,
+    };
     pub use crate::rfm::{quantile_score, rfm_segment};
 }
 
 /// Expression builders for the DataFrame API.
 pub mod expr_fn {
     pub use crate::attribution::expr_fn::*;
+    pub use crate::clv::expr_fn::*;
     pub use crate::rfm::expr_fn::*;
 }
 
 /// Every scalar function of the crate.
 pub fn all_scalar_functions() -> Vec<Arc<ScalarUDF>> {
-    [rfm::scalar_functions(), attribution::scalar_functions()].concat()
+    [
+        rfm::scalar_functions(),
+        attribution::scalar_functions(),
+        clv::scalar_functions(),
+    ]
+    .concat()
 }
 
 /// Every aggregate function of the crate.
 pub fn all_aggregate_functions() -> Vec<Arc<AggregateUDF>> {
-    attribution::aggregate_functions()
+    [attribution::aggregate_functions(), clv::aggregate_functions()].concat()
 }
 
 /// Every window function of the crate.

@@ -6,8 +6,6 @@
 //! Pareto/NBD, Batislam, Denizel & Filiztekin (2007) for MBG/NBD and Fader & Hardie's note
 //! 025 for Gamma-Gamma, in the same parameterisation as the `lifetimes` package.
 
-use std::cmp::Ordering;
-
 use super::real::{Dual, Real, hyp2f1, ln_hyp2f1_a_b_a1, log_add_exp, log_sub_exp};
 
 /// One customer pattern (frequency x, recency t_x, age T) with the number of customers
@@ -570,13 +568,6 @@ fn year_month(days: i64) -> (i64, i64) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
     (y, m)
-}
-
-/// Compare patterns for dedup.
-pub fn same_pattern(a: &Pattern, b: &Pattern) -> bool {
-    a.x.total_cmp(&b.x) == Ordering::Equal
-        && a.tx.total_cmp(&b.tx) == Ordering::Equal
-        && a.t.total_cmp(&b.t) == Ordering::Equal
 }
 
 #[cfg(test)]
