@@ -93,7 +93,11 @@ pub fn all_window_functions() -> Vec<Arc<WindowUDF>> {
 
 /// Every table function of the crate, with its name.
 pub fn all_table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {
-    [rfm::table_functions(), attribution::table_functions()]
+    [
+        rfm::table_functions(),
+        attribution::table_functions(),
+        clv::table_functions(),
+    ]
         .concat()
         .into_iter()
         .map(|(name, f, _)| (name, f))
@@ -161,5 +165,13 @@ pub fn all_table_function_docs() -> Vec<(
     &'static str,
     &'static datafusion::logical_expr::Documentation,
 )> {
-    Vec::new()
+    [
+        rfm::table_functions(),
+        attribution::table_functions(),
+        clv::table_functions(),
+    ]
+    .concat()
+    .into_iter()
+    .map(|(name, _, doc)| (name, doc))
+    .collect()
 }

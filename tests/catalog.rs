@@ -50,19 +50,25 @@ fn every_function_is_documented_with_arguments_and_an_example() {
 
 #[tokio::test]
 async fn documented_examples_run_and_print_what_they_claim() {
-    let ctx = datafusion_marketing::session_context().unwrap();
     let examples = examples().unwrap();
     assert!(examples.len() >= all_docs().unwrap().len());
+    let mut wrong = Vec::new();
     for ex in examples {
-        let out = pretty(&query(&ctx, &ex.sql).await);
-        assert_eq!(
-            out.trim(),
-            ex.expected.trim(),
-            "example of {} ({})",
-            ex.function,
-            ex.sql
-        );
+        // each example in a fresh session; statements separated by ";\n", the last one's
+        // result is what the example shows
+        let ctx = datafusion_marketing::session_context().unwrap();
+        let mut out = String::new();
+        for statement in ex.sql.split(";\n").map(str::trim).filter(|s| !s.is_empty()) {
+            out = pretty(&query(&ctx, statement).await);
+        }
+        if out.trim() != ex.expected.trim() {
+            wrong.push(format!(
+                "example of {} ({}):\n{}\nclaims\n{}",
+                ex.function, ex.sql, out, ex.expected
+            ));
+        }
     }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 mod attribution;
 mod catalog;
 mod cli;
+mod clv;
 mod common;
 mod generator;
 mod lake;

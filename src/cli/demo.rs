@@ -41,6 +41,10 @@ pub const ANALYSES: &[(&str, &str)] = &[
         "channel_attribution.sql",
         include_str!("../../sql/channel_attribution.sql"),
     ),
+    (
+        "customer_lifetime_value.sql",
+        include_str!("../../sql/customer_lifetime_value.sql"),
+    ),
 ];
 
 /// The title of an analysis: its first comment line.

@@ -203,12 +203,13 @@ static BGNBD_DOC: LazyLock<Documentation> = LazyLock::new(|| {
         "```sql\n\
          > SELECT round(m.r, 3) AS r, round(m.alpha, 2) AS alpha, round(m.a, 3) AS a, round(m.b, 3) AS b, m.converged AS ok\n\
          > FROM (SELECT bgnbd_fit(x, tx, t, 0, 'week') AS m\n\
-         >       FROM (VALUES (0, 0, 30), (1, 5, 30), (3, 20, 30), (0, 0, 20), (2, 3, 25), (5, 28, 29), (0, 0, 28), (1, 2, 30)) v(x, tx, t));\n\
-         +-------+-------+-------+-------+------+\n\
-         | r     | alpha | a     | b     | ok   |\n\
-         +-------+-------+-------+-------+------+\n\
-         | 1.124 | 15.06 | 0.021 | 0.197 | true |\n\
-         +-------+-------+-------+-------+------+\n\
+         >       FROM (VALUES (0, 0, 30), (0, 0, 30), (0, 0, 25), (1, 2, 30), (1, 20, 28), (2, 5, 30), (4, 25, 30),\n\
+         >               (7, 29, 30), (12, 28, 29), (0, 0, 20), (3, 10, 30), (1, 1, 30)) v(x, tx, t));\n\
+         +-------+-------+------+-------+------+\n\
+         | r     | alpha | a    | b     | ok   |\n\
+         +-------+-------+------+-------+------+\n\
+         | 0.584 | 3.62  | 0.27 | 0.687 | true |\n\
+         +-------+-------+------+-------+------+\n\
          ```",
     )
     .with_related_udf("clv_summary")
@@ -237,12 +238,13 @@ static MBGNBD_DOC: LazyLock<Documentation> = LazyLock::new(|| {
         "```sql\n\
          > SELECT round(m.r, 3) AS r, round(m.alpha, 2) AS alpha, m.customers AS n\n\
          > FROM (SELECT mbgnbd_fit(x, tx, t) AS m\n\
-         >       FROM (VALUES (0, 0, 30), (1, 5, 30), (3, 20, 30), (0, 0, 20), (2, 3, 25), (5, 28, 29), (0, 0, 28), (1, 2, 30)) v(x, tx, t));\n\
-         +-------+-------+---+\n\
-         | r     | alpha | n |\n\
-         +-------+-------+---+\n\
-         | 1.153 | 15.38 | 8 |\n\
-         +-------+-------+---+\n\
+         >       FROM (VALUES (0, 0, 30), (0, 0, 30), (0, 0, 25), (1, 2, 30), (1, 20, 28), (2, 5, 30), (4, 25, 30),\n\
+         >               (7, 29, 30), (12, 28, 29), (0, 0, 20), (3, 10, 30), (1, 1, 30)) v(x, tx, t));\n\
+         +-------+-------+----+\n\
+         | r     | alpha | n  |\n\
+         +-------+-------+----+\n\
+         | 3.825 | 15.93 | 12 |\n\
+         +-------+-------+----+\n\
          ```",
     )
     .with_related_udf("mbgnbd_expected_purchases")
@@ -272,12 +274,13 @@ static PARETO_DOC: LazyLock<Documentation> = LazyLock::new(|| {
         "```sql\n\
          > SELECT m.model AS model, m.customers AS n, m.converged AS ok\n\
          > FROM (SELECT pareto_nbd_fit(x, tx, t) AS m\n\
-         >       FROM (VALUES (0, 0, 30), (1, 5, 30), (3, 20, 30), (0, 0, 20), (2, 3, 25), (5, 28, 29), (0, 0, 28), (1, 2, 30)) v(x, tx, t));\n\
-         +------------+---+------+\n\
-         | model      | n | ok   |\n\
-         +------------+---+------+\n\
-         | pareto_nbd | 8 | true |\n\
-         +------------+---+------+\n\
+         >       FROM (VALUES (0, 0, 30), (0, 0, 30), (0, 0, 25), (1, 2, 30), (1, 20, 28), (2, 5, 30), (4, 25, 30),\n\
+         >               (7, 29, 30), (12, 28, 29), (0, 0, 20), (3, 10, 30), (1, 1, 30)) v(x, tx, t));\n\
+         +------------+----+------+\n\
+         | model      | n  | ok   |\n\
+         +------------+----+------+\n\
+         | pareto_nbd | 12 | true |\n\
+         +------------+----+------+\n\
          ```",
     )
     .with_related_udf("pareto_nbd_expected_purchases")
@@ -307,11 +310,11 @@ static GAMMA_GAMMA_DOC: LazyLock<Documentation> = LazyLock::new(|| {
          > SELECT round(m.p, 2) AS p, round(m.q, 2) AS q, round(m.v, 2) AS v, m.customers AS n\n\
          > FROM (SELECT gamma_gamma_fit(x, m) AS m\n\
          >       FROM (VALUES (1, 20.0), (2, 35.5), (0, 0.0), (4, 28.0), (1, 12.5), (3, 50.0), (2, 18.0)) v(x, m));\n\
-         +------+------+-------+---+\n\
-         | p    | q    | v     | n |\n\
-         +------+------+-------+---+\n\
-         | 6.08 | 3.06 | 14.12 | 6 |\n\
-         +------+------+-------+---+\n\
+         +------+-------+--------+---+\n\
+         | p    | q     | v      | n |\n\
+         +------+-------+--------+---+\n\
+         | 3.92 | 21.51 | 157.53 | 6 |\n\
+         +------+-------+--------+---+\n\
          ```",
     )
     .with_related_udf("gamma_gamma_expected_spend")

@@ -6,10 +6,12 @@ pub mod model;
 pub mod predict;
 pub mod real;
 pub mod summary;
+pub mod table;
 
 use std::sync::Arc;
 
-use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+use datafusion::catalog::TableFunctionImpl;
+use datafusion::logical_expr::{AggregateUDF, Documentation, ScalarUDF};
 
 pub use fit::{bgnbd_fit, gamma_gamma_fit, mbgnbd_fit, pareto_nbd_fit};
 pub use predict::{
@@ -42,6 +44,15 @@ pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
         mbgnbd_fit(),
         gamma_gamma_fit(),
     ]
+}
+
+/// The family's table functions with their documentation.
+pub fn table_functions() -> Vec<(
+    &'static str,
+    Arc<dyn TableFunctionImpl>,
+    &'static Documentation,
+)> {
+    vec![("clv", Arc::new(table::ClvTable), &table::DOC)]
 }
 
 /// DataFrame API helpers.

@@ -536,7 +536,7 @@ static MBG_EXPECTED_DOC: LazyLock<Documentation> = LazyLock::new(|| {
         &example(
             &format!("mbgnbd_expected_purchases({MBG_MODEL}, 39, 2, 30.43, 38.86)"),
             "expected",
-            "1.2627",
+            "1.263",
         ),
     )
 });
@@ -566,7 +566,7 @@ static MBG_ALIVE_DOC: LazyLock<Documentation> = LazyLock::new(|| {
         &example(
             &format!("mbgnbd_p_alive({MBG_MODEL}, 2, 30.43, 38.86)"),
             "p_alive",
-            "0.7061",
+            "0.7062",
         ),
     )
 });
@@ -599,7 +599,7 @@ static SPEND_DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .with_sql_example(example(
         &format!("gamma_gamma_expected_spend({GG_MODEL}, 2, 22.35)"),
         "spend",
-        "24.6582",
+        "24.6637",
     ))
     .build()
 });
@@ -633,7 +633,7 @@ static LIFETIME_DOC: LazyLock<Documentation> = LazyLock::new(|| {
          +-------+\n\
          | clv   |\n\
          +-------+\n\
-         | 35.95 |\n\
+         | 35.88 |\n\
          +-------+\n\
          ```"
     ))

@@ -241,8 +241,9 @@ pub fn log_sub_exp<R: Real>(a: R, b: R) -> R {
     a + (-(b - a).exp_m1()).ln()
 }
 
-/// Most terms any hypergeometric series may take before it is declared non-convergent.
-pub const MAX_SERIES_TERMS: usize = 1_000_000;
+/// Most terms any hypergeometric series may take before it is declared non-convergent
+/// (enough for arguments up to about 0.999; a fit's line search backs off from NaN).
+pub const MAX_SERIES_TERMS: usize = 50_000;
 
 /// ln ₂F₁(a, b; a + 1; z) for a > 0, 0 < b < a + 1 and 0 ≤ z < 1 — the form in the
 /// Pareto/NBD likelihood. Evaluated after Euler's transformation

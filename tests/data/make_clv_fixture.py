@@ -76,6 +76,19 @@ def cdnow():
         "gamma_gamma_spend": spend,
         "clv_12m": clv,
     }
+    # Pareto/NBD with given parameters: the published customer, and numerically hard inputs
+    # (frequencies in the hundreds, recency close to T)
+    fixed = ParetoNBDFitter()
+    fixed.params_ = pd.Series(dict(r=0.5534, alpha=10.5802, s=0.6061, beta=11.6562))
+    cases = [("published", fixed, 26, 30.86, 31.0)]
+    hard = ParetoNBDFitter()
+    hard.params_ = pd.Series(dict(r=0.5143, alpha=2.8845, s=0.2856, beta=14.1087))
+    cases += [("hard", hard, x, tx, T) for x, tx, T in
+              [(221, 103.43, 103.57), (254, 97.14, 97.29), (161, 94.71, 98.00), (204, 98.57, 99.43)]]
+    for label, m, x, tx, T in cases:
+        key = f"{label}:{x}:{tx}:{T}"
+        rows.append(f"pareto,{key},p_alive,{float(m.conditional_probability_alive(x, tx, T))!r}")
+        rows.append(f"pareto,{key},expected_52,{float(m.conditional_expected_number_of_purchases_up_to_time(52, x, tx, T))!r}")
     for i, cid in enumerate(head.index):
         for k, v in preds.items():
             rows.append(f"customer,{cid},{k},{float(np.asarray(v)[i])!r}")
