@@ -1,5 +1,5 @@
 -- Customer lifetime value: BG/NBD + Gamma-Gamma fits, CLV deciles, high-value customers likely lost
--- clv_summary turns each customer's orders into (frequency, recency, T, monetary_value) in days;
+-- clv_summary turns each customer's orders into (frequency, recency, T, monetary_value) in days,
 -- the *_fit aggregates fit the models on those summaries (the day unit travels with them), and
 -- customer_lifetime_value discounts 12 months of expected spend at 1% a month (30-day months).
 CREATE OR REPLACE VIEW customer_summary AS
@@ -31,7 +31,7 @@ FROM customer_summary CROSS JOIN clv_models;
 SELECT decile, count(*) AS customers, round(avg(clv_12m), 2) AS avg_clv_12m,
        round(100.0 * sum(clv_12m) / sum(sum(clv_12m)) OVER (), 1) AS clv_share_pct,
        round(avg(p_alive), 3) AS avg_p_alive, round(avg(frequency), 2) AS avg_repeat_purchases
-FROM (SELECT *, quantile_score(clv_12m, 10, descending => true) AS decile FROM customer_clv)
+FROM (SELECT *, quantile_score(clv_12m, 10, descending => true) OVER () AS decile FROM customer_clv)
 GROUP BY decile
 ORDER BY decile;
 

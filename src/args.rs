@@ -185,7 +185,11 @@ pub fn signature_with_short_forms(
     named_one_of(params, variants, volatility)
 }
 
-fn named_one_of(params: &[Param], variants: Vec<TypeSignature>, volatility: Volatility) -> Signature {
+fn named_one_of(
+    params: &[Param],
+    variants: Vec<TypeSignature>,
+    volatility: Volatility,
+) -> Signature {
     Signature::one_of(variants, volatility)
         .with_parameter_names(params.iter().map(|p| p.name).collect())
         .expect("parameter names match the signature")

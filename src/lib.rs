@@ -56,10 +56,9 @@ pub mod functions {
         time_decay_weights,
     };
     pub use crate::clv::{
-        bgnbd_expected_purchases, bgnbd_fit, bgnbd_p_alive, clv_summary,
-        customer_lifetime_value, gamma_gamma_expected_spend, gamma_gamma_fit,
-        mbgnbd_expected_purchases, mbgnbd_fit, mbgnbd_p_alive, pareto_nbd_expected_purchases,
-        pareto_nbd_fit, pareto_nbd_p_alive,
+        bgnbd_expected_purchases, bgnbd_fit, bgnbd_p_alive, clv_summary, customer_lifetime_value,
+        gamma_gamma_expected_spend, gamma_gamma_fit, mbgnbd_expected_purchases, mbgnbd_fit,
+        mbgnbd_p_alive, pareto_nbd_expected_purchases, pareto_nbd_fit, pareto_nbd_p_alive,
     };
     pub use crate::rfm::{quantile_score, rfm_segment};
 }
@@ -83,7 +82,11 @@ pub fn all_scalar_functions() -> Vec<Arc<ScalarUDF>> {
 
 /// Every aggregate function of the crate.
 pub fn all_aggregate_functions() -> Vec<Arc<AggregateUDF>> {
-    [attribution::aggregate_functions(), clv::aggregate_functions()].concat()
+    [
+        attribution::aggregate_functions(),
+        clv::aggregate_functions(),
+    ]
+    .concat()
 }
 
 /// Every window function of the crate.
@@ -98,10 +101,10 @@ pub fn all_table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> 
         attribution::table_functions(),
         clv::table_functions(),
     ]
-        .concat()
-        .into_iter()
-        .map(|(name, f, _)| (name, f))
-        .collect()
+    .concat()
+    .into_iter()
+    .map(|(name, f, _)| (name, f))
+    .collect()
 }
 
 /// Register every scalar, aggregate and window function on `registry`.

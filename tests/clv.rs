@@ -48,7 +48,10 @@ async fn rows(ctx: &SessionContext, sql: &str) -> Vec<Vec<f64>> {
 
 fn close(got: f64, want: f64, rel: f64, what: &str) {
     let err = (got - want).abs() / want.abs().max(1e-12);
-    assert!(err <= rel, "{what}: got {got}, want {want} (relative error {err:.2e} > {rel:.0e})");
+    assert!(
+        err <= rel,
+        "{what}: got {got}, want {want} (relative error {err:.2e} > {rel:.0e})"
+    );
 }
 
 /// (kind, key, name) → value from clv_lifetimes_cdnow.csv.
@@ -105,21 +108,34 @@ async fn cdnow_fits_match_published_values_and_lifetimes() {
         (16, "15.44", "Gamma-Gamma v"),
     ];
     for (i, printed, what) in published {
-        // agree to the printed digits (half a unit of the last one), or to 2e-4 relative
-        // (the published Pareto/NBD r = 0.5532 and beta = 11.669 are truncated; lifetimes,
-        // like us, gets 0.55328 and 11.6679)
+        // agree to the printed digits (half a unit of the last one), or to 1e-3 relative
+        // (some published digits are truncated: Pareto/NBD r = 0.5532 and beta = 11.669,
+        // Gamma-Gamma v = 15.44, where lifetimes, like us, gets 0.55328, 11.6679, 15.4477;
+        // the comparison with lifetimes below is to 1e-5)
         let decimals = printed.split('.').nth(1).map_or(0, str::len) as i32;
         let want: f64 = printed.parse().unwrap();
         let err = (g[i] - want).abs();
         assert!(
-            err <= 0.5 * 10f64.powi(-decimals) + 1e-12 || err <= 2e-4 * want,
+            err <= 0.5 * 10f64.powi(-decimals) + 1e-12 || err <= 1e-3 * want,
             "{what}: got {}, published {printed}",
             g[i]
         );
     }
-    assert!((g[4] - -9582.43).abs() < 0.01, "BG/NBD log-likelihood {}", g[4]);
-    assert!((g[9] - -9595.0).abs() < 0.05, "Pareto/NBD log-likelihood {}", g[9]);
-    assert!((g[17] - -4055.92).abs() < 0.01, "Gamma-Gamma log-likelihood {}", g[17]);
+    assert!(
+        (g[4] - -9582.43).abs() < 0.01,
+        "BG/NBD log-likelihood {}",
+        g[4]
+    );
+    assert!(
+        (g[9] - -9595.0).abs() < 0.05,
+        "Pareto/NBD log-likelihood {}",
+        g[9]
+    );
+    assert!(
+        (g[17] - -4055.92).abs() < 0.01,
+        "Gamma-Gamma log-likelihood {}",
+        g[17]
+    );
     assert_eq!((g[18], g[19], g[20]), (2357.0, 946.0, 1.0));
     // lifetimes, fitted to its tightest tolerance
     let lt = lifetimes_cdnow();
@@ -236,7 +252,12 @@ async fn pareto_nbd_is_finite_and_exact_on_hard_inputs() {
         let expected = lt[&(kind.clone(), key.clone(), "expected_52".to_string())];
         assert!(got[0][0] > 0.0 && got[0][0] <= 1.0 && got[0][1].is_finite());
         close(got[0][0], *want, 1e-9, &format!("P(alive) {key}"));
-        close(got[0][1], expected, 1e-9, &format!("expected purchases {key}"));
+        close(
+            got[0][1],
+            expected,
+            1e-9,
+            &format!("expected purchases {key}"),
+        );
         if parts[0] == "published" {
             // Fader & Hardie: P(alive) 0.9979 and about 25.46 purchases in 52 weeks
             assert!((got[0][0] - 0.9979).abs() < 5e-5);
@@ -308,7 +329,15 @@ async fn lake_summary_fits_and_clv_match_lifetimes() {
     let (want, params) = lifetimes_lake();
     let got = rows(&lake(SessionConfig::new()).await, LAKE_SQL).await;
     assert_eq!(got.len(), want.len(), "same customers as lifetimes");
-    let names = ["bgnbd.r", "bgnbd.alpha", "bgnbd.a", "bgnbd.b", "gamma_gamma.p", "gamma_gamma.q", "gamma_gamma.v"];
+    let names = [
+        "bgnbd.r",
+        "bgnbd.alpha",
+        "bgnbd.a",
+        "bgnbd.b",
+        "gamma_gamma.p",
+        "gamma_gamma.q",
+        "gamma_gamma.v",
+    ];
     for (k, name) in names.iter().enumerate() {
         close(got[0][9 + k], params[*name], 1e-4, name);
     }
@@ -321,7 +350,10 @@ async fn lake_summary_fits_and_clv_match_lifetimes() {
         }
         close(row[4], w[3], 1e-12, &format!("monetary_value of {c}"));
         // predictions with our fit against lifetimes' fit (parameters agree to ~1e-6)
-        for (k, what) in ["p_alive", "expected_30", "spend", "clv_12m"].iter().enumerate() {
+        for (k, what) in ["p_alive", "expected_30", "spend", "clv_12m"]
+            .iter()
+            .enumerate()
+        {
             let (g, e) = (row[5 + k], w[4 + k]);
             let err = (g - e).abs() / e.abs().max(1e-3);
             assert!(err < 1e-4, "{what} of {c}: {g} vs lifetimes {e}");
@@ -337,7 +369,10 @@ async fn same_answer_on_1_and_16_partitions_and_tiny_batches() {
     };
     let one = run(SessionConfig::new().with_target_partitions(1)).await;
     let many = run(SessionConfig::new().with_target_partitions(16)).await;
-    let tiny = run(SessionConfig::new().with_target_partitions(3).with_batch_size(7)).await;
+    let tiny = run(SessionConfig::new()
+        .with_target_partitions(3)
+        .with_batch_size(7))
+    .await;
     assert_eq!(one, many);
     assert_eq!(one, tiny);
     let fits = |config: SessionConfig| async move {
@@ -346,6 +381,11 @@ async fn same_answer_on_1_and_16_partitions_and_tiny_batches() {
     };
     assert_eq!(
         fits(SessionConfig::new().with_target_partitions(1)).await,
-        fits(SessionConfig::new().with_target_partitions(16).with_batch_size(13)).await
+        fits(
+            SessionConfig::new()
+                .with_target_partitions(16)
+                .with_batch_size(13)
+        )
+        .await
     );
 }

@@ -39,7 +39,7 @@ fn every_slt_file_has_a_test() {
     files.sort();
     assert_eq!(
         files,
-        ["attribution.slt", "lake.slt", "rfm.slt"],
+        ["attribution.slt", "clv.slt", "lake.slt", "rfm.slt"],
         "add a #[tokio::test] below for each new .slt file"
     );
 }
@@ -52,6 +52,11 @@ async fn attribution_slt() {
 #[tokio::test]
 async fn lake_slt() {
     run_file("lake.slt").await;
+}
+
+#[tokio::test]
+async fn clv_slt() {
+    run_file("clv.slt").await;
 }
 
 #[tokio::test]

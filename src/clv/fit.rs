@@ -95,15 +95,16 @@ impl ModelKind {
 
 /// The struct a fit returns.
 pub fn model_fields(kind: ModelKind) -> Fields {
-    let mut fields = vec![Field::new("model", DataType::Utf8, false)];
+    // nullable: a NULL model (no customers) has NULL fields
+    let mut fields = vec![Field::new("model", DataType::Utf8, true)];
     for p in kind.params() {
-        fields.push(Field::new(*p, DataType::Float64, false));
+        fields.push(Field::new(*p, DataType::Float64, true));
     }
     fields.extend([
-        Field::new("log_likelihood", DataType::Float64, false),
-        Field::new("customers", DataType::Int64, false),
-        Field::new("converged", DataType::Boolean, false),
-        Field::new("iterations", DataType::Int64, false),
+        Field::new("log_likelihood", DataType::Float64, true),
+        Field::new("customers", DataType::Int64, true),
+        Field::new("converged", DataType::Boolean, true),
+        Field::new("iterations", DataType::Int64, true),
         Field::new("period", DataType::Utf8, true),
     ]);
     Fields::from(fields)
@@ -400,7 +401,9 @@ impl AggregateUDFImpl for ModelFit {
             v => match v.cast_to(&DataType::Float64)? {
                 ScalarValue::Float64(Some(p)) if p >= 0.0 && p.is_finite() => p,
                 other => {
-                    return plan_err!("{f}: argument 'penalizer' must be a number >= 0, got {other}");
+                    return plan_err!(
+                        "{f}: argument 'penalizer' must be a number >= 0, got {other}"
+                    );
                 }
             },
         };
@@ -474,9 +477,7 @@ impl FitAccumulator {
     fn add_purchase(&mut self, x: f64, tx: f64, t: f64) -> Result<()> {
         let f = self.kind.function();
         if !(x.is_finite() && tx.is_finite() && t.is_finite()) {
-            return exec_err!(
-                "{f}: frequency, recency and T must be finite, got ({x}, {tx}, {t})"
-            );
+            return exec_err!("{f}: frequency, recency and T must be finite, got ({x}, {tx}, {t})");
         }
         if x < 0.0 || x.fract() != 0.0 {
             return exec_err!("{f}: frequency must be a whole number >= 0, got {x}");
@@ -544,7 +545,13 @@ impl FitAccumulator {
                     converged,
                     iterations,
                 } = model::fit_gamma_gamma(&rows, opts);
-                (params.to_vec(), log_likelihood, customers, converged, iterations)
+                (
+                    params.to_vec(),
+                    log_likelihood,
+                    customers,
+                    converged,
+                    iterations,
+                )
             } else {
                 let mut rows: Vec<Pattern> = self
                     .patterns
@@ -663,8 +670,10 @@ impl Accumulator for FitAccumulator {
                 continue;
             }
             let cols: Vec<ArrayRef> = lists.iter().map(|l| l.value(i)).collect();
-            let cols: Vec<&Float64Array> =
-                cols.iter().map(|c| c.as_primitive::<Float64Type>()).collect();
+            let cols: Vec<&Float64Array> = cols
+                .iter()
+                .map(|c| c.as_primitive::<Float64Type>())
+                .collect();
             for j in 0..cols[0].len() {
                 self.add(
                     [cols[0].value(j), cols[1].value(j), cols[2].value(j)],

@@ -15,9 +15,8 @@ use datafusion::logical_expr::{AggregateUDF, Documentation, ScalarUDF};
 
 pub use fit::{bgnbd_fit, gamma_gamma_fit, mbgnbd_fit, pareto_nbd_fit};
 pub use predict::{
-    bgnbd_expected_purchases, bgnbd_p_alive, customer_lifetime_value,
-    gamma_gamma_expected_spend, mbgnbd_expected_purchases, mbgnbd_p_alive,
-    pareto_nbd_expected_purchases, pareto_nbd_p_alive,
+    bgnbd_expected_purchases, bgnbd_p_alive, customer_lifetime_value, gamma_gamma_expected_spend,
+    mbgnbd_expected_purchases, mbgnbd_p_alive, pareto_nbd_expected_purchases, pareto_nbd_p_alive,
 };
 pub use summary::clv_summary;
 

@@ -436,7 +436,12 @@ fn identified(mut fit: Fit<4>, rows: &[Pattern]) -> Fit<4> {
 pub fn fit_bgnbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
     let (n, start) = start_rate(rows);
     identified(
-        fit(|p| bgnbd_ll(p, rows), n, [start[0], start[1], 1.0, 1.0], opts),
+        fit(
+            |p| bgnbd_ll(p, rows),
+            n,
+            [start[0], start[1], 1.0, 1.0],
+            opts,
+        ),
         rows,
     )
 }
@@ -445,7 +450,12 @@ pub fn fit_bgnbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
 pub fn fit_mbgnbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
     let (n, start) = start_rate(rows);
     identified(
-        fit(|p| mbgnbd_ll(p, rows), n, [start[0], start[1], 1.0, 1.0], opts),
+        fit(
+            |p| mbgnbd_ll(p, rows),
+            n,
+            [start[0], start[1], 1.0, 1.0],
+            opts,
+        ),
         rows,
     )
 }
@@ -557,11 +567,10 @@ pub fn pareto_nbd_p_alive(p: &[f64; 4], x: f64, tx: f64, t: f64) -> f64 {
 pub fn pareto_nbd_expected(p: &[f64; 4], horizon: f64, x: f64, tx: f64, t: f64) -> f64 {
     let [r, alpha, s, beta] = *p;
     let ll = pareto_row_ll(p, x, tx, t);
-    let first = super::real::lgamma(r + x) - super::real::lgamma(r)
-        + r * alpha.ln()
-        + s * beta.ln()
-        - (r + x) * (alpha + t).ln()
-        - s * (beta + t).ln();
+    let first =
+        super::real::lgamma(r + x) - super::real::lgamma(r) + r * alpha.ln() + s * beta.ln()
+            - (r + x) * (alpha + t).ln()
+            - s * (beta + t).ln();
     let second = (r + x).ln() + (beta + t).ln() - (alpha + t).ln();
     // (1 − ((β+T)/(β+T+h))^(s−1)) / (s−1), and its limit ln((β+T+h)/(β+T)) at s = 1
     let l = -(horizon / (beta + t)).ln_1p();
@@ -694,11 +703,36 @@ mod tests {
 
     fn patterns() -> Vec<Pattern> {
         let mut rows = vec![
-            Pattern { x: 0.0, tx: 0.0, t: 38.0, w: 3.0 },
-            Pattern { x: 2.0, tx: 30.43, t: 38.86, w: 1.0 },
-            Pattern { x: 1.0, tx: 1.71, t: 38.86, w: 2.0 },
-            Pattern { x: 26.0, tx: 30.86, t: 31.0, w: 1.0 },
-            Pattern { x: 5.0, tx: 12.0, t: 12.0, w: 1.0 },
+            Pattern {
+                x: 0.0,
+                tx: 0.0,
+                t: 38.0,
+                w: 3.0,
+            },
+            Pattern {
+                x: 2.0,
+                tx: 30.43,
+                t: 38.86,
+                w: 1.0,
+            },
+            Pattern {
+                x: 1.0,
+                tx: 1.71,
+                t: 38.86,
+                w: 2.0,
+            },
+            Pattern {
+                x: 26.0,
+                tx: 30.86,
+                t: 31.0,
+                w: 1.0,
+            },
+            Pattern {
+                x: 5.0,
+                tx: 12.0,
+                t: 12.0,
+                w: 1.0,
+            },
         ];
         sort_patterns(&mut rows);
         rows
@@ -712,8 +746,16 @@ mod tests {
         check_gradient(|p| pareto_nbd_ll(p, &rows), [0.55, 10.6, 0.61, 11.7]);
         check_gradient(|p| pareto_nbd_ll(p, &rows), [0.55, 12.6, 0.61, 3.7]);
         let spends = vec![
-            Spend { x: 1.0, m: 20.0, w: 2.0 },
-            Spend { x: 3.0, m: 35.5, w: 1.0 },
+            Spend {
+                x: 1.0,
+                m: 20.0,
+                w: 2.0,
+            },
+            Spend {
+                x: 3.0,
+                m: 35.5,
+                w: 1.0,
+            },
         ];
         check_gradient(|p| gamma_gamma_ll(p, &spends), [6.25, 3.74, 15.44]);
     }
@@ -730,10 +772,16 @@ mod tests {
             let series = pareto_ln_a0(&p, x, tx, t);
             let [r, alpha, s, beta] = p;
             let quad = (r + s + x).ln() + ln_power_integral(alpha, r + x, beta, s + 1.0, tx, t);
-            assert!((series - quad).abs() < 1e-10, "{p:?} {x} {tx} {t}: {series} vs {quad}");
+            assert!(
+                (series - quad).abs() < 1e-10,
+                "{p:?} {x} {tx} {t}: {series} vs {quad}"
+            );
         }
         // a zero-width interval
-        assert_eq!(pareto_ln_a0(&[0.5, 3.0, 0.6, 11.0], 3.0, 20.0, 20.0), f64::NEG_INFINITY);
+        assert_eq!(
+            pareto_ln_a0(&[0.5, 3.0, 0.6, 11.0], 3.0, 20.0, 20.0),
+            f64::NEG_INFINITY
+        );
     }
 
     #[test]
@@ -767,7 +815,8 @@ mod tests {
         assert_eq!(Period::Week.of_micros(us(day(2025, 1, 12))), w);
         assert_eq!(Period::Week.of_micros(us(day(2025, 1, 5))), w - 1);
         assert_eq!(
-            Period::Month.of_micros(us(day(2024, 2, 29))) - Period::Month.of_micros(us(day(2023, 12, 31))),
+            Period::Month.of_micros(us(day(2024, 2, 29)))
+                - Period::Month.of_micros(us(day(2023, 12, 31))),
             2
         );
         assert_eq!(

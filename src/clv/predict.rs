@@ -149,10 +149,15 @@ impl Models {
         }
         let s = a.as_struct();
         let field = |n: &str| -> Result<&ArrayRef> {
-            s.column_by_name(n)
-                .ok_or_else(|| datafusion::common::DataFusionError::Execution(format!("model struct has no field '{n}'")))
+            s.column_by_name(n).ok_or_else(|| {
+                datafusion::common::DataFusionError::Execution(format!(
+                    "model struct has no field '{n}'"
+                ))
+            })
         };
-        let tags = cast(field("model")?, &DataType::Utf8)?.as_string::<i32>().clone();
+        let tags = cast(field("model")?, &DataType::Utf8)?
+            .as_string::<i32>()
+            .clone();
         let params = names
             .iter()
             .map(|n| f64_column(field(n)?))
@@ -216,7 +221,9 @@ fn finite(function: &str, v: f64, what: &str) -> Result<f64> {
     if v.is_finite() {
         Ok(v)
     } else {
-        exec_err!("{function}: {what} is not finite ({v}); the model's parameters are out of range for this customer")
+        exec_err!(
+            "{function}: {what} is not finite ({v}); the model's parameters are out of range for this customer"
+        )
     }
 }
 
@@ -284,9 +291,15 @@ impl ScalarUDFImpl for Predict {
                         let (h, x, tx, t) = (v[0], v[1], v[2], v[3]);
                         check_customer(name, x, tx, t)?;
                         if !(h >= 0.0 && h.is_finite()) {
-                            return exec_err!("{name}: t must be a finite number of periods >= 0, got {h}");
+                            return exec_err!(
+                                "{name}: t must be a finite number of periods >= 0, got {h}"
+                            );
                         }
-                        finite(name, expected(kind, &p, h, x, tx, t), "the expected number of purchases")?
+                        finite(
+                            name,
+                            expected(kind, &p, h, x, tx, t),
+                            "the expected number of purchases",
+                        )?
                     } else {
                         let (x, tx, t) = (v[0], v[1], v[2]);
                         check_customer(name, x, tx, t)?;
@@ -358,7 +371,11 @@ fn spend(name: &str, p: &[f64; 3], x: f64, m: f64) -> Result<f64> {
             "{name}: invalid customer (frequency {x}, monetary_value {m}): need finite values and frequency >= 0"
         );
     }
-    finite(name, model::gamma_gamma_expected_spend(p, x, m), "the expected spend")
+    finite(
+        name,
+        model::gamma_gamma_expected_spend(p, x, m),
+        "the expected spend",
+    )
 }
 
 fn lifetime(name: &str, arrays: &[ArrayRef], rows: usize) -> Result<Float64Array> {
@@ -369,9 +386,8 @@ fn lifetime(name: &str, arrays: &[ArrayRef], rows: usize) -> Result<Float64Array
         .iter()
         .map(f64_column)
         .collect::<Result<Vec<_>>>()?;
-    let optional = |i: usize| -> Result<Option<Float64Array>> {
-        arrays.get(i).map(f64_column).transpose()
-    };
+    let optional =
+        |i: usize| -> Result<Option<Float64Array>> { arrays.get(i).map(f64_column).transpose() };
     let (months, rate, days) = (optional(6)?, optional(7)?, optional(8)?);
     let value_or = |c: &Option<Float64Array>, i: usize, d: f64| -> Option<f64> {
         match c {
@@ -500,16 +516,27 @@ fn alive_doc(kind: ModelKind, example: &str) -> Documentation {
         ),
         format!("{f}(model, frequency, recency, T)"),
     )
-    .with_argument("model", format!("The struct returned by `{}_fit`.", kind.tag()))
+    .with_argument(
+        "model",
+        format!("The struct returned by `{}_fit`.", kind.tag()),
+    )
     .with_argument("frequency", "The customer's repeat purchases.")
-    .with_argument("recency", "Periods between the customer's first and last purchase.")
-    .with_argument("T", "Periods between the customer's first purchase and the end of observation.")
+    .with_argument(
+        "recency",
+        "Periods between the customer's first and last purchase.",
+    )
+    .with_argument(
+        "T",
+        "Periods between the customer's first purchase and the end of observation.",
+    )
     .with_sql_example(example)
     .build()
 }
 
-const BG_MODEL: &str = "named_struct('model', 'bgnbd', 'r', 0.2426, 'alpha', 4.4136, 'a', 0.7929, 'b', 2.4259)";
-const MBG_MODEL: &str = "named_struct('model', 'mbgnbd', 'r', 0.525, 'alpha', 6.183, 'a', 0.891, 'b', 1.614)";
+const BG_MODEL: &str =
+    "named_struct('model', 'bgnbd', 'r', 0.2426, 'alpha', 4.4136, 'a', 0.7929, 'b', 2.4259)";
+const MBG_MODEL: &str =
+    "named_struct('model', 'mbgnbd', 'r', 0.525, 'alpha', 6.183, 'a', 0.891, 'b', 1.614)";
 const PARETO_MODEL: &str = "named_struct('model', 'pareto_nbd', 'r', 0.5534, 'alpha', 10.5802, 's', 0.6061, 'beta', 11.6562)";
 
 fn example(call: &str, header: &str, value: &str) -> String {
@@ -595,7 +622,10 @@ static SPEND_DOC: LazyLock<Documentation> = LazyLock::new(|| {
     )
     .with_argument("model", "The struct returned by `gamma_gamma_fit`.")
     .with_argument("frequency", "The customer's repeat purchases.")
-    .with_argument("monetary_value", "Mean spend of the customer's repeat purchases.")
+    .with_argument(
+        "monetary_value",
+        "Mean spend of the customer's repeat purchases.",
+    )
     .with_sql_example(example(
         &format!("gamma_gamma_expected_spend({GG_MODEL}, 2, 22.35)"),
         "spend",
@@ -657,7 +687,10 @@ predict_udf!(bgnbd_expected_purchases, Op::Expected(ModelKind::BgNbd));
 predict_udf!(bgnbd_p_alive, Op::Alive(ModelKind::BgNbd));
 predict_udf!(mbgnbd_expected_purchases, Op::Expected(ModelKind::MbgNbd));
 predict_udf!(mbgnbd_p_alive, Op::Alive(ModelKind::MbgNbd));
-predict_udf!(pareto_nbd_expected_purchases, Op::Expected(ModelKind::ParetoNbd));
+predict_udf!(
+    pareto_nbd_expected_purchases,
+    Op::Expected(ModelKind::ParetoNbd)
+);
 predict_udf!(pareto_nbd_p_alive, Op::Alive(ModelKind::ParetoNbd));
 predict_udf!(gamma_gamma_expected_spend, Op::Spend);
 predict_udf!(customer_lifetime_value, Op::Lifetime);

@@ -119,25 +119,22 @@ impl<const N: usize> Sub for Dual<N> {
     }
 }
 
+// the product and quotient rules use + and − inside Mul and Div by design
+#[allow(clippy::suspicious_arithmetic_impl)]
 impl<const N: usize> Mul for Dual<N> {
     type Output = Self;
     fn mul(self, o: Self) -> Self {
-        let mut d = [0.0; N];
-        for i in 0..N {
-            d[i] = self.d[i] * o.v + o.d[i] * self.v;
-        }
+        let d = std::array::from_fn(|i| self.d[i] * o.v + o.d[i] * self.v);
         Self { v: self.v * o.v, d }
     }
 }
 
+#[allow(clippy::suspicious_arithmetic_impl)]
 impl<const N: usize> Div for Dual<N> {
     type Output = Self;
     fn div(self, o: Self) -> Self {
         let v = self.v / o.v;
-        let mut d = [0.0; N];
-        for i in 0..N {
-            d[i] = (self.d[i] - v * o.d[i]) / o.v;
-        }
+        let d = std::array::from_fn(|i| (self.d[i] - v * o.d[i]) / o.v);
         Self { v, d }
     }
 }

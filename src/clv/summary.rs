@@ -10,8 +10,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
-    DataType, Decimal128Type, Field, FieldRef, Fields, Float64Type, Int32Type, Int64Type,
-    TimeUnit,
+    DataType, Decimal128Type, Field, FieldRef, Fields, Float64Type, Int32Type, Int64Type, TimeUnit,
 };
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -42,11 +41,11 @@ const DECIMAL: DataType = DataType::Decimal128(38, 9);
 /// The struct `clv_summary` returns.
 pub fn summary_fields() -> Fields {
     Fields::from(vec![
-        Field::new("frequency", DataType::Int64, false),
-        Field::new("recency", DataType::Int64, false),
-        Field::new("T", DataType::Int64, false),
-        Field::new("monetary_value", DataType::Float64, false),
-        Field::new("period", DataType::Utf8, false),
+        Field::new("frequency", DataType::Int64, true),
+        Field::new("recency", DataType::Int64, true),
+        Field::new("T", DataType::Int64, true),
+        Field::new("monetary_value", DataType::Float64, true),
+        Field::new("period", DataType::Utf8, true),
     ])
 }
 
@@ -120,7 +119,10 @@ fn period_arg(args: &AccumulatorArgs) -> Result<Period> {
             || plan_err!("{NAME}: argument 'period' must be 'day', 'week' or 'month', got '{s}'"),
             Ok,
         ),
-        None => plan_err!("{NAME}: argument 'period' must be a string literal, got {}", l.value()),
+        None => plan_err!(
+            "{NAME}: argument 'period' must be a string literal, got {}",
+            l.value()
+        ),
     }
 }
 
@@ -149,14 +151,19 @@ impl AggregateUDFImpl for ClvSummary {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(SummaryAccumulator(Summaries::new(period_arg(&args)?))))
+        Ok(Box::new(SummaryAccumulator(Summaries::new(period_arg(
+            &args,
+        )?))))
     }
 
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
         true
     }
 
-    fn create_groups_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
         Ok(Box::new(Summaries::new(period_arg(&args)?)))
     }
 
@@ -346,19 +353,25 @@ impl Summaries {
             });
             valid.push(true);
         }
+        // the fields are NULL where the struct is (field access does not look at the parent)
+        let nulls = Some(NullBuffer::from(valid));
+        let int = |v: Vec<i64>| Arc::new(Int64Array::new(v.into(), nulls.clone())) as ArrayRef;
+        let periods = StringArray::from_iter_values(std::iter::repeat_n(self.period.name(), n));
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(Int64Array::from(frequency)),
-            Arc::new(Int64Array::from(recency)),
-            Arc::new(Int64Array::from(age)),
-            Arc::new(Float64Array::from(monetary)),
-            Arc::new(StringArray::from_iter_values(
-                std::iter::repeat_n(self.period.name(), n),
+            int(frequency),
+            int(recency),
+            int(age),
+            Arc::new(Float64Array::new(monetary.into(), nulls.clone())),
+            Arc::new(StringArray::new(
+                periods.offsets().clone(),
+                periods.values().clone(),
+                nulls.clone(),
             )),
         ];
         Ok(Arc::new(StructArray::try_new(
             summary_fields(),
             columns,
-            Some(NullBuffer::from(valid)),
+            nulls,
         )?))
     }
 
@@ -370,8 +383,7 @@ impl Summaries {
         }
         let decimal = |f: &dyn Fn(&State) -> i128| -> Result<ArrayRef> {
             Ok(Arc::new(
-                Decimal128Array::from_iter_values(states.iter().map(f))
-                    .with_data_type(DECIMAL),
+                Decimal128Array::from_iter_values(states.iter().map(f)).with_data_type(DECIMAL),
             ))
         };
         Ok(vec![

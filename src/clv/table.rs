@@ -158,10 +158,14 @@ fn horizon_arg(exprs: &[Expr]) -> Result<u32> {
         None => Ok(12),
         Some(Expr::Literal(v, _)) if v.is_null() => Ok(12),
         Some(Expr::Literal(v, _)) => match v.cast_to(&DataType::Int64) {
-            Ok(ScalarValue::Int64(Some(h))) if (0..=1200).contains(&h) && v.data_type().is_integer() => {
+            Ok(ScalarValue::Int64(Some(h)))
+                if (0..=1200).contains(&h) && v.data_type().is_integer() =>
+            {
                 Ok(h as u32)
             }
-            _ => plan_err!("{NAME}: argument 6 'horizon_months' must be an integer in 0..=1200, got {v}"),
+            _ => plan_err!(
+                "{NAME}: argument 6 'horizon_months' must be an integer in 0..=1200, got {v}"
+            ),
         },
         Some(e) => plan_err!("{NAME}: argument 6 'horizon_months' must be a literal, got {e}"),
     }
@@ -202,7 +206,15 @@ impl TableFunctionImpl for ClvTable {
                 a[0]
             );
         };
-        let sql = clv_sql(&a[0], &a[1], &a[2], &a[3], as_of.as_deref(), horizon, period);
+        let sql = clv_sql(
+            &a[0],
+            &a[1],
+            &a[2],
+            &a[3],
+            as_of.as_deref(),
+            horizon,
+            period,
+        );
         let plan = match state.create_logical_plan(&sql).now_or_never() {
             Some(Ok(plan)) => plan,
             Some(Err(e)) => return plan_err!("{NAME}: {e}"),
