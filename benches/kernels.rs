@@ -109,5 +109,50 @@ fn quantile_score(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, generator, rfm_segment, quantile_score);
+/// CDNOW-like customers (x, t_x, T) from a fixed arithmetic pattern: no RNG, same data every run.
+fn customers(n: usize) -> RecordBatch {
+    use datafusion::arrow::array::Float64Array;
+    let mut x = Vec::with_capacity(n);
+    let mut tx = Vec::with_capacity(n);
+    let mut t = Vec::with_capacity(n);
+    for i in 0..n {
+        let h = (i as u64).wrapping_mul(2_654_435_761) % 1000;
+        let age = 27.0 + (h % 12) as f64; // weeks
+        let freq = if h < 600 { 0 } else { (h % 7) + (h % 13) / 4 };
+        let rec = if freq == 0 { 0.0 } else { age * ((h % 97) as f64 / 97.0) };
+        x.push(freq as f64);
+        tx.push((rec * 7.0).round() / 7.0);
+        t.push(age);
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("x", DataType::Float64, false),
+        Field::new("tx", DataType::Float64, false),
+        Field::new("t", DataType::Float64, false),
+    ]));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Float64Array::from(x)),
+            Arc::new(Float64Array::from(tx)),
+            Arc::new(Float64Array::from(t)),
+        ],
+    )
+    .unwrap()
+}
+
+/// Model fits: the histogram aggregate plus the optimizer (likelihood + exact gradient per
+/// iteration; Pareto/NBD adds the hypergeometric series or the quadrature).
+fn clv_fits(c: &mut Criterion) {
+    let (rt, ctx) = context_with("c", customers(100_000));
+    let mut g = c.benchmark_group("clv_fit");
+    g.sample_size(10);
+    for f in ["bgnbd_fit", "mbgnbd_fit", "pareto_nbd_fit"] {
+        g.bench_function(format!("{f}_100k_customers"), |b| {
+            b.iter(|| run(&rt, &ctx, &format!("SELECT {f}(x, tx, t) FROM c")));
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, generator, rfm_segment, quantile_score, clv_fits);
 criterion_main!(benches);

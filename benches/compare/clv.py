@@ -64,6 +64,8 @@ else:
     elif task == "pareto":
         m = ParetoNBDFitter().fit(f, r, T)
         out["params"] = [float(m.params_[k]) for k in ("r", "alpha", "s", "beta")]
+        # lifetimes' own log-likelihood at its optimum (its optimizer can stop short)
+        out["ll"] = float(np.sum(ParetoNBDFitter._conditional_log_likelihood(tuple(out["params"]), f, r, T)))
     elif task == "ggclv":
         bg = BetaGeoFitter().fit(f, r, T)
         mv = d["monetary_value"].to_numpy().astype(float)
@@ -121,7 +123,7 @@ def main():
          f"""SELECT m.r, m.alpha, m.a, m.b, m.customers, m.converged FROM (SELECT bgnbd_fit(frequency, recency, "T") AS m FROM '{full}')""",
          "bgnbd", full),
         (f"Pareto/NBD fit ({a.pareto_customers} customers)", None,
-         f"""SELECT m.r, m.alpha, m.s, m.beta, m.customers, m.converged FROM (SELECT pareto_nbd_fit(frequency, recency, "T") AS m FROM '{small}')""",
+         f"""SELECT m.r, m.alpha, m.s, m.beta, m.log_likelihood AS ll, m.customers, m.converged FROM (SELECT pareto_nbd_fit(frequency, recency, "T") AS m FROM '{small}')""",
          "pareto", small),
         ("BG/NBD + Gamma-Gamma + 12-month CLV", None,
          f"""WITH m AS (SELECT bgnbd_fit(frequency, recency, "T", 0, 'day') AS bg,
@@ -153,6 +155,8 @@ def main():
             keys = ["r", "alpha", "a", "b"] if task == "bgnbd" else ["r", "alpha", "s", "beta"]
             got = [r0[f"m[{k}]"] if f"m[{k}]" in r0 else r0[k] for k in keys]
             agree = f"{rel(got, peer_out['params']):.1e}"
+            if "ll" in peer_out:
+                agree += f" (log-lik. ours - lifetimes = {r0['ll'] - peer_out['ll']:+.3f})"
         om = statistics.median(ours_t)
         pmed = statistics.median(peer_t) if peer_t else float("nan")
         rows.append((name, om, max(ours_rss), pmed, max(peer_rss) if peer_rss else float("nan"), pmed / om, agree))

@@ -3,7 +3,6 @@
 //! stays small for millions of customers and merges across partitions; the optimizer runs
 //! once, in `evaluate`, on the canonically sorted histogram (same input, same bits).
 
-use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
@@ -422,7 +421,7 @@ impl AggregateUDFImpl for ModelFit {
             short,
             penalizer,
             period,
-            patterns: HashMap::new(),
+            patterns: Histogram::default(),
         }))
     }
 
@@ -448,7 +447,7 @@ struct FitAccumulator {
     penalizer: f64,
     /// The period label: from the `period` argument, or from the summary structs.
     period: Option<String>,
-    patterns: HashMap<[u64; 3], f64>,
+    patterns: Histogram,
 }
 
 impl FitAccumulator {
@@ -467,10 +466,10 @@ impl FitAccumulator {
     }
 
     fn add(&mut self, key: [f64; 3], w: f64) {
-        *self
-            .patterns
-            .entry([canonical(key[0]), canonical(key[1]), canonical(key[2])])
-            .or_insert(0.0) += w;
+        self.patterns.add(
+            [canonical(key[0]), canonical(key[1]), canonical(key[2])],
+            w,
+        );
     }
 
     /// Validate and add one purchase-model row.
@@ -517,8 +516,9 @@ impl FitAccumulator {
         Ok(())
     }
 
-    fn fit_struct(&self) -> Result<ScalarValue> {
+    fn fit_struct(&mut self) -> Result<ScalarValue> {
         let kind = self.kind;
+        self.patterns.compress();
         if self.patterns.is_empty() {
             return ScalarValue::try_from(DataType::Struct(model_fields(kind)));
         }
@@ -685,8 +685,8 @@ impl Accumulator for FitAccumulator {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let mut entries: Vec<(&[u64; 3], &f64)> = self.patterns.iter().collect();
-        entries.sort_unstable_by_key(|e| *e.0);
+        self.patterns.compress();
+        let entries: Vec<(&[u64; 3], &f64)> = self.patterns.iter().collect();
         let col = |i: usize| -> ScalarValue {
             scalar_list(Arc::new(Float64Array::from_iter_values(
                 entries.iter().map(|e| f64::from_bits(e.0[i])),
@@ -709,7 +709,47 @@ impl Accumulator for FitAccumulator {
 
     fn size(&self) -> usize {
         std::mem::size_of_val(self)
-            + self.patterns.capacity() * (std::mem::size_of::<([u64; 3], f64)>() + 8)
+            + self.patterns.entries.capacity() * std::mem::size_of::<([u64; 3], f64)>()
+    }
+}
+
+/// Distinct patterns (bit patterns of their numbers) with counts: appended, and sorted and
+/// merged whenever the buffer doubles (cheaper than hashing every row; at most twice the
+/// distinct patterns in memory).
+#[derive(Debug, Default)]
+struct Histogram {
+    entries: Vec<([u64; 3], f64)>,
+    compressed: usize,
+}
+
+impl Histogram {
+    fn add(&mut self, key: [u64; 3], w: f64) {
+        self.entries.push((key, w));
+        if self.entries.len() >= 2 * self.compressed.max(4096) {
+            self.compress();
+        }
+    }
+
+    /// Sort by key and merge equal keys (counts are whole numbers, so the sums are exact).
+    fn compress(&mut self) {
+        self.entries.sort_unstable_by_key(|e| e.0);
+        self.entries.dedup_by(|later, kept| {
+            if later.0 == kept.0 {
+                kept.1 += later.1;
+                true
+            } else {
+                false
+            }
+        });
+        self.compressed = self.entries.len();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&[u64; 3], &f64)> {
+        self.entries.iter().map(|(k, w)| (k, w))
     }
 }
 

@@ -55,12 +55,52 @@ fn runs_by_x<T>(rows: &[T], x: impl Fn(&T) -> f64) -> impl Iterator<Item = &[T]>
     })
 }
 
+/// The distinct times (recencies and ages) of sorted patterns, and each pattern's indexes
+/// into them: the likelihoods take ln(α + time) once per distinct time and evaluation
+/// (with whole-period summaries there are a few thousand distinct times for millions of
+/// patterns).
+#[derive(Debug, Clone)]
+pub struct Times {
+    values: Vec<f64>,
+    tx: Vec<u32>,
+    t: Vec<u32>,
+}
+
+impl Times {
+    pub fn new(rows: &[Pattern]) -> Self {
+        let mut values: Vec<f64> = rows.iter().flat_map(|r| [r.tx, r.t]).collect();
+        values.sort_unstable_by(f64::total_cmp);
+        values.dedup_by(|a, b| a.total_cmp(b).is_eq());
+        let index = |v: f64| {
+            values
+                .binary_search_by(|p| p.total_cmp(&v))
+                .expect("every time is in the table") as u32
+        };
+        let tx = rows.iter().map(|r| index(r.tx)).collect();
+        let t = rows.iter().map(|r| index(r.t)).collect();
+        Self { values, tx, t }
+    }
+
+    /// ln(alpha + time) for every distinct time.
+    fn ln_plus<R: Real>(&self, alpha: R) -> Vec<R> {
+        self.values.iter().map(|&v| (alpha + v).ln()).collect()
+    }
+}
+
 /// Total BG/NBD log-likelihood, parameters (r, α, a, b); rows sorted by x.
+#[cfg(test)]
 pub fn bgnbd_ll<R: Real>(p: &[R; 4], rows: &[Pattern]) -> R {
+    bgnbd_ll_indexed(p, rows, &Times::new(rows))
+}
+
+/// [`bgnbd_ll`] with the time table built once by the caller.
+pub fn bgnbd_ll_indexed<R: Real>(p: &[R; 4], rows: &[Pattern], times: &Times) -> R {
     let [r, alpha, a, b] = *p;
     let (lg_r, ln_alpha, ln_a, lg_ab, lg_b) =
         (r.lgamma(), alpha.ln(), a.ln(), (a + b).lgamma(), b.lgamma());
+    let ln_at = times.ln_plus(alpha);
     let mut total = R::cst(0.0);
+    let mut start = 0;
     for run in runs_by_x(rows, |p| p.x) {
         let x = run[0].x;
         let rx = r + x;
@@ -74,10 +114,11 @@ pub fn bgnbd_ll<R: Real>(p: &[R; 4], rows: &[Pattern]) -> R {
         };
         let mut weight = 0.0;
         let mut sum = R::cst(0.0);
-        for row in run {
-            let a3 = -(rx * (alpha + row.t).ln());
+        for (k, row) in run.iter().enumerate() {
+            let i = start + k;
+            let a3 = -(rx * ln_at[times.t[i] as usize]);
             let term = if x > 0.0 {
-                log_add_exp(a3, ln_a4 - rx * (alpha + row.tx).ln())
+                log_add_exp(a3, ln_a4 - rx * ln_at[times.tx[i] as usize])
             } else {
                 a3
             };
@@ -85,16 +126,25 @@ pub fn bgnbd_ll<R: Real>(p: &[R; 4], rows: &[Pattern]) -> R {
             weight += row.w;
         }
         total = total + head * weight + sum;
+        start += run.len();
     }
     total
 }
 
 /// Total MBG/NBD log-likelihood, parameters (r, α, a, b); rows sorted by x.
+#[cfg(test)]
 pub fn mbgnbd_ll<R: Real>(p: &[R; 4], rows: &[Pattern]) -> R {
+    mbgnbd_ll_indexed(p, rows, &Times::new(rows))
+}
+
+/// [`mbgnbd_ll`] with the time table built once by the caller.
+pub fn mbgnbd_ll_indexed<R: Real>(p: &[R; 4], rows: &[Pattern], times: &Times) -> R {
     let [r, alpha, a, b] = *p;
     let (lg_r, ln_alpha, ln_a, lg_ab, lg_b) =
         (r.lgamma(), alpha.ln(), a.ln(), (a + b).lgamma(), b.lgamma());
+    let ln_at_all = times.ln_plus(alpha);
     let mut total = R::cst(0.0);
+    let mut start = 0;
     for run in runs_by_x(rows, |p| p.x) {
         let x = run[0].x;
         let rx = r + x;
@@ -104,14 +154,16 @@ pub fn mbgnbd_ll<R: Real>(p: &[R; 4], rows: &[Pattern]) -> R {
         let ln_a_bx = ln_a - (b + x).ln();
         let mut weight = 0.0;
         let mut sum = R::cst(0.0);
-        for row in run {
-            let ln_at = (alpha + row.t).ln();
-            let a4 = ln_a_bx + rx * (ln_at - (alpha + row.tx).ln());
+        for (k, row) in run.iter().enumerate() {
+            let i = start + k;
+            let ln_at = ln_at_all[times.t[i] as usize];
+            let a4 = ln_a_bx + rx * (ln_at - ln_at_all[times.tx[i] as usize]);
             let term = -(rx * ln_at) + log_add_exp(a4, R::cst(0.0));
             sum = sum + term * row.w;
             weight += row.w;
         }
         total = total + head * weight + sum;
+        start += run.len();
     }
     total
 }
@@ -435,9 +487,10 @@ fn identified(mut fit: Fit<4>, rows: &[Pattern]) -> Fit<4> {
 /// Starting point and fit of BG/NBD (r, α, a, b).
 pub fn fit_bgnbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
     let (n, start) = start_rate(rows);
+    let times = Times::new(rows);
     identified(
         fit(
-            |p| bgnbd_ll(p, rows),
+            |p| bgnbd_ll_indexed(p, rows, &times),
             n,
             [start[0], start[1], 1.0, 1.0],
             opts,
@@ -449,9 +502,10 @@ pub fn fit_bgnbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
 /// Fit of MBG/NBD (r, α, a, b).
 pub fn fit_mbgnbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
     let (n, start) = start_rate(rows);
+    let times = Times::new(rows);
     identified(
         fit(
-            |p| mbgnbd_ll(p, rows),
+            |p| mbgnbd_ll_indexed(p, rows, &times),
             n,
             [start[0], start[1], 1.0, 1.0],
             opts,
