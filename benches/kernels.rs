@@ -119,7 +119,11 @@ fn customers(n: usize) -> RecordBatch {
         let h = (i as u64).wrapping_mul(2_654_435_761) % 1000;
         let age = 27.0 + (h % 12) as f64; // weeks
         let freq = if h < 600 { 0 } else { (h % 7) + (h % 13) / 4 };
-        let rec = if freq == 0 { 0.0 } else { age * ((h % 97) as f64 / 97.0) };
+        let rec = if freq == 0 {
+            0.0
+        } else {
+            age * ((h % 97) as f64 / 97.0)
+        };
         x.push(freq as f64);
         tx.push((rec * 7.0).round() / 7.0);
         t.push(age);

@@ -466,10 +466,8 @@ impl FitAccumulator {
     }
 
     fn add(&mut self, key: [f64; 3], w: f64) {
-        self.patterns.add(
-            [canonical(key[0]), canonical(key[1]), canonical(key[2])],
-            w,
-        );
+        self.patterns
+            .add([canonical(key[0]), canonical(key[1]), canonical(key[2])], w);
     }
 
     /// Validate and add one purchase-model row.
