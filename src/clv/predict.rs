@@ -286,7 +286,9 @@ impl ScalarUDFImpl for Predict {
                         );
                     }
                     let p: [f64; 4] = models.get(i);
-                    let v: Vec<f64> = nums.iter().map(|c| c.value(i)).collect();
+                    // (t,) frequency, recency, T — no per-row allocation
+                    let v: [f64; 4] =
+                        std::array::from_fn(|k| nums.get(k).map_or(0.0, |c| c.value(i)));
                     let value = if horizon {
                         let (h, x, tx, t) = (v[0], v[1], v[2], v[3]);
                         check_customer(name, x, tx, t)?;
@@ -380,7 +382,15 @@ fn spend(name: &str, p: &[f64; 3], x: f64, m: f64) -> Result<f64> {
 
 fn lifetime(name: &str, arrays: &[ArrayRef], rows: usize) -> Result<Float64Array> {
     let purchase_tags = Models::new(&arrays[0], &[])?;
-    let bg = Models::new(&arrays[0], &["r", "alpha"])?;
+    // every parameter column any purchase model has, cast once (absent ones are None)
+    const NAMES: [&str; 6] = ["r", "alpha", "a", "b", "s", "beta"];
+    let columns: Vec<Option<Float64Array>> = match arrays[0].as_struct_opt() {
+        Some(s) => NAMES
+            .iter()
+            .map(|n| s.column_by_name(n).map(f64_column).transpose())
+            .collect::<Result<_>>()?,
+        None => vec![None; NAMES.len()],
+    };
     let spend_models = Models::new(&arrays[1], ModelKind::GammaGamma.params())?;
     let nums = arrays[2..6]
         .iter()
@@ -396,7 +406,6 @@ fn lifetime(name: &str, arrays: &[ArrayRef], rows: usize) -> Result<Float64Array
             Some(c) => Some(c.value(i)),
         }
     };
-    let s = arrays[0].as_struct_opt();
     let mut out = Vec::with_capacity(rows);
     for i in 0..rows {
         let (Some(h), Some(d), Some(dpm)) = (
@@ -407,13 +416,15 @@ fn lifetime(name: &str, arrays: &[ArrayRef], rows: usize) -> Result<Float64Array
             out.push(None);
             continue;
         };
-        if bg.is_null(i) || spend_models.is_null(i) || nums.iter().any(|c| c.is_null(i)) {
+        if purchase_tags.is_null(i) || spend_models.is_null(i) || nums.iter().any(|c| c.is_null(i))
+        {
             out.push(None);
             continue;
         }
         let kind = purchase_tags.kind(i);
-        let names = match kind {
-            Some(k @ (ModelKind::BgNbd | ModelKind::MbgNbd | ModelKind::ParetoNbd)) => k.params(),
+        let slots: [usize; 4] = match kind {
+            Some(ModelKind::BgNbd | ModelKind::MbgNbd) => [0, 1, 2, 3],
+            Some(ModelKind::ParetoNbd) => [0, 1, 4, 5],
             _ => {
                 return exec_err!(
                     "{name}: the purchase model is a '{}' model, expected bgnbd, mbgnbd or pareto_nbd",
@@ -422,15 +433,21 @@ fn lifetime(name: &str, arrays: &[ArrayRef], rows: usize) -> Result<Float64Array
             }
         };
         let kind = kind.expect("checked");
-        let s = s.expect("a model struct");
-        let p: [f64; 4] = std::array::from_fn(|k| {
-            s.column_by_name(names[k])
-                .and_then(|c| f64_column(c).ok())
-                .map(|c| c.value(i))
-                .unwrap_or(f64::NAN)
-        });
-        if p.iter().any(|v| v.is_nan()) {
-            return exec_err!("{name}: the purchase model lacks the parameters {names:?}");
+        let mut p = [0.0; 4];
+        let mut null = false;
+        for (k, &slot) in slots.iter().enumerate() {
+            let Some(c) = &columns[slot] else {
+                return exec_err!(
+                    "{name}: the purchase model lacks the parameters {:?}",
+                    kind.params()
+                );
+            };
+            null |= c.is_null(i);
+            p[k] = c.value(i);
+        }
+        if null {
+            out.push(None);
+            continue;
         }
         let period = purchase_tags
             .periods
@@ -452,8 +469,7 @@ fn lifetime(name: &str, arrays: &[ArrayRef], rows: usize) -> Result<Float64Array
         if !(dpm > 0.0 && dpm.is_finite()) {
             return exec_err!("{name}: days_per_month must be > 0, got {dpm}");
         }
-        let v: Vec<f64> = nums.iter().map(|c| c.value(i)).collect();
-        let (x, tx, t, m) = (v[0], v[1], v[2], v[3]);
+        let [x, tx, t, m] = [0, 1, 2, 3].map(|k| nums[k].value(i));
         check_customer(name, x, tx, t)?;
         let sp = spend_params(name, &spend_models, i)?;
         let e_spend = spend(name, &sp, x, m)?;
