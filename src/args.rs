@@ -298,3 +298,64 @@ pub fn f64_column(
         .as_primitive::<datafusion::arrow::datatypes::Float64Type>()
         .clone())
 }
+
+/// A double-quoted SQL identifier (exact case, quotes doubled).
+pub fn quote_ident(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// A possibly qualified table name (`schema.table`), quoted part by part.
+pub fn quote_table(name: &str) -> String {
+    name.split('.')
+        .map(quote_ident)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// The table macros' last step: plan `sql` (written with this crate's functions) against the
+/// calling session and return it as a view, so the optimizer, spilling and Ballista apply.
+/// `table` is the user's table argument, named in the errors.
+pub fn sql_view(
+    function: &str,
+    session: &dyn datafusion::catalog::Session,
+    sql: String,
+    table: &str,
+) -> Result<std::sync::Arc<dyn datafusion::catalog::TableProvider>> {
+    use datafusion::execution::session_state::SessionState;
+    use futures::FutureExt;
+    let Some(state) = session.as_any().downcast_ref::<SessionState>() else {
+        return plan_err!("{function}: needs a DataFusion SessionState to resolve table '{table}'");
+    };
+    let plan = match state.create_logical_plan(&sql).now_or_never() {
+        Some(Ok(plan)) => plan,
+        Some(Err(e)) => return plan_err!("{function}: {e}"),
+        None => {
+            return plan_err!(
+                "{function}: table '{table}' cannot be resolved without blocking; register it first"
+            );
+        }
+    };
+    Ok(std::sync::Arc::new(datafusion::datasource::ViewTable::new(
+        plan,
+        Some(sql),
+    )))
+}
+
+/// The value of an aggregate's literal argument `i` (None when the call has fewer
+/// arguments), read at physical planning; anything but a literal is a planning error
+/// naming the function and the argument.
+pub fn aggregate_literal(
+    function: &str,
+    args: &datafusion::logical_expr::function::AccumulatorArgs,
+    i: usize,
+    what: &str,
+) -> Result<Option<datafusion::common::ScalarValue>> {
+    use datafusion::physical_expr::expressions::Literal;
+    match args.exprs.get(i) {
+        None => Ok(None),
+        Some(e) => match e.downcast_ref::<Literal>() {
+            Some(l) => Ok(Some(l.value().clone())),
+            None => plan_err!("{function}: argument {} '{what}' must be a literal", i + 1),
+        },
+    }
+}

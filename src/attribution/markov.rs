@@ -13,12 +13,12 @@ use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
 };
-use datafusion::physical_expr::expressions::Literal;
 
 use super::input::JourneyRows;
 use super::model::MarkovCounts;
 use crate::args::{
-    Kind, Param, check_arg_types, doc_section, list_of, param, scalar_list, signature, state_field,
+    Kind, Param, aggregate_literal, check_arg_types, doc_section, list_of, param, scalar_list,
+    signature, state_field,
 };
 
 const NAME: &str = "markov_attribution";
@@ -116,13 +116,7 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
 });
 
 fn literal_arg(args: &AccumulatorArgs, i: usize) -> Result<Option<ScalarValue>> {
-    match args.exprs.get(i) {
-        None => Ok(None),
-        Some(e) => match e.downcast_ref::<Literal>() {
-            Some(l) => Ok(Some(l.value().clone())),
-            None => plan_err!("{NAME}: argument '{}' must be a literal", PARAMS[i].name),
-        },
-    }
+    aggregate_literal(NAME, args, i, PARAMS[i].name)
 }
 
 impl AggregateUDFImpl for MarkovAttribution {

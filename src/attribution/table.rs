@@ -9,12 +9,9 @@ use std::sync::{Arc, LazyLock};
 
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{Result, plan_err};
-use datafusion::datasource::ViewTable;
-use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{Documentation, Expr};
-use futures::FutureExt;
 
-use crate::args::{doc_section, string_literal_arg};
+use crate::args::{doc_section, quote_ident, quote_table, sql_view, string_literal_arg};
 
 const NAME: &str = "channel_attribution";
 
@@ -68,10 +65,6 @@ fn string_arg(exprs: &[Expr], i: usize, what: &str) -> Result<String> {
     string_literal_arg(NAME, exprs, i, what)
 }
 
-fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
-
 /// The SQL the table function plans.
 pub fn attribution_sql(
     table: &str,
@@ -81,13 +74,13 @@ pub fn attribution_sql(
     converted: &str,
     value: &str,
 ) -> String {
-    let table = table.split('.').map(quote).collect::<Vec<_>>().join(".");
+    let table = quote_table(table);
     let (j, t, c, cv, v) = (
-        quote(journey),
-        quote(ts),
-        quote(channel),
-        quote(converted),
-        quote(value),
+        quote_ident(journey),
+        quote_ident(ts),
+        quote_ident(channel),
+        quote_ident(converted),
+        quote_ident(value),
     );
     let models = [
         "first_touch",
@@ -185,23 +178,7 @@ impl TableFunctionImpl for ChannelAttributionTable {
         for (i, n) in names.iter().enumerate() {
             a.push(string_arg(exprs, i, n)?);
         }
-        let Some(state) = args.session().as_any().downcast_ref::<SessionState>() else {
-            return plan_err!(
-                "{NAME}: needs a DataFusion SessionState to resolve table '{}'",
-                a[0]
-            );
-        };
         let sql = attribution_sql(&a[0], &a[1], &a[2], &a[3], &a[4], &a[5]);
-        let plan = match state.create_logical_plan(&sql).now_or_never() {
-            Some(Ok(plan)) => plan,
-            Some(Err(e)) => return plan_err!("{NAME}: {e}"),
-            None => {
-                return plan_err!(
-                    "{NAME}: table '{}' cannot be resolved without blocking; register it first",
-                    a[0]
-                );
-            }
-        };
-        Ok(Arc::new(ViewTable::new(plan, Some(sql))))
+        sql_view(NAME, args.session(), sql, &a[0])
     }
 }

@@ -14,12 +14,11 @@ use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
 };
-use datafusion::physical_expr::expressions::Literal;
 
 use super::model::{self, Fit, FitOptions, Pattern, Period, Spend};
 use crate::args::{
-    Kind, Param, check_arg_types, doc_section, f64_column, list_of, param, scalar_list,
-    signature_with_short_forms, state_field,
+    Kind, Param, aggregate_literal, check_arg_types, doc_section, f64_column, list_of, param,
+    scalar_list, signature_with_short_forms, state_field,
 };
 
 /// Which model a fit (and the struct it returns) is.
@@ -323,13 +322,7 @@ static GAMMA_GAMMA_DOC: LazyLock<Documentation> = LazyLock::new(|| {
 });
 
 fn literal(args: &AccumulatorArgs, i: usize, function: &str, what: &str) -> Result<ScalarValue> {
-    match args.exprs.get(i) {
-        None => Ok(ScalarValue::Null),
-        Some(e) => match e.downcast_ref::<Literal>() {
-            Some(l) => Ok(l.value().clone()),
-            None => plan_err!("{function}: argument '{what}' must be a literal"),
-        },
-    }
+    Ok(aggregate_literal(function, args, i, what)?.unwrap_or(ScalarValue::Null))
 }
 
 impl AggregateUDFImpl for ModelFit {

@@ -18,11 +18,11 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator,
     Signature, Volatility,
 };
-use datafusion::physical_expr::expressions::Literal;
 
 use super::model::Period;
 use crate::args::{
-    Kind, Param, check_arg_types, doc_section, list_of, param, signature, state_field,
+    Kind, Param, aggregate_literal, check_arg_types, doc_section, list_of, param, signature,
+    state_field,
 };
 
 const NAME: &str = "clv_summary";
@@ -69,8 +69,8 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
         "A customer's purchase history summarised for the buy-till-you-die models, with the \
          definitions of lifetimes' `summary_data_from_transaction_data`: purchase times and \
          `as_of` are floored to the period — `'day'` (default), `'week'` (weeks starting on \
-         Monday, pandas' `W` periods) or `'month'` (calendar months) — in the timestamps' wall \
-         clock (a time zone's local time, UTC when there is none); purchases in periods after \
+         Monday, pandas' `W` periods) or `'month'` (calendar months) — as they read for dates and naive timestamps, in the zone's local time for zoned \
+         timestamps; purchases in periods after \
          `as_of`'s are ignored. frequency = number of distinct periods with a purchase − 1; \
          recency = last − first period; T = as_of − first period (all whole periods); \
          monetary_value = mean over the repeat periods (all but the first) of the period's \
@@ -107,22 +107,16 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
 });
 
 fn period_arg(args: &AccumulatorArgs) -> Result<Period> {
-    let Some(e) = args.exprs.get(3) else {
+    let Some(v) = aggregate_literal(NAME, args, 3, "period")? else {
         return Ok(Period::Day);
     };
-    let Some(l) = e.downcast_ref::<Literal>() else {
-        return plan_err!("{NAME}: argument 'period' must be a string literal");
-    };
-    match l.value().try_as_str() {
+    match v.try_as_str() {
         Some(None) => Ok(Period::Day),
         Some(Some(s)) => Period::parse(s).map_or_else(
             || plan_err!("{NAME}: argument 'period' must be 'day', 'week' or 'month', got '{s}'"),
             Ok,
         ),
-        None => plan_err!(
-            "{NAME}: argument 'period' must be a string literal, got {}",
-            l.value()
-        ),
+        None => plan_err!("{NAME}: argument 'period' must be a string literal, got {v}"),
     }
 }
 
@@ -252,21 +246,21 @@ impl Summaries {
         }
     }
 
-    fn periods(&self, a: &ArrayRef) -> Result<(Vec<Option<i32>>, Option<NullBuffer>)> {
-        // a date or timestamp of any unit or zone → microseconds of wall-clock time
-        let micros = match a.data_type() {
-            DataType::Timestamp(_, Some(_)) => {
-                let local = datafusion::arrow::compute::kernels::cast::cast(
-                    a,
-                    &DataType::Timestamp(TimeUnit::Microsecond, None),
-                )?;
-                cast(&local, &DataType::Int64)?
-            }
-            _ => cast(
-                &cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None))?,
-                &DataType::Int64,
-            )?,
+    /// The period of every value of a date or timestamp column (any unit): dates and naive
+    /// timestamps as they read, zoned timestamps in their zone's local time.
+    fn periods(&self, a: &ArrayRef) -> Result<Vec<Option<i32>>> {
+        use datafusion::arrow::array::timezone::Tz;
+        use datafusion::arrow::datatypes::TimestampMicrosecondType;
+        use datafusion::arrow::temporal_conversions::as_datetime_with_timezone;
+        let zone: Option<Tz> = match a.data_type() {
+            DataType::Timestamp(_, Some(tz)) => Some(tz.parse()?),
+            _ => None,
         };
+        // to naive microseconds: for a zoned column these are UTC
+        let micros = cast(
+            &cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None))?,
+            &DataType::Int64,
+        )?;
         let micros = micros.as_primitive::<Int64Type>();
         let mut out = Vec::with_capacity(micros.len());
         for i in 0..micros.len() {
@@ -274,13 +268,20 @@ impl Summaries {
                 out.push(None);
                 continue;
             }
-            let p = self.period.of_micros(micros.value(i));
-            match i32::try_from(p) {
+            let mut us = micros.value(i);
+            if let Some(tz) = zone {
+                let Some(local) = as_datetime_with_timezone::<TimestampMicrosecondType>(us, tz)
+                else {
+                    return exec_err!("{NAME}: timestamp out of range");
+                };
+                us = local.naive_local().and_utc().timestamp_micros();
+            }
+            match i32::try_from(self.period.of_micros(us)) {
                 Ok(p) => out.push(Some(p)),
                 Err(_) => return exec_err!("{NAME}: timestamp out of range"),
             }
         }
-        Ok((out, micros.nulls().cloned()))
+        Ok(out)
     }
 
     fn update(
@@ -289,8 +290,8 @@ impl Summaries {
         group_indices: &[usize],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<()> {
-        let (ts, _) = self.periods(&values[0])?;
-        let (as_of, _) = self.periods(&values[2])?;
+        let ts = self.periods(&values[0])?;
+        let as_of = self.periods(&values[2])?;
         let amount = cast(&values[1], &DataType::Float64)?;
         let amount = amount.as_primitive::<Float64Type>();
         for (i, &g) in group_indices.iter().enumerate() {

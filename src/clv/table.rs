@@ -8,13 +8,10 @@ use std::sync::{Arc, LazyLock};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{Result, ScalarValue, plan_err};
-use datafusion::datasource::ViewTable;
-use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{Documentation, Expr};
-use futures::FutureExt;
 
 use super::model::Period;
-use crate::args::{doc_section, string_literal_arg};
+use crate::args::{doc_section, quote_ident, quote_table, sql_view, string_literal_arg};
 
 const NAME: &str = "clv";
 
@@ -75,10 +72,6 @@ pub static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .build()
 });
 
-fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
-
 fn sql_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
@@ -94,8 +87,8 @@ pub fn clv_sql(
     horizon_months: u32,
     period: Period,
 ) -> String {
-    let table = table.split('.').map(quote).collect::<Vec<_>>().join(".");
-    let (c, t, a) = (quote(customer), quote(ts), quote(amount));
+    let table = quote_table(table);
+    let (c, t, a) = (quote_ident(customer), quote_ident(ts), quote_ident(amount));
     let as_of = as_of.map_or_else(|| "(SELECT max(ts) FROM tx)".to_string(), str::to_string);
     let p = period.name();
     let horizon_periods = f64::from(horizon_months) * period.per_month(30.0);
@@ -200,12 +193,6 @@ impl TableFunctionImpl for ClvTable {
         } else {
             Period::Day
         };
-        let Some(state) = args.session().as_any().downcast_ref::<SessionState>() else {
-            return plan_err!(
-                "{NAME}: needs a DataFusion SessionState to resolve table '{}'",
-                a[0]
-            );
-        };
         let sql = clv_sql(
             &a[0],
             &a[1],
@@ -215,16 +202,6 @@ impl TableFunctionImpl for ClvTable {
             horizon,
             period,
         );
-        let plan = match state.create_logical_plan(&sql).now_or_never() {
-            Some(Ok(plan)) => plan,
-            Some(Err(e)) => return plan_err!("{NAME}: {e}"),
-            None => {
-                return plan_err!(
-                    "{NAME}: table '{}' cannot be resolved without blocking; register it first",
-                    a[0]
-                );
-            }
-        };
-        Ok(Arc::new(ViewTable::new(plan, Some(sql))))
+        sql_view(NAME, args.session(), sql, &a[0])
     }
 }
