@@ -359,3 +359,61 @@ pub fn aggregate_literal(
         },
     }
 }
+
+/// An optional integer-literal argument `i` of a table function: None when absent or NULL;
+/// a value outside `min..=max` or a non-integer is a planning error naming the argument.
+pub fn integer_literal_arg(
+    function: &str,
+    exprs: &[datafusion::logical_expr::Expr],
+    i: usize,
+    what: &str,
+    min: i64,
+    max: i64,
+) -> Result<Option<i64>> {
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::Expr;
+    match exprs.get(i) {
+        None => Ok(None),
+        Some(Expr::Literal(v, _)) if v.is_null() => Ok(None),
+        Some(Expr::Literal(v, _)) => match v.cast_to(&DataType::Int64) {
+            Ok(ScalarValue::Int64(Some(x)))
+                if v.data_type().is_integer() && (min..=max).contains(&x) =>
+            {
+                Ok(Some(x))
+            }
+            _ => plan_err!(
+                "{function}: argument {} '{what}' must be an integer in {min}..={max}, got {v}",
+                i + 1
+            ),
+        },
+        Some(e) => plan_err!(
+            "{function}: argument {} '{what}' must be an integer literal, got {e}",
+            i + 1
+        ),
+    }
+}
+
+/// An optional number-literal argument `i` of a table function (None when absent or NULL).
+pub fn number_literal_arg(
+    function: &str,
+    exprs: &[datafusion::logical_expr::Expr],
+    i: usize,
+    what: &str,
+) -> Result<Option<f64>> {
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::Expr;
+    match exprs.get(i) {
+        None => Ok(None),
+        Some(Expr::Literal(v, _)) if v.is_null() => Ok(None),
+        Some(Expr::Literal(v, _)) if v.data_type().is_numeric() => {
+            match v.cast_to(&DataType::Float64) {
+                Ok(ScalarValue::Float64(Some(x))) if x.is_finite() => Ok(Some(x)),
+                _ => plan_err!("{function}: argument {} '{what}' must be a finite number, got {v}", i + 1),
+            }
+        }
+        Some(e) => plan_err!(
+            "{function}: argument {} '{what}' must be a number literal, got {e}",
+            i + 1
+        ),
+    }
+}

@@ -39,6 +39,7 @@ mod args;
 mod attribution;
 mod clv;
 mod rfm;
+mod similarity;
 
 use std::sync::Arc;
 
@@ -61,6 +62,10 @@ pub mod functions {
         mbgnbd_p_alive, pareto_nbd_expected_purchases, pareto_nbd_fit, pareto_nbd_p_alive,
     };
     pub use crate::rfm::{quantile_score, rfm_segment};
+    pub use crate::similarity::{
+        basket_rules, cosine_distance, cosine_similarity, inner_product, item_pairs,
+        jaccard_similarity, overlap_coefficient,
+    };
 }
 
 /// Expression builders for the DataFrame API.
@@ -68,6 +73,7 @@ pub mod expr_fn {
     pub use crate::attribution::expr_fn::*;
     pub use crate::clv::expr_fn::*;
     pub use crate::rfm::expr_fn::*;
+    pub use crate::similarity::expr_fn::*;
 }
 
 /// Every scalar function of the crate.
@@ -76,6 +82,7 @@ pub fn all_scalar_functions() -> Vec<Arc<ScalarUDF>> {
         rfm::scalar_functions(),
         attribution::scalar_functions(),
         clv::scalar_functions(),
+        similarity::scalar_functions(),
     ]
     .concat()
 }
@@ -85,6 +92,7 @@ pub fn all_aggregate_functions() -> Vec<Arc<AggregateUDF>> {
     [
         attribution::aggregate_functions(),
         clv::aggregate_functions(),
+        similarity::aggregate_functions(),
     ]
     .concat()
 }
@@ -100,6 +108,7 @@ pub fn all_table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> 
         rfm::table_functions(),
         attribution::table_functions(),
         clv::table_functions(),
+        similarity::table_functions(),
     ]
     .concat()
     .into_iter()
@@ -172,6 +181,7 @@ pub fn all_table_function_docs() -> Vec<(
         rfm::table_functions(),
         attribution::table_functions(),
         clv::table_functions(),
+        similarity::table_functions(),
     ]
     .concat()
     .into_iter()

@@ -1,0 +1,86 @@
+//! Recommendation similarity: vector and set similarity scalars, the pair generator, item-item
+//! neighbours, per-user recommendations and association rules.
+
+pub mod model;
+pub mod pairs;
+pub mod rules;
+pub mod sets;
+pub mod table;
+pub mod vector;
+
+use std::sync::Arc;
+
+use datafusion::catalog::TableFunctionImpl;
+use datafusion::logical_expr::{AggregateUDF, Documentation, ScalarUDF};
+
+pub use pairs::item_pairs;
+pub use rules::basket_rules;
+pub use sets::{jaccard_similarity, overlap_coefficient};
+pub use vector::{cosine_distance, cosine_similarity, inner_product};
+
+/// The family's scalar functions.
+pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
+    vec![
+        cosine_similarity(),
+        cosine_distance(),
+        inner_product(),
+        jaccard_similarity(),
+        overlap_coefficient(),
+        item_pairs(),
+    ]
+}
+
+/// The family's aggregate functions.
+pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
+    vec![basket_rules()]
+}
+
+/// The family's table functions with their documentation.
+pub fn table_functions() -> Vec<(
+    &'static str,
+    Arc<dyn TableFunctionImpl>,
+    &'static Documentation,
+)> {
+    vec![
+        (
+            "item_similarity",
+            Arc::new(table::ItemSimilarityTable),
+            &table::ITEM_SIMILARITY_DOC,
+        ),
+        (
+            "recommend_items",
+            Arc::new(table::RecommendItemsTable),
+            &table::RECOMMEND_ITEMS_DOC,
+        ),
+        (
+            "association_rules",
+            Arc::new(table::AssociationRulesTable),
+            &table::ASSOCIATION_RULES_DOC,
+        ),
+    ]
+}
+
+/// DataFrame API helpers.
+pub mod expr_fn {
+    use datafusion::logical_expr::Expr;
+
+    /// `cosine_similarity(a, b)`.
+    pub fn cosine_similarity(a: Expr, b: Expr) -> Expr {
+        super::cosine_similarity().call(vec![a, b])
+    }
+
+    /// `inner_product(a, b)`.
+    pub fn inner_product(a: Expr, b: Expr) -> Expr {
+        super::inner_product().call(vec![a, b])
+    }
+
+    /// `jaccard_similarity(a, b)`.
+    pub fn jaccard_similarity(a: Expr, b: Expr) -> Expr {
+        super::jaccard_similarity().call(vec![a, b])
+    }
+
+    /// `item_pairs(items)`.
+    pub fn item_pairs(items: Expr) -> Expr {
+        super::item_pairs().call(vec![items])
+    }
+}

@@ -1,0 +1,297 @@
+//! Pure math of the similarity family: vector products, set overlaps on sorted slices,
+//! frequent itemsets (Eclat over weighted distinct baskets) and association rules.
+//! No Arrow, no DataFusion.
+
+/// Σ aᵢ·bᵢ, summed in order (so the result does not depend on batch boundaries).
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// (Σ aᵢbᵢ, Σ aᵢ², Σ bᵢ²) in one pass.
+pub fn dot_and_norms(a: &[f64], b: &[f64]) -> (f64, f64, f64) {
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    (ab, aa, bb)
+}
+
+/// Cosine similarity; None when either vector has zero norm (undefined). Clamped to
+/// [-1, 1] against rounding.
+pub fn cosine(a: &[f64], b: &[f64]) -> Option<f64> {
+    let (ab, aa, bb) = dot_and_norms(a, b);
+    if aa == 0.0 || bb == 0.0 || !aa.is_finite() || !bb.is_finite() {
+        if aa.is_nan() || bb.is_nan() || ab.is_nan() {
+            return Some(f64::NAN);
+        }
+        if aa == 0.0 || bb == 0.0 {
+            return None;
+        }
+    }
+    Some((ab / (aa.sqrt() * bb.sqrt())).clamp(-1.0, 1.0))
+}
+
+/// Number of common elements of two sorted, duplicate-free sequences.
+pub fn intersection_size<T: Ord>(a: &[T], b: &[T]) -> usize {
+    let (mut i, mut j, mut n) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                n += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    n
+}
+
+/// Jaccard |A∩B| / |A∪B| from the set sizes and the intersection; None when both are empty.
+pub fn jaccard(a: usize, b: usize, common: usize) -> Option<f64> {
+    let union = a + b - common;
+    (union > 0).then(|| common as f64 / union as f64)
+}
+
+/// Overlap coefficient |A∩B| / min(|A|, |B|); None when either set is empty.
+pub fn overlap(a: usize, b: usize, common: usize) -> Option<f64> {
+    let m = a.min(b);
+    (m > 0).then(|| common as f64 / m as f64)
+}
+
+// ---------------------------------------------------------------------------
+// Frequent itemsets and rules
+
+/// A frequent itemset: item ids in ascending order and its (weighted) basket count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Itemset {
+    pub items: Vec<u32>,
+    pub count: u64,
+}
+
+/// Why mining stopped early.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MiningError {
+    /// More frequent itemsets than the limit.
+    TooMany(usize),
+}
+
+/// Every itemset (up to `max_len` items) contained in at least `min_count` baskets.
+/// `baskets` are distinct baskets (item ids sorted, no duplicates) with their multiplicity.
+/// Eclat: depth-first over items in ascending id order, intersecting sorted basket-id
+/// lists. The result is in depth-first order: deterministic for the same input.
+pub fn frequent_itemsets(
+    baskets: &[(Vec<u32>, u64)],
+    n_items: usize,
+    min_count: u64,
+    max_len: usize,
+    limit: usize,
+) -> Result<Vec<Itemset>, MiningError> {
+    // vertical layout: for every item the ids of the baskets holding it
+    let mut tids: Vec<Vec<u32>> = vec![Vec::new(); n_items];
+    for (b, (items, _)) in baskets.iter().enumerate() {
+        for &i in items {
+            tids[i as usize].push(b as u32);
+        }
+    }
+    let weight = |t: &[u32]| -> u64 { t.iter().map(|&b| baskets[b as usize].1).sum() };
+    let mut roots: Vec<(u32, Vec<u32>, u64)> = Vec::new();
+    for (item, t) in tids.into_iter().enumerate() {
+        let w = weight(&t);
+        if w >= min_count && w > 0 {
+            roots.push((item as u32, t, w));
+        }
+    }
+    let mut out = Vec::new();
+    if max_len == 0 {
+        return Ok(out);
+    }
+    let mut prefix = Vec::new();
+    extend(
+        &roots, &mut prefix, baskets, min_count, max_len, limit, &mut out,
+    )?;
+    Ok(out)
+}
+
+fn extend(
+    class: &[(u32, Vec<u32>, u64)],
+    prefix: &mut Vec<u32>,
+    baskets: &[(Vec<u32>, u64)],
+    min_count: u64,
+    max_len: usize,
+    limit: usize,
+    out: &mut Vec<Itemset>,
+) -> Result<(), MiningError> {
+    for (k, (item, t, w)) in class.iter().enumerate() {
+        prefix.push(*item);
+        if out.len() >= limit {
+            return Err(MiningError::TooMany(limit));
+        }
+        out.push(Itemset {
+            items: prefix.clone(),
+            count: *w,
+        });
+        if prefix.len() < max_len {
+            let mut next = Vec::new();
+            for (item2, t2, _) in &class[k + 1..] {
+                let common = intersect(t, t2);
+                let w2: u64 = common.iter().map(|&b| baskets[b as usize].1).sum();
+                if w2 >= min_count && w2 > 0 {
+                    next.push((*item2, common, w2));
+                }
+            }
+            if !next.is_empty() {
+                extend(&next, prefix, baskets, min_count, max_len, limit, out)?;
+            }
+        }
+        prefix.pop();
+    }
+    Ok(())
+}
+
+fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let mut out = Vec::with_capacity(a.len().min(b.len()));
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+/// An association rule between frequent itemsets (item ids ascending).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub antecedent: Vec<u32>,
+    pub consequent: Vec<u32>,
+    pub antecedent_support: f64,
+    pub consequent_support: f64,
+    pub support: f64,
+    pub confidence: f64,
+    pub lift: f64,
+    pub leverage: f64,
+    /// +∞ when confidence is 1.
+    pub conviction: f64,
+}
+
+/// mlxtend's `association_rules(metric="confidence")`: for every frequent itemset with at
+/// least two items, every non-empty proper subset as antecedent and the rest as
+/// consequent, kept when confidence ≥ `min_confidence`. Supports are fractions of
+/// `n_baskets`. Rules come in the itemsets' order, antecedents by subset bit pattern.
+pub fn rules(itemsets: &[Itemset], n_baskets: u64, min_confidence: f64) -> Vec<Rule> {
+    use std::collections::HashMap;
+    let count: HashMap<&[u32], u64> = itemsets
+        .iter()
+        .map(|s| (s.items.as_slice(), s.count))
+        .collect();
+    let n = n_baskets as f64;
+    let mut out = Vec::new();
+    let mut a = Vec::new();
+    let mut c = Vec::new();
+    for s in itemsets.iter().filter(|s| s.items.len() >= 2 && s.items.len() < 64) {
+        let k = s.items.len();
+        let s_ac = s.count as f64 / n;
+        for mask in 1..(1u64 << k) - 1 {
+            a.clear();
+            c.clear();
+            for (bit, &item) in s.items.iter().enumerate() {
+                if mask >> bit & 1 == 1 {
+                    a.push(item);
+                } else {
+                    c.push(item);
+                }
+            }
+            // subsets of a frequent itemset are frequent (downward closure)
+            let (Some(&ca), Some(&cc)) = (count.get(a.as_slice()), count.get(c.as_slice())) else {
+                continue;
+            };
+            let s_a = ca as f64 / n;
+            let s_c = cc as f64 / n;
+            let confidence = s.count as f64 / ca as f64;
+            if confidence < min_confidence {
+                continue;
+            }
+            let conviction = if s.count == ca {
+                f64::INFINITY
+            } else {
+                (1.0 - s_c) / (1.0 - confidence)
+            };
+            out.push(Rule {
+                antecedent: a.clone(),
+                consequent: c.clone(),
+                antecedent_support: s_a,
+                consequent_support: s_c,
+                support: s_ac,
+                confidence,
+                lift: confidence / s_c,
+                leverage: s_ac - s_a * s_c,
+                conviction,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosine_of_parallel_orthogonal_and_zero_vectors() {
+        assert!((cosine(&[1.0, 2.0], &[2.0, 4.0]).unwrap() - 1.0).abs() < 1e-15);
+        assert_eq!(cosine(&[1.0, 0.0], &[0.0, 3.0]), Some(0.0));
+        assert_eq!(cosine(&[0.0, 0.0], &[1.0, 1.0]), None);
+        assert!(cosine(&[f64::NAN, 1.0], &[1.0, 1.0]).unwrap().is_nan());
+        assert_eq!(dot(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]), 32.0);
+    }
+
+    #[test]
+    fn set_overlaps() {
+        assert_eq!(intersection_size(&[1, 2, 3, 5], &[2, 5, 7]), 2);
+        assert_eq!(jaccard(4, 3, 2), Some(0.4));
+        assert_eq!(overlap(4, 3, 2), Some(2.0 / 3.0));
+        assert_eq!(jaccard(0, 0, 0), None);
+        assert_eq!(overlap(0, 3, 0), None);
+    }
+
+    #[test]
+    fn eclat_counts_weighted_baskets_and_respects_max_len_and_limit() {
+        // baskets {0,1,2} ×2, {0,1}, {2}
+        let b = vec![(vec![0, 1, 2], 2), (vec![0, 1], 1), (vec![2], 1)];
+        let sets = frequent_itemsets(&b, 3, 2, 3, 100).unwrap();
+        let got: Vec<(Vec<u32>, u64)> = sets.iter().map(|s| (s.items.clone(), s.count)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (vec![0], 3),
+                (vec![0, 1], 3),
+                (vec![0, 1, 2], 2),
+                (vec![0, 2], 2),
+                (vec![1], 3),
+                (vec![1, 2], 2),
+                (vec![2], 3),
+            ]
+        );
+        assert_eq!(frequent_itemsets(&b, 3, 2, 1, 100).unwrap().len(), 3);
+        assert_eq!(
+            frequent_itemsets(&b, 3, 2, 3, 4),
+            Err(MiningError::TooMany(4))
+        );
+        let r = rules(&sets, 4, 0.9);
+        // {0}→{1}, {1}→{0} have confidence 1; {0,2}→{1}, {1,2}→{0} too
+        assert!(r.iter().all(|r| r.confidence >= 0.9));
+        let r01 = r.iter().find(|r| r.antecedent == [0] && r.consequent == [1]).unwrap();
+        assert_eq!(r01.conviction, f64::INFINITY);
+        assert!((r01.lift - 1.0 / 0.75).abs() < 1e-15);
+    }
+}

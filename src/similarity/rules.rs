@@ -1,0 +1,473 @@
+//! `basket_rules(items, min_support [, min_confidence [, max_len]])`: association rules
+//! (mlxtend's definitions) mined exactly from one row per basket. The aggregate state is the
+//! multiset of distinct baskets (item ids) with an item dictionary; it merges, so partial
+//! aggregation per partition and on Ballista executors applies.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, GenericListArray, ListArray, OffsetSizeTrait,
+    StructArray, UInt32Array, UInt64Array, new_empty_array,
+};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::compute::take;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, UInt32Type, UInt64Type};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
+};
+
+use super::model::{MiningError, frequent_itemsets, rules};
+use crate::args::{aggregate_literal, doc_section, list_item, list_of, scalar_list, state_field};
+
+const NAME: &str = "basket_rules";
+/// Most frequent itemsets mined before giving up with an error.
+pub const MAX_ITEMSETS: usize = 10_000_000;
+
+/// The `basket_rules` aggregate function.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct BasketRules {
+    signature: Signature,
+}
+
+/// The fields of one rule.
+pub fn rule_fields(item: &DataType) -> Fields {
+    let list = || list_of(item.clone());
+    Fields::from(vec![
+        Field::new("antecedent", list(), false),
+        Field::new("consequent", list(), false),
+        Field::new("antecedent_support", DataType::Float64, false),
+        Field::new("consequent_support", DataType::Float64, false),
+        Field::new("support", DataType::Float64, false),
+        Field::new("confidence", DataType::Float64, false),
+        Field::new("lift", DataType::Float64, false),
+        Field::new("leverage", DataType::Float64, false),
+        Field::new("conviction", DataType::Float64, false),
+    ])
+}
+
+fn result_type(item: &DataType) -> DataType {
+    list_of(DataType::Struct(rule_fields(item)))
+}
+
+static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        doc_section("Recommendation similarity"),
+        "Association rules mined exactly from baskets, one input row per basket holding its \
+         items as a list (duplicates and NULL items ignored; NULL or empty lists are not \
+         baskets). Returns a list of structs {antecedent, consequent, antecedent_support, \
+         consequent_support, support, confidence, lift, leverage, conviction} with mlxtend's \
+         definitions: supports are fractions of the N baskets, confidence = support / \
+         antecedent_support, lift = confidence / consequent_support, leverage = support − \
+         antecedent_support · consequent_support, conviction = (1 − consequent_support) / (1 − \
+         confidence) computed as mlxtend does (so 1.4999999999999998 where exact arithmetic gives 1.5), `+inf` (IEEE infinity, printed `inf`) when confidence is 1.\n\n\
+         Frequent itemsets (support ≥ `min_support`, at most `max_len` items) are mined by Eclat \
+         over the distinct baskets; every frequent itemset of two or more items gives one rule \
+         per non-empty proper subset as antecedent, kept when confidence ≥ `min_confidence`. \
+         Antecedents and consequents are sorted by item. The state holds each distinct basket \
+         once with its count (memory ≈ the distinct baskets' items × 4 bytes, accounted in the \
+         memory pool); more than 10,000,000 frequent itemsets is an error asking for a higher \
+         `min_support` or a lower `max_len`. The `association_rules` table function builds the \
+         baskets and unnests the rules.",
+        "basket_rules(items, min_support [, min_confidence [, max_len]])",
+    )
+    .with_argument("items", "The basket's items, a list of any comparable type.")
+    .with_argument("min_support", "Minimum itemset support, a number in (0, 1].")
+    .with_argument("min_confidence", "Minimum rule confidence in [0, 1]; default 0.8 (mlxtend's default threshold).")
+    .with_argument("max_len", "Largest itemset size, a positive integer; default (or NULL) no limit.")
+    .with_sql_example(
+        "```sql\n\
+         > CREATE TABLE baskets(items VARCHAR[]) AS VALUES\n\
+         >   (['bread', 'milk']), (['bread', 'milk', 'jam']), (['milk', 'tea']), (['bread', 'jam']);\n\
+         > SELECT r['antecedent'] AS antecedent, r['consequent'] AS consequent, r['support'] AS support,\n\
+         >        r['confidence'] AS confidence, r['lift'] AS lift, r['conviction'] AS conviction\n\
+         > FROM (SELECT unnest(basket_rules(items, 0.5, 0.6)) AS r FROM baskets) ORDER BY 1, 2;\n\
+         +------------+------------+---------+--------------------+--------------------+--------------------+\n\
+         | antecedent | consequent | support | confidence         | lift               | conviction         |\n\
+         +------------+------------+---------+--------------------+--------------------+--------------------+\n\
+         | [bread]    | [jam]      | 0.5     | 0.6666666666666666 | 1.3333333333333333 | 1.4999999999999998 |\n\
+         | [bread]    | [milk]     | 0.5     | 0.6666666666666666 | 0.8888888888888888 | 0.7499999999999999 |\n\
+         | [jam]      | [bread]    | 0.5     | 1.0                | 1.3333333333333333 | inf                |\n\
+         | [milk]     | [bread]    | 0.5     | 0.6666666666666666 | 0.8888888888888888 | 0.7499999999999999 |\n\
+         +------------+------------+---------+--------------------+--------------------+--------------------+\n\
+         ```",
+    )
+    .with_related_udf("item_pairs")
+    .build()
+});
+
+impl AggregateUDFImpl for BasketRules {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        if !(2..=4).contains(&arg_types.len()) {
+            return plan_err!(
+                "{NAME}: expected 2 to 4 arguments (items, min_support [, min_confidence [, max_len]]), got {}",
+                arg_types.len()
+            );
+        }
+        let items = match &arg_types[0] {
+            DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _)
+                if RowConverter::supports_fields(&[SortField::new(f.data_type().clone())]) =>
+            {
+                DataType::List(Arc::clone(f))
+            }
+            other => {
+                return plan_err!(
+                    "{NAME}: argument 1 'items' must be a list of comparable values, got {other}"
+                );
+            }
+        };
+        let mut out = vec![items];
+        let names = ["min_support", "min_confidence", "max_len"];
+        for (i, t) in arg_types.iter().enumerate().skip(1) {
+            let integer = i == 3;
+            let ok = t.is_null() || if integer { t.is_integer() } else { t.is_numeric() };
+            if !ok {
+                return plan_err!(
+                    "{NAME}: argument {} '{}' must be {}, got {t}",
+                    i + 1,
+                    names[i - 1],
+                    if integer { "an integer" } else { "a number" }
+                );
+            }
+            out.push(if integer {
+                DataType::Int64
+            } else {
+                DataType::Float64
+            });
+        }
+        Ok(out)
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        let item = list_item(&arg_types[0]).cloned().unwrap_or(DataType::Null);
+        Ok(result_type(&item))
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        let item = list_item(args.input_fields[0].data_type())
+            .cloned()
+            .unwrap_or(DataType::Null);
+        Ok(vec![
+            state_field(args.name, "items", list_of(item)),
+            state_field(args.name, "basket_items", list_of(DataType::UInt32)),
+            state_field(args.name, "basket_lens", list_of(DataType::UInt32)),
+            state_field(args.name, "basket_counts", list_of(DataType::UInt64)),
+        ])
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let number = |i: usize, what: &str| -> Result<Option<f64>> {
+            match aggregate_literal(NAME, &args, i, what)? {
+                None => Ok(None),
+                Some(v) if v.is_null() => Ok(None),
+                Some(v) => match v.cast_to(&DataType::Float64)? {
+                    ScalarValue::Float64(x) => Ok(x),
+                    _ => plan_err!("{NAME}: argument {} '{what}' must be a number", i + 1),
+                },
+            }
+        };
+        let min_support = match number(1, "min_support")? {
+            Some(s) if s > 0.0 && s <= 1.0 => s,
+            other => {
+                return plan_err!(
+                    "{NAME}: argument 2 'min_support' must be a number in (0, 1], got {}",
+                    other.map_or("NULL".to_string(), |v| v.to_string())
+                );
+            }
+        };
+        let min_confidence = match number(2, "min_confidence")? {
+            None => 0.8,
+            Some(c) if (0.0..=1.0).contains(&c) => c,
+            Some(c) => {
+                return plan_err!(
+                    "{NAME}: argument 3 'min_confidence' must be a number in [0, 1], got {c}"
+                );
+            }
+        };
+        let max_len = match aggregate_literal(NAME, &args, 3, "max_len")? {
+            None => usize::MAX,
+            Some(v) if v.is_null() => usize::MAX,
+            Some(v) => match v.cast_to(&DataType::Int64)? {
+                ScalarValue::Int64(Some(k)) if k >= 1 => k as usize,
+                other => {
+                    return plan_err!(
+                        "{NAME}: argument 4 'max_len' must be a positive integer, got {other}"
+                    );
+                }
+            },
+        };
+        let input = args.exprs[0].data_type(args.schema)?;
+        let item = list_item(&input)
+            .cloned()
+            .unwrap_or(DataType::Null);
+        Ok(Box::new(RulesAccumulator::new(
+            item,
+            min_support,
+            min_confidence,
+            max_len,
+        )?))
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(&DOC)
+    }
+}
+
+/// Distinct baskets with counts over an interned item dictionary.
+#[derive(Debug)]
+struct RulesAccumulator {
+    item: DataType,
+    converter: RowConverter,
+    /// Row encoding of each item → its id.
+    ids: HashMap<Box<[u8]>, u32>,
+    /// Row encodings by id.
+    keys: Vec<Box<[u8]>>,
+    baskets: HashMap<Box<[u32]>, u64>,
+    key_bytes: usize,
+    basket_items: usize,
+    min_support: f64,
+    min_confidence: f64,
+    max_len: usize,
+}
+
+impl RulesAccumulator {
+    fn new(item: DataType, min_support: f64, min_confidence: f64, max_len: usize) -> Result<Self> {
+        Ok(Self {
+            converter: RowConverter::new(vec![SortField::new(item.clone())])?,
+            item,
+            ids: HashMap::new(),
+            keys: Vec::new(),
+            baskets: HashMap::new(),
+            key_bytes: 0,
+            basket_items: 0,
+            min_support,
+            min_confidence,
+            max_len,
+        })
+    }
+
+    fn intern(&mut self, key: &[u8]) -> u32 {
+        if let Some(&id) = self.ids.get(key) {
+            return id;
+        }
+        let id = self.keys.len() as u32;
+        let boxed: Box<[u8]> = key.into();
+        self.key_bytes += 2 * key.len();
+        self.keys.push(boxed.clone());
+        self.ids.insert(boxed, id);
+        id
+    }
+
+    fn add_basket(&mut self, basket: &mut Vec<u32>, count: u64) {
+        basket.sort_unstable();
+        basket.dedup();
+        if basket.is_empty() || count == 0 {
+            return;
+        }
+        if let Some(c) = self.baskets.get_mut(basket.as_slice()) {
+            *c += count;
+        } else {
+            self.basket_items += basket.len();
+            self.baskets.insert(basket.as_slice().into(), count);
+        }
+    }
+
+    /// Add every row of a list array of baskets; `counts` gives each row's multiplicity.
+    fn add_lists<O: OffsetSizeTrait>(
+        &mut self,
+        lists: &GenericListArray<O>,
+        counts: Option<&UInt64Array>,
+    ) -> Result<()> {
+        let values = lists.values();
+        let rows = self.converter.convert_columns(&[Arc::clone(values)])?;
+        let offsets = lists.value_offsets();
+        let mut basket = Vec::new();
+        for i in 0..lists.len() {
+            if lists.is_null(i) {
+                continue;
+            }
+            basket.clear();
+            for j in offsets[i].as_usize()..offsets[i + 1].as_usize() {
+                if values.is_valid(j) {
+                    basket.push(self.intern(rows.row(j).as_ref()));
+                }
+            }
+            let count = counts.map_or(1, |c| c.value(i));
+            self.add_basket(&mut basket, count);
+        }
+        Ok(())
+    }
+
+    /// The dictionary's items as an array, in id order.
+    fn items_array(&self, keys: &[&[u8]]) -> Result<ArrayRef> {
+        let parser = self.converter.parser();
+        let rows = keys.iter().map(|k| parser.parse(k));
+        let mut columns = self.converter.convert_rows(rows)?;
+        Ok(columns.remove(0))
+    }
+}
+
+impl Accumulator for RulesAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        match values[0].data_type() {
+            DataType::List(_) => self.add_lists(values[0].as_list::<i32>(), None),
+            DataType::LargeList(_) => self.add_lists(values[0].as_list::<i64>(), None),
+            other => exec_err!("{NAME}: unexpected input type {other}"),
+        }
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let items = states[0].as_list::<i32>();
+        let basket_items = states[1].as_list::<i32>();
+        let lens = states[2].as_list::<i32>();
+        let counts = states[3].as_list::<i32>();
+        for s in 0..items.len() {
+            if items.is_null(s) {
+                continue;
+            }
+            let local = items.value(s);
+            let rows = self.converter.convert_columns(&[local])?;
+            let map: Vec<u32> = (0..rows.num_rows())
+                .map(|j| self.intern(rows.row(j).as_ref()))
+                .collect();
+            let flat = basket_items.value(s);
+            let flat = flat.as_primitive::<UInt32Type>().values();
+            let lens = lens.value(s);
+            let counts = counts.value(s);
+            let counts = counts.as_primitive::<UInt64Type>().values();
+            let mut pos = 0usize;
+            let mut basket = Vec::new();
+            for (k, &len) in lens.as_primitive::<UInt32Type>().values().iter().enumerate() {
+                basket.clear();
+                basket.extend(flat[pos..pos + len as usize].iter().map(|&l| map[l as usize]));
+                pos += len as usize;
+                self.add_basket(&mut basket, counts[k]);
+            }
+        }
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        let keys: Vec<&[u8]> = self.keys.iter().map(|k| k.as_ref()).collect();
+        let items = self.items_array(&keys)?;
+        let mut flat = Vec::with_capacity(self.basket_items);
+        let mut lens = Vec::with_capacity(self.baskets.len());
+        let mut counts = Vec::with_capacity(self.baskets.len());
+        for (b, &c) in &self.baskets {
+            flat.extend_from_slice(b);
+            lens.push(b.len() as u32);
+            counts.push(c);
+        }
+        Ok(vec![
+            scalar_list(items),
+            scalar_list(Arc::new(UInt32Array::from(flat))),
+            scalar_list(Arc::new(UInt32Array::from(lens))),
+            scalar_list(Arc::new(UInt64Array::from(counts))),
+        ])
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        // number items in their type's order, so the result does not depend on arrival order
+        let mut order: Vec<u32> = (0..self.keys.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| self.keys[a as usize].cmp(&self.keys[b as usize]));
+        let mut rank = vec![0u32; order.len()];
+        for (r, &id) in order.iter().enumerate() {
+            rank[id as usize] = r as u32;
+        }
+        let mut baskets: Vec<(Vec<u32>, u64)> = self
+            .baskets
+            .iter()
+            .map(|(b, &c)| {
+                let mut v: Vec<u32> = b.iter().map(|&i| rank[i as usize]).collect();
+                v.sort_unstable();
+                (v, c)
+            })
+            .collect();
+        baskets.sort_unstable();
+        let n: u64 = baskets.iter().map(|b| b.1).sum();
+        let fields = rule_fields(&self.item);
+        if n == 0 {
+            return Ok(scalar_list(new_empty_array(&DataType::Struct(fields))));
+        }
+        // smallest count whose support reaches min_support, compared as mlxtend does
+        let nf = n as f64;
+        let mut min_count = (self.min_support * nf).ceil().max(1.0) as u64;
+        while min_count > 1 && (min_count - 1) as f64 / nf >= self.min_support {
+            min_count -= 1;
+        }
+        while (min_count as f64 / nf) < self.min_support {
+            min_count += 1;
+        }
+        let sets = match frequent_itemsets(&baskets, order.len(), min_count, self.max_len, MAX_ITEMSETS) {
+            Ok(s) => s,
+            Err(MiningError::TooMany(limit)) => {
+                return exec_err!(
+                    "{NAME}: more than {limit} frequent itemsets at min_support {}; raise min_support or set max_len",
+                    self.min_support
+                );
+            }
+        };
+        let found = rules(&sets, n, self.min_confidence);
+        let keys: Vec<&[u8]> = order.iter().map(|&id| self.keys[id as usize].as_ref()).collect();
+        let items = self.items_array(&keys)?;
+        let side = |pick: &dyn Fn(&super::model::Rule) -> &[u32]| -> Result<ArrayRef> {
+            let idx: Vec<u32> = found.iter().flat_map(|r| pick(r).iter().copied()).collect();
+            let values = take(items.as_ref(), &UInt32Array::from(idx), None)?;
+            Ok(Arc::new(ListArray::try_new(
+                Arc::new(Field::new("item", self.item.clone(), true)),
+                OffsetBuffer::from_lengths(found.iter().map(|r| pick(r).len())),
+                values,
+                None,
+            )?))
+        };
+        let num = |f: fn(&super::model::Rule) -> f64| -> ArrayRef {
+            Arc::new(Float64Array::from_iter_values(found.iter().map(f)))
+        };
+        let out = StructArray::try_new(
+            fields,
+            vec![
+                side(&|r| r.antecedent.as_slice())?,
+                side(&|r| r.consequent.as_slice())?,
+                num(|r| r.antecedent_support),
+                num(|r| r.consequent_support),
+                num(|r| r.support),
+                num(|r| r.confidence),
+                num(|r| r.lift),
+                num(|r| r.leverage),
+                num(|r| r.conviction),
+            ],
+            None,
+        )?;
+        Ok(scalar_list(Arc::new(out)))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+            + self.key_bytes
+            + self.keys.capacity() * 16
+            + self.ids.capacity() * 24
+            + self.baskets.capacity() * 32
+            + self.basket_items * 4
+    }
+}
+
+/// The `basket_rules` aggregate (a shared singleton).
+pub fn basket_rules() -> Arc<AggregateUDF> {
+    static UDAF: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| {
+        Arc::new(AggregateUDF::new_from_impl(BasketRules {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }))
+    });
+    Arc::clone(&UDAF)
+}

@@ -1,0 +1,448 @@
+//! The family's table functions, each a view over the SQL an analyst would write with its
+//! scalar and aggregate functions:
+//! - `item_similarity(table, user_col, item_col [, metric [, top_k [, min_overlap [, max_items_per_user]]]])`
+//! - `recommend_items(table, user_col, item_col [, k [, neighbors]])`
+//! - `association_rules(table, basket_col, item_col [, min_support [, min_confidence [, max_len]]])`
+
+use std::sync::{Arc, LazyLock};
+
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::{Result, plan_err};
+use datafusion::logical_expr::{Documentation, Expr};
+
+use crate::args::{
+    doc_section, integer_literal_arg, number_literal_arg, quote_ident, quote_table, sql_view,
+    string_literal_arg,
+};
+
+/// A co-occurrence similarity metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    Cosine,
+    Jaccard,
+    Lift,
+    Conditional,
+}
+
+impl Metric {
+    pub const NAMES: [&'static str; 4] = ["cosine", "jaccard", "lift", "conditional"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "cosine" => Some(Self::Cosine),
+            "jaccard" => Some(Self::Jaccard),
+            "lift" => Some(Self::Lift),
+            "conditional" => Some(Self::Conditional),
+            _ => None,
+        }
+    }
+
+    /// The score from the pair count `c`, the item counts `ni`, `nj` and the user count `u`.
+    fn sql(self) -> &'static str {
+        match self {
+            Self::Cosine => "CAST(x.c AS DOUBLE) / sqrt(CAST(ci.n AS DOUBLE) * CAST(cj.n AS DOUBLE))",
+            Self::Jaccard => "CAST(x.c AS DOUBLE) / CAST(ci.n + cj.n - x.c AS DOUBLE)",
+            Self::Lift => {
+                "CAST(x.c AS DOUBLE) * CAST(u.n AS DOUBLE) / (CAST(ci.n AS DOUBLE) * CAST(cj.n AS DOUBLE))"
+            }
+            Self::Conditional => "CAST(x.c AS DOUBLE) / CAST(ci.n AS DOUBLE)",
+        }
+    }
+}
+
+/// Options of `item_similarity`.
+#[derive(Debug, Clone, Copy)]
+pub struct SimilarityOptions {
+    pub metric: Metric,
+    pub top_k: i64,
+    pub min_overlap: i64,
+    pub max_items_per_user: Option<i64>,
+}
+
+/// The CTEs (without `WITH`) computing `sim(item, neighbor, score, overlap)` and
+/// `baskets(u, items)`, `owned(u, i)` from `table`.
+fn similarity_ctes(table: &str, user: &str, item: &str, o: SimilarityOptions) -> String {
+    let table = quote_table(table);
+    let (u, i) = (quote_ident(user), quote_ident(item));
+    let cap = o
+        .max_items_per_user
+        .map_or(String::new(), |m| format!(" HAVING count(*) <= {m}"));
+    let score = o.metric.sql();
+    let users_join = if o.metric == Metric::Lift {
+        " CROSS JOIN (SELECT count(*) AS n FROM baskets) u"
+    } else {
+        ""
+    };
+    let (top_k, min_overlap) = (o.top_k, o.min_overlap);
+    format!(
+        "owned AS (
+  SELECT DISTINCT {u} AS u, {i} AS i FROM {table} WHERE {u} IS NOT NULL AND {i} IS NOT NULL
+),
+baskets AS (
+  SELECT u, array_agg(i) AS items FROM owned GROUP BY u{cap}
+),
+counts AS (
+  SELECT i, count(*) AS n FROM (SELECT unnest(items) AS i FROM baskets) GROUP BY i
+),
+pairs AS (
+  SELECT unnest(item_pairs(items)) AS p FROM baskets WHERE cardinality(items) >= 2
+),
+co AS (
+  SELECT p['a'] AS a, p['b'] AS b, count(*) AS c FROM pairs GROUP BY p['a'], p['b']
+  HAVING count(*) >= {min_overlap}
+),
+both_ways AS (
+  SELECT a AS item, b AS neighbor, c FROM co UNION ALL SELECT b AS item, a AS neighbor, c FROM co
+),
+scored AS (
+  SELECT x.item, x.neighbor, {score} AS score, x.c AS overlap
+  FROM both_ways x JOIN counts ci ON ci.i = x.item JOIN counts cj ON cj.i = x.neighbor{users_join}
+),
+ranked AS (
+  SELECT item, neighbor, score, overlap,
+         row_number() OVER (PARTITION BY item ORDER BY score DESC, neighbor) AS rn
+  FROM scored
+),
+sim AS (
+  SELECT item, neighbor, score, overlap FROM ranked WHERE rn <= {top_k}
+)"
+    )
+}
+
+/// The SQL of `item_similarity`.
+pub fn item_similarity_sql(table: &str, user: &str, item: &str, o: SimilarityOptions) -> String {
+    format!(
+        "WITH {}\nSELECT item, neighbor, score, overlap FROM sim",
+        similarity_ctes(table, user, item, o)
+    )
+}
+
+/// The SQL of `recommend_items`.
+pub fn recommend_items_sql(table: &str, user: &str, item: &str, k: i64, neighbors: i64) -> String {
+    let o = SimilarityOptions {
+        metric: Metric::Cosine,
+        top_k: neighbors,
+        min_overlap: 1,
+        max_items_per_user: None,
+    };
+    format!(
+        "WITH {},
+candidates AS (
+  SELECT o.u AS u, s.neighbor AS item, sum(CAST(s.score AS DECIMAL(38, 18))) AS score
+  FROM owned o JOIN sim s ON s.item = o.i GROUP BY o.u, s.neighbor
+),
+fresh AS (
+  SELECT c.u, c.item, c.score FROM candidates c LEFT ANTI JOIN owned o ON o.u = c.u AND o.i = c.item
+),
+user_ranked AS (
+  SELECT u, item, score, row_number() OVER (PARTITION BY u ORDER BY score DESC, item) AS r FROM fresh
+)
+SELECT u AS \"user\", item, CAST(score AS DOUBLE) AS score, r AS \"rank\" FROM user_ranked WHERE r <= {k}",
+        similarity_ctes(table, user, item, o)
+    )
+}
+
+/// The SQL of `association_rules`.
+pub fn association_rules_sql(
+    table: &str,
+    basket: &str,
+    item: &str,
+    min_support: f64,
+    min_confidence: f64,
+    max_len: Option<i64>,
+) -> String {
+    let table = quote_table(table);
+    let (b, i) = (quote_ident(basket), quote_ident(item));
+    let max_len = max_len.map_or("NULL".to_string(), |m| m.to_string());
+    let fields = [
+        "antecedent",
+        "consequent",
+        "antecedent_support",
+        "consequent_support",
+        "support",
+        "confidence",
+        "lift",
+        "leverage",
+        "conviction",
+    ]
+    .map(|f| format!("r['{f}'] AS {f}"))
+    .join(", ");
+    format!(
+        "WITH baskets AS (
+  SELECT array_agg({i}) AS items FROM {table} WHERE {b} IS NOT NULL AND {i} IS NOT NULL GROUP BY {b}
+),
+rules AS (
+  SELECT unnest(basket_rules(items, {min_support:?}, {min_confidence:?}, {max_len})) AS r FROM baskets
+)
+SELECT {fields} FROM rules"
+    )
+}
+
+fn column_args(function: &str, exprs: &[Expr], names: [&str; 3]) -> Result<[String; 3]> {
+    Ok([
+        string_literal_arg(function, exprs, 0, names[0])?,
+        string_literal_arg(function, exprs, 1, names[1])?,
+        string_literal_arg(function, exprs, 2, names[2])?,
+    ])
+}
+
+fn arity(function: &str, exprs: &[Expr], max: usize, usage: &str) -> Result<()> {
+    if !(3..=max).contains(&exprs.len()) {
+        return plan_err!(
+            "{function}: expected 3 to {max} arguments ({usage}), got {}",
+            exprs.len()
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+
+/// The `item_similarity` table function.
+#[derive(Debug, Default)]
+pub struct ItemSimilarityTable;
+
+const COST: &str = "Cost: the pairs generated are Σ over users of n(n−1)/2 for a user with n \
+    distinct items, so a few users with thousands of items dominate; `max_items_per_user` leaves \
+    users with more distinct items out entirely (their items' counts too), as if absent. Pairs \
+    are counted with DataFusion's hash aggregate, which spills to disk under a memory limit, \
+    and each item's neighbours are ranked by a sort-based window.";
+
+pub static ITEM_SIMILARITY_DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        doc_section("Recommendation similarity"),
+        format!(
+            "For every item, its `top_k` most similar items by co-occurrence across users: one row \
+             (item, neighbor, score, overlap) per neighbour, where `overlap` is the number of \
+             users having both and n(x) the number of users having x (each user counts once per \
+             item; rows with a NULL user or item are ignored). Metrics: `'cosine'` (default) \
+             overlap / √(n(item)·n(neighbor)); `'jaccard'` overlap / (n(item) + n(neighbor) − \
+             overlap); `'lift'` overlap · U / (n(item)·n(neighbor)) with U the number of users; \
+             `'conditional'` P(neighbor | item) = overlap / n(item). Only pairs with overlap ≥ \
+             `min_overlap` (default 1) are neighbours. Ties are broken by the neighbour's id \
+             (ascending), so the result is exact and deterministic. {COST}"
+        ),
+        "item_similarity(table, user_col, item_col [, metric [, top_k [, min_overlap [, max_items_per_user]]]])",
+    )
+    .with_argument("table", "Name of a registered table or view with one row per interaction, a string.")
+    .with_argument("user_col", "Column identifying the user (or basket).")
+    .with_argument("item_col", "Column identifying the item (any comparable type).")
+    .with_argument("metric", "'cosine' (default), 'jaccard', 'lift' or 'conditional'.")
+    .with_argument("top_k", "Neighbours kept per item, a positive integer; default 20.")
+    .with_argument("min_overlap", "Least number of common users for a neighbour; default 1.")
+    .with_argument("max_items_per_user", "Users with more distinct items are left out; default (or NULL) no cap.")
+    .with_sql_example(
+        "```sql\n\
+         > CREATE TABLE likes(user_id INT, item VARCHAR) AS VALUES\n\
+         >   (1, 'tea'), (1, 'milk'), (2, 'tea'), (2, 'milk'), (2, 'jam'), (3, 'jam'), (3, 'bread'), (4, 'tea');\n\
+         > SELECT item, neighbor, round(score, 4) AS score, overlap\n\
+         > FROM item_similarity('likes', 'user_id', 'item', 'cosine', 2) ORDER BY item, score DESC, neighbor;\n\
+         +-------+----------+--------+---------+\n\
+         | item  | neighbor | score  | overlap |\n\
+         +-------+----------+--------+---------+\n\
+         | bread | jam      | 0.7071 | 1       |\n\
+         | jam   | bread    | 0.7071 | 1       |\n\
+         | jam   | milk     | 0.5    | 1       |\n\
+         | milk  | tea      | 0.8165 | 2       |\n\
+         | milk  | jam      | 0.5    | 1       |\n\
+         | tea   | milk     | 0.8165 | 2       |\n\
+         | tea   | jam      | 0.4082 | 1       |\n\
+         +-------+----------+--------+---------+\n\
+         ```",
+    )
+    .with_related_udf("item_pairs")
+    .with_related_udf("cosine_similarity")
+    .build()
+});
+
+impl TableFunctionImpl for ItemSimilarityTable {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        const NAME: &str = "item_similarity";
+        let exprs = args.exprs();
+        arity(
+            NAME,
+            exprs,
+            7,
+            "table, user_col, item_col [, metric [, top_k [, min_overlap [, max_items_per_user]]]]",
+        )?;
+        let [table, user, item] = column_args(NAME, exprs, ["table", "user_col", "item_col"])?;
+        let metric = match exprs.get(3) {
+            None => Metric::Cosine,
+            Some(Expr::Literal(v, _)) if v.is_null() => Metric::Cosine,
+            Some(_) => {
+                let s = string_literal_arg(NAME, exprs, 3, "metric")?;
+                match Metric::parse(&s) {
+                    Some(m) => m,
+                    None => {
+                        return plan_err!(
+                            "{NAME}: argument 4 'metric' must be one of {}, got '{s}'",
+                            Metric::NAMES.map(|n| format!("'{n}'")).join(", ")
+                        );
+                    }
+                }
+            }
+        };
+        let o = SimilarityOptions {
+            metric,
+            top_k: integer_literal_arg(NAME, exprs, 4, "top_k", 1, i64::from(i32::MAX))?
+                .unwrap_or(20),
+            min_overlap: integer_literal_arg(NAME, exprs, 5, "min_overlap", 1, i64::MAX)?
+                .unwrap_or(1),
+            max_items_per_user: integer_literal_arg(
+                NAME,
+                exprs,
+                6,
+                "max_items_per_user",
+                1,
+                i64::MAX,
+            )?,
+        };
+        sql_view(
+            NAME,
+            args.session(),
+            item_similarity_sql(&table, &user, &item, o),
+            &table,
+        )
+    }
+}
+
+/// The `recommend_items` table function.
+#[derive(Debug, Default)]
+pub struct RecommendItemsTable;
+
+pub static RECOMMEND_ITEMS_DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        doc_section("Recommendation similarity"),
+        "Item-item collaborative filtering: for every user, the `k` (default 10) best items they \
+         do not have yet, one row (user, item, score, rank). An item's score is the sum of its \
+         cosine similarities (as in `item_similarity(…, 'cosine', neighbors)`) to the user's \
+         items, over the `neighbors` (default 20) nearest neighbours of each of them. Scores \
+         are summed exactly (DECIMAL with 18 fractional digits) so they do not depend on \
+         partitioning; rank 1 is the highest score, ties broken by the item (ascending). Users \
+         whose items have no neighbours get no rows; rows with a NULL user or item are \
+         ignored.",
+        "recommend_items(table, user_col, item_col [, k [, neighbors]])",
+    )
+    .with_argument("table", "Name of a registered table or view with one row per interaction, a string.")
+    .with_argument("user_col", "Column identifying the user.")
+    .with_argument("item_col", "Column identifying the item.")
+    .with_argument("k", "Recommendations per user, a positive integer; default 10.")
+    .with_argument("neighbors", "Neighbours per owned item, a positive integer; default 20.")
+    .with_sql_example(
+        "```sql\n\
+         > CREATE TABLE likes(user_id INT, item VARCHAR) AS VALUES\n\
+         >   (1, 'tea'), (1, 'milk'), (2, 'tea'), (2, 'milk'), (2, 'jam'), (3, 'jam'), (3, 'bread'), (4, 'tea');\n\
+         > SELECT \"user\", item, round(score, 4) AS score, \"rank\" FROM recommend_items('likes', 'user_id', 'item', 2)\n\
+         > ORDER BY \"user\", \"rank\";\n\
+         +------+-------+--------+------+\n\
+         | user | item  | score  | rank |\n\
+         +------+-------+--------+------+\n\
+         | 1    | jam   | 0.9082 | 1    |\n\
+         | 2    | bread | 0.7071 | 1    |\n\
+         | 3    | milk  | 0.5    | 1    |\n\
+         | 3    | tea   | 0.4082 | 2    |\n\
+         | 4    | milk  | 0.8165 | 1    |\n\
+         | 4    | jam   | 0.4082 | 2    |\n\
+         +------+-------+--------+------+\n\
+         ```",
+    )
+    .with_related_udf("item_pairs")
+    .build()
+});
+
+impl TableFunctionImpl for RecommendItemsTable {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        const NAME: &str = "recommend_items";
+        let exprs = args.exprs();
+        arity(
+            NAME,
+            exprs,
+            5,
+            "table, user_col, item_col [, k [, neighbors]]",
+        )?;
+        let [table, user, item] = column_args(NAME, exprs, ["table", "user_col", "item_col"])?;
+        let k = integer_literal_arg(NAME, exprs, 3, "k", 1, i64::from(i32::MAX))?.unwrap_or(10);
+        let neighbors =
+            integer_literal_arg(NAME, exprs, 4, "neighbors", 1, i64::from(i32::MAX))?.unwrap_or(20);
+        sql_view(
+            NAME,
+            args.session(),
+            recommend_items_sql(&table, &user, &item, k, neighbors),
+            &table,
+        )
+    }
+}
+
+/// The `association_rules` table function.
+#[derive(Debug, Default)]
+pub struct AssociationRulesTable;
+
+pub static ASSOCIATION_RULES_DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        doc_section("Recommendation similarity"),
+        "Association rules from a table with one row per (basket, item), with mlxtend's \
+         definitions: one row (antecedent, consequent, antecedent_support, consequent_support, \
+         support, confidence, lift, leverage, conviction) per rule, antecedent and consequent as \
+         sorted lists of items. Supports are fractions of the baskets (distinct non-NULL basket \
+         ids with at least one non-NULL item); an item repeated in a basket counts once. \
+         `conviction` is `+inf` (IEEE infinity) when confidence is 1. Defaults: `min_support` \
+         0.01, `min_confidence` 0.8 (mlxtend's default threshold), `max_len` no limit. Itemsets \
+         are mined exactly by Eclat inside `basket_rules`, which gathers the distinct baskets of \
+         the frequent items' universe on one node (memory accounted; ≈ 4 bytes per basket item).",
+        "association_rules(table, basket_col, item_col [, min_support [, min_confidence [, max_len]]])",
+    )
+    .with_argument("table", "Name of a registered table or view with one row per basket item, a string.")
+    .with_argument("basket_col", "Column identifying the basket (order, session, user).")
+    .with_argument("item_col", "Column identifying the item.")
+    .with_argument("min_support", "Minimum itemset support in (0, 1]; default 0.01.")
+    .with_argument("min_confidence", "Minimum confidence in [0, 1]; default 0.8.")
+    .with_argument("max_len", "Largest itemset size, a positive integer; default (or NULL) no limit.")
+    .with_sql_example(
+        "```sql\n\
+         > CREATE TABLE lines(basket INT, item VARCHAR) AS VALUES\n\
+         >   (1, 'bread'), (1, 'milk'), (2, 'bread'), (2, 'milk'), (2, 'jam'), (3, 'milk'), (3, 'tea'),\n\
+         >   (4, 'bread'), (4, 'jam');\n\
+         > SELECT antecedent, consequent, support, confidence, round(lift, 4) AS lift, conviction\n\
+         > FROM association_rules('lines', 'basket', 'item', 0.5, 0.9);\n\
+         +------------+------------+---------+------------+--------+------------+\n\
+         | antecedent | consequent | support | confidence | lift   | conviction |\n\
+         +------------+------------+---------+------------+--------+------------+\n\
+         | [jam]      | [bread]    | 0.5     | 1.0        | 1.3333 | inf        |\n\
+         +------------+------------+---------+------------+--------+------------+\n\
+         ```",
+    )
+    .with_related_udf("basket_rules")
+    .build()
+});
+
+impl TableFunctionImpl for AssociationRulesTable {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        const NAME: &str = "association_rules";
+        let exprs = args.exprs();
+        arity(
+            NAME,
+            exprs,
+            6,
+            "table, basket_col, item_col [, min_support [, min_confidence [, max_len]]]",
+        )?;
+        let [table, basket, item] =
+            column_args(NAME, exprs, ["table", "basket_col", "item_col"])?;
+        let min_support = number_literal_arg(NAME, exprs, 3, "min_support")?.unwrap_or(0.01);
+        if !(min_support > 0.0 && min_support <= 1.0) {
+            return plan_err!("{NAME}: argument 4 'min_support' must be in (0, 1], got {min_support}");
+        }
+        let min_confidence = number_literal_arg(NAME, exprs, 4, "min_confidence")?.unwrap_or(0.8);
+        if !(0.0..=1.0).contains(&min_confidence) {
+            return plan_err!(
+                "{NAME}: argument 5 'min_confidence' must be in [0, 1], got {min_confidence}"
+            );
+        }
+        let max_len = integer_literal_arg(NAME, exprs, 5, "max_len", 1, i64::from(u16::MAX))?;
+        sql_view(
+            NAME,
+            args.session(),
+            association_rules_sql(&table, &basket, &item, min_support, min_confidence, max_len),
+            &table,
+        )
+    }
+}
