@@ -8,5 +8,6 @@ mod common;
 mod generator;
 mod lake;
 mod rfm;
+mod similarity;
 mod slt;
 mod sql_files;

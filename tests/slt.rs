@@ -39,7 +39,13 @@ fn every_slt_file_has_a_test() {
     files.sort();
     assert_eq!(
         files,
-        ["attribution.slt", "clv.slt", "lake.slt", "rfm.slt"],
+        [
+            "attribution.slt",
+            "clv.slt",
+            "lake.slt",
+            "rfm.slt",
+            "similarity.slt"
+        ],
         "add a #[tokio::test] below for each new .slt file"
     );
 }
@@ -62,4 +68,9 @@ async fn clv_slt() {
 #[tokio::test]
 async fn rfm_slt() {
     run_file("rfm.slt").await;
+}
+
+#[tokio::test]
+async fn similarity_slt() {
+    run_file("similarity.slt").await;
 }

@@ -14,7 +14,7 @@ use datafusion::catalog::TableFunctionImpl;
 use datafusion::logical_expr::{AggregateUDF, Documentation, ScalarUDF};
 
 pub use pairs::item_pairs;
-pub use rules::basket_rules;
+pub use rules::{basket_rules, frequent_itemsets_udaf as frequent_itemsets};
 pub use sets::{jaccard_similarity, overlap_coefficient};
 pub use vector::{cosine_distance, cosine_similarity, inner_product};
 
@@ -32,7 +32,7 @@ pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
 
 /// The family's aggregate functions.
 pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
-    vec![basket_rules()]
+    vec![basket_rules(), frequent_itemsets()]
 }
 
 /// The family's table functions with their documentation.

@@ -8,7 +8,7 @@ use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, GenericListArray, ListArray, OffsetSizeTrait,
-    StructArray, UInt32Array, UInt64Array, new_empty_array,
+    Int64Array, StructArray, UInt32Array, UInt64Array, new_empty_array,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::take;
@@ -27,10 +27,45 @@ const NAME: &str = "basket_rules";
 /// Most frequent itemsets mined before giving up with an error.
 pub const MAX_ITEMSETS: usize = 10_000_000;
 
-/// The `basket_rules` aggregate function.
+/// What the mining aggregate returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Output {
+    /// `basket_rules`: association rules.
+    Rules,
+    /// `frequent_itemsets`: the frequent itemsets with their support.
+    Itemsets,
+}
+
+impl Output {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Rules => NAME,
+            Self::Itemsets => "frequent_itemsets",
+        }
+    }
+
+    fn params(self) -> &'static [&'static str] {
+        match self {
+            Self::Rules => &["items", "min_support", "min_confidence", "max_len"],
+            Self::Itemsets => &["items", "min_support", "max_len"],
+        }
+    }
+}
+
+/// The `basket_rules` and `frequent_itemsets` aggregate functions.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct BasketRules {
+    kind: Output,
     signature: Signature,
+}
+
+/// The fields of one frequent itemset.
+pub fn itemset_fields(item: &DataType) -> Fields {
+    Fields::from(vec![
+        Field::new("itemset", list_of(item.clone()), false),
+        Field::new("support", DataType::Float64, false),
+        Field::new("count", DataType::Int64, false),
+    ])
 }
 
 /// The fields of one rule.
@@ -99,9 +134,39 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .build()
 });
 
+static ITEMSETS_DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        doc_section("Recommendation similarity"),
+        "Frequent itemsets mined exactly from baskets (mlxtend's `fpgrowth` / `apriori` output):          one input row per basket holding its items as a list (duplicates and NULL items          ignored; NULL or empty lists are not baskets). Returns a list of structs {itemset,          support, count}: every set of at most `max_len` items contained in a fraction ≥          `min_support` of the baskets, items sorted, itemsets in depth-first order (each          itemset followed by its extensions with larger items). Mined by Eclat over the          distinct baskets; the state is the one of `basket_rules` (mergeable, memory          accounted); more than 10,000,000 itemsets is an error.",
+        "frequent_itemsets(items, min_support [, max_len])",
+    )
+    .with_argument("items", "The basket's items, a list of any comparable type.")
+    .with_argument("min_support", "Minimum itemset support, a number in (0, 1].")
+    .with_argument("max_len", "Largest itemset size, a positive integer; default (or NULL) no limit.")
+    .with_sql_example(
+        "```sql\n\
+         > CREATE TABLE baskets(items VARCHAR[]) AS VALUES\n\
+         >   (['bread', 'milk']), (['bread', 'milk', 'jam']), (['milk', 'tea']), (['bread', 'jam']);\n\
+         > SELECT s['itemset'] AS itemset, s['support'] AS support, s['count'] AS baskets\n\
+         > FROM (SELECT unnest(frequent_itemsets(items, 0.5)) AS s FROM baskets);\n\
+         +---------------+---------+---------+\n\
+         | itemset       | support | baskets |\n\
+         +---------------+---------+---------+\n\
+         | [bread]       | 0.75    | 3       |\n\
+         | [bread, jam]  | 0.5     | 2       |\n\
+         | [bread, milk] | 0.5     | 2       |\n\
+         | [jam]         | 0.5     | 2       |\n\
+         | [milk]        | 0.75    | 3       |\n\
+         +---------------+---------+---------+\n\
+         ```",
+    )
+    .with_related_udf("basket_rules")
+    .build()
+});
+
 impl AggregateUDFImpl for BasketRules {
     fn name(&self) -> &str {
-        NAME
+        self.kind.name()
     }
 
     fn signature(&self) -> &Signature {
@@ -109,9 +174,13 @@ impl AggregateUDFImpl for BasketRules {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        if !(2..=4).contains(&arg_types.len()) {
+        let name = self.kind.name();
+        let params = self.kind.params();
+        if !(2..=params.len()).contains(&arg_types.len()) {
             return plan_err!(
-                "{NAME}: expected 2 to 4 arguments (items, min_support [, min_confidence [, max_len]]), got {}",
+                "{name}: expected 2 to {} arguments ({}), got {}",
+                params.len(),
+                params.join(", "),
                 arg_types.len()
             );
         }
@@ -123,20 +192,19 @@ impl AggregateUDFImpl for BasketRules {
             }
             other => {
                 return plan_err!(
-                    "{NAME}: argument 1 'items' must be a list of comparable values, got {other}"
+                    "{name}: argument 1 'items' must be a list of comparable values, got {other}"
                 );
             }
         };
         let mut out = vec![items];
-        let names = ["min_support", "min_confidence", "max_len"];
         for (i, t) in arg_types.iter().enumerate().skip(1) {
-            let integer = i == 3;
+            let integer = params[i] == "max_len";
             let ok = t.is_null() || if integer { t.is_integer() } else { t.is_numeric() };
             if !ok {
                 return plan_err!(
-                    "{NAME}: argument {} '{}' must be {}, got {t}",
+                    "{name}: argument {} '{}' must be {}, got {t}",
                     i + 1,
-                    names[i - 1],
+                    params[i],
                     if integer { "an integer" } else { "a number" }
                 );
             }
@@ -151,7 +219,10 @@ impl AggregateUDFImpl for BasketRules {
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         let item = list_item(&arg_types[0]).cloned().unwrap_or(DataType::Null);
-        Ok(result_type(&item))
+        Ok(match self.kind {
+            Output::Rules => result_type(&item),
+            Output::Itemsets => list_of(DataType::Struct(itemset_fields(&item))),
+        })
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -167,13 +238,15 @@ impl AggregateUDFImpl for BasketRules {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let name = self.kind.name();
+        let max_len_at = self.kind.params().len() - 1;
         let number = |i: usize, what: &str| -> Result<Option<f64>> {
-            match aggregate_literal(NAME, &args, i, what)? {
+            match aggregate_literal(name, &args, i, what)? {
                 None => Ok(None),
                 Some(v) if v.is_null() => Ok(None),
                 Some(v) => match v.cast_to(&DataType::Float64)? {
                     ScalarValue::Float64(x) => Ok(x),
-                    _ => plan_err!("{NAME}: argument {} '{what}' must be a number", i + 1),
+                    _ => plan_err!("{name}: argument {} '{what}' must be a number", i + 1),
                 },
             }
         };
@@ -181,12 +254,16 @@ impl AggregateUDFImpl for BasketRules {
             Some(s) if s > 0.0 && s <= 1.0 => s,
             other => {
                 return plan_err!(
-                    "{NAME}: argument 2 'min_support' must be a number in (0, 1], got {}",
+                    "{name}: argument 2 'min_support' must be a number in (0, 1], got {}",
                     other.map_or("NULL".to_string(), |v| v.to_string())
                 );
             }
         };
-        let min_confidence = match number(2, "min_confidence")? {
+        let min_confidence = match (self.kind == Output::Rules)
+            .then(|| number(2, "min_confidence"))
+            .transpose()?
+            .flatten()
+        {
             None => 0.8,
             Some(c) if (0.0..=1.0).contains(&c) => c,
             Some(c) => {
@@ -195,14 +272,15 @@ impl AggregateUDFImpl for BasketRules {
                 );
             }
         };
-        let max_len = match aggregate_literal(NAME, &args, 3, "max_len")? {
+        let max_len = match aggregate_literal(name, &args, max_len_at, "max_len")? {
             None => usize::MAX,
             Some(v) if v.is_null() => usize::MAX,
             Some(v) => match v.cast_to(&DataType::Int64)? {
                 ScalarValue::Int64(Some(k)) if k >= 1 => k as usize,
                 other => {
                     return plan_err!(
-                        "{NAME}: argument 4 'max_len' must be a positive integer, got {other}"
+                        "{name}: argument {} 'max_len' must be a positive integer, got {other}",
+                        max_len_at + 1
                     );
                 }
             },
@@ -212,6 +290,7 @@ impl AggregateUDFImpl for BasketRules {
             .cloned()
             .unwrap_or(DataType::Null);
         Ok(Box::new(RulesAccumulator::new(
+            self.kind,
             item,
             min_support,
             min_confidence,
@@ -220,13 +299,17 @@ impl AggregateUDFImpl for BasketRules {
     }
 
     fn documentation(&self) -> Option<&Documentation> {
-        Some(&DOC)
+        Some(match self.kind {
+            Output::Rules => &DOC,
+            Output::Itemsets => &ITEMSETS_DOC,
+        })
     }
 }
 
 /// Distinct baskets with counts over an interned item dictionary.
 #[derive(Debug)]
 struct RulesAccumulator {
+    kind: Output,
     item: DataType,
     converter: RowConverter,
     /// Row encoding of each item → its id.
@@ -242,8 +325,15 @@ struct RulesAccumulator {
 }
 
 impl RulesAccumulator {
-    fn new(item: DataType, min_support: f64, min_confidence: f64, max_len: usize) -> Result<Self> {
+    fn new(
+        kind: Output,
+        item: DataType,
+        min_support: f64,
+        min_confidence: f64,
+        max_len: usize,
+    ) -> Result<Self> {
         Ok(Self {
+            kind,
             converter: RowConverter::new(vec![SortField::new(item.clone())])?,
             item,
             ids: HashMap::new(),
@@ -323,7 +413,7 @@ impl Accumulator for RulesAccumulator {
         match values[0].data_type() {
             DataType::List(_) => self.add_lists(values[0].as_list::<i32>(), None),
             DataType::LargeList(_) => self.add_lists(values[0].as_list::<i64>(), None),
-            other => exec_err!("{NAME}: unexpected input type {other}"),
+            other => exec_err!("{}: unexpected input type {other}", self.kind.name()),
         }
     }
 
@@ -396,7 +486,10 @@ impl Accumulator for RulesAccumulator {
             .collect();
         baskets.sort_unstable();
         let n: u64 = baskets.iter().map(|b| b.1).sum();
-        let fields = rule_fields(&self.item);
+        let fields = match self.kind {
+            Output::Rules => rule_fields(&self.item),
+            Output::Itemsets => itemset_fields(&self.item),
+        };
         if n == 0 {
             return Ok(scalar_list(new_empty_array(&DataType::Struct(fields))));
         }
@@ -413,19 +506,43 @@ impl Accumulator for RulesAccumulator {
             Ok(s) => s,
             Err(MiningError::TooMany(limit)) => {
                 return exec_err!(
-                    "{NAME}: more than {limit} frequent itemsets at min_support {}; raise min_support or set max_len",
+                    "{}: more than {limit} frequent itemsets at min_support {}; raise min_support or set max_len",
+                    self.kind.name(),
                     self.min_support
                 );
             }
         };
-        let found = rules(&sets, n, self.min_confidence);
         let keys: Vec<&[u8]> = order.iter().map(|&id| self.keys[id as usize].as_ref()).collect();
         let items = self.items_array(&keys)?;
+        let list_field = Arc::new(Field::new("item", self.item.clone(), true));
+        if self.kind == Output::Itemsets {
+            let idx: Vec<u32> = sets.iter().flat_map(|s| s.items.iter().copied()).collect();
+            let values = take(items.as_ref(), &UInt32Array::from(idx), None)?;
+            let lists = ListArray::try_new(
+                list_field,
+                OffsetBuffer::from_lengths(sets.iter().map(|s| s.items.len())),
+                values,
+                None,
+            )?;
+            let out = StructArray::try_new(
+                fields,
+                vec![
+                    Arc::new(lists),
+                    Arc::new(Float64Array::from_iter_values(
+                        sets.iter().map(|s| s.count as f64 / nf),
+                    )),
+                    Arc::new(Int64Array::from_iter_values(sets.iter().map(|s| s.count as i64))),
+                ],
+                None,
+            )?;
+            return Ok(scalar_list(Arc::new(out)));
+        }
+        let found = rules(&sets, n, self.min_confidence);
         let side = |pick: &dyn Fn(&super::model::Rule) -> &[u32]| -> Result<ArrayRef> {
             let idx: Vec<u32> = found.iter().flat_map(|r| pick(r).iter().copied()).collect();
             let values = take(items.as_ref(), &UInt32Array::from(idx), None)?;
             Ok(Arc::new(ListArray::try_new(
-                Arc::new(Field::new("item", self.item.clone(), true)),
+                Arc::clone(&list_field),
                 OffsetBuffer::from_lengths(found.iter().map(|r| pick(r).len())),
                 values,
                 None,
@@ -466,6 +583,18 @@ impl Accumulator for RulesAccumulator {
 pub fn basket_rules() -> Arc<AggregateUDF> {
     static UDAF: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| {
         Arc::new(AggregateUDF::new_from_impl(BasketRules {
+            kind: Output::Rules,
+            signature: Signature::user_defined(Volatility::Immutable),
+        }))
+    });
+    Arc::clone(&UDAF)
+}
+
+/// The `frequent_itemsets` aggregate (a shared singleton).
+pub fn frequent_itemsets_udaf() -> Arc<AggregateUDF> {
+    static UDAF: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| {
+        Arc::new(AggregateUDF::new_from_impl(BasketRules {
+            kind: Output::Itemsets,
             signature: Signature::user_defined(Volatility::Immutable),
         }))
     });
