@@ -45,6 +45,10 @@ pub const ANALYSES: &[(&str, &str)] = &[
         "customer_lifetime_value.sql",
         include_str!("../../sql/customer_lifetime_value.sql"),
     ),
+    (
+        "recommendations.sql",
+        include_str!("../../sql/recommendations.sql"),
+    ),
 ];
 
 /// The title of an analysis: its first comment line.
