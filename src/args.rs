@@ -326,6 +326,13 @@ pub fn sql_view(
     let Some(state) = session.as_any().downcast_ref::<SessionState>() else {
         return plan_err!("{function}: needs a DataFusion SessionState to resolve table '{table}'");
     };
+    let reference = datafusion::common::TableReference::from(table);
+    let exists = state
+        .schema_for_ref(reference.clone())
+        .is_ok_and(|schema| schema.table_exist(reference.table()));
+    if !exists {
+        return plan_err!("{function}: table '{table}' not found");
+    }
     let plan = match state.create_logical_plan(&sql).now_or_never() {
         Some(Ok(plan)) => plan,
         Some(Err(e)) => return plan_err!("{function}: {e}"),

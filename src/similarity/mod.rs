@@ -6,6 +6,7 @@ pub mod pairs;
 pub mod rules;
 pub mod sets;
 pub mod table;
+pub mod topk;
 pub mod vector;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use datafusion::logical_expr::{AggregateUDF, Documentation, ScalarUDF};
 pub use pairs::item_pairs;
 pub use rules::{basket_rules, frequent_itemsets_udaf as frequent_itemsets};
 pub use sets::{jaccard_similarity, overlap_coefficient};
+pub use topk::top_k_by;
 pub use vector::{cosine_distance, cosine_similarity, inner_product};
 
 /// The family's scalar functions.
@@ -32,7 +34,7 @@ pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
 
 /// The family's aggregate functions.
 pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
-    vec![basket_rules(), frequent_itemsets()]
+    vec![basket_rules(), frequent_itemsets(), top_k_by()]
 }
 
 /// The family's table functions with their documentation.

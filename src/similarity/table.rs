@@ -40,12 +40,12 @@ impl Metric {
     /// The score from the pair count `c`, the item counts `ni`, `nj` and the user count `u`.
     fn sql(self) -> &'static str {
         match self {
-            Self::Cosine => "CAST(x.c AS DOUBLE) / sqrt(CAST(ci.n AS DOUBLE) * CAST(cj.n AS DOUBLE))",
-            Self::Jaccard => "CAST(x.c AS DOUBLE) / CAST(ci.n + cj.n - x.c AS DOUBLE)",
+            Self::Cosine => "CAST(x.c AS DOUBLE) / sqrt(CAST(x.ni AS DOUBLE) * CAST(x.nj AS DOUBLE))",
+            Self::Jaccard => "CAST(x.c AS DOUBLE) / CAST(x.ni + x.nj - x.c AS DOUBLE)",
             Self::Lift => {
-                "CAST(x.c AS DOUBLE) * CAST(u.n AS DOUBLE) / (CAST(ci.n AS DOUBLE) * CAST(cj.n AS DOUBLE))"
+                "CAST(x.c AS DOUBLE) * CAST(u.n AS DOUBLE) / (CAST(x.ni AS DOUBLE) * CAST(x.nj AS DOUBLE))"
             }
-            Self::Conditional => "CAST(x.c AS DOUBLE) / CAST(ci.n AS DOUBLE)",
+            Self::Conditional => "CAST(x.c AS DOUBLE) / CAST(x.ni AS DOUBLE)",
         }
     }
 }
@@ -91,20 +91,27 @@ co AS (
   SELECT p['a'] AS a, p['b'] AS b, count(*) AS c FROM pairs GROUP BY p['a'], p['b']
   HAVING count(*) >= {min_overlap}
 ),
+co_n AS (
+  SELECT co.a, co.b, co.c, ca.n AS na, cb.n AS nb
+  FROM co JOIN counts ca ON ca.i = co.a JOIN counts cb ON cb.i = co.b
+),
 both_ways AS (
-  SELECT a AS item, b AS neighbor, c FROM co UNION ALL SELECT b AS item, a AS neighbor, c FROM co
+  SELECT CASE WHEN d THEN a ELSE b END AS item, CASE WHEN d THEN b ELSE a END AS neighbor, c,
+         CASE WHEN d THEN na ELSE nb END AS ni, CASE WHEN d THEN nb ELSE na END AS nj
+  FROM co_n CROSS JOIN (VALUES (true), (false)) AS mirror(d)
 ),
 scored AS (
-  SELECT x.item, x.neighbor, {score} AS score, x.c AS overlap
-  FROM both_ways x JOIN counts ci ON ci.i = x.item JOIN counts cj ON cj.i = x.neighbor{users_join}
+  SELECT x.item, x.neighbor, {score} AS score, x.c AS overlap FROM both_ways x{users_join}
 ),
-ranked AS (
-  SELECT item, neighbor, score, overlap,
-         row_number() OVER (PARTITION BY item ORDER BY score DESC, neighbor) AS rn
-  FROM scored
+top AS (
+  SELECT top_k_by(named_struct('item', item, 'neighbor', neighbor, 'score', score, 'overlap', overlap), score, {top_k}) AS t
+  FROM scored GROUP BY item
 ),
 sim AS (
-  SELECT item, neighbor, score, overlap FROM ranked WHERE rn <= {top_k}
+  -- the item is read back from the struct, not the GROUP BY column: DataFusion would otherwise
+  -- treat it as a key of the unnested rows and drop ORDER BY terms after it
+  SELECT n['item'] AS item, n['neighbor'] AS neighbor, n['score'] AS score, n['overlap'] AS overlap
+  FROM (SELECT unnest(t) AS n FROM top)
 )"
     )
 }
@@ -206,7 +213,7 @@ const COST: &str = "Cost: the pairs generated are Σ over users of n(n−1)/2 fo
     distinct items, so a few users with thousands of items dominate; `max_items_per_user` leaves \
     users with more distinct items out entirely (their items' counts too), as if absent. Pairs \
     are counted with DataFusion's hash aggregate, which spills to disk under a memory limit, \
-    and each item's neighbours are ranked by a sort-based window.";
+    and each item's `top_k` neighbours are kept by `top_k_by` (a bounded heap per item, no sort).";
 
 pub static ITEM_SIMILARITY_DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
