@@ -14,7 +14,7 @@ use std::sync::Arc;
 use datafusion::catalog::TableFunctionImpl;
 use datafusion::logical_expr::{AggregateUDF, Documentation, ScalarUDF};
 
-pub use pairs::item_pairs;
+pub use pairs::{item_pair_keys, item_pairs};
 pub use rules::{basket_rules, frequent_itemsets_udaf as frequent_itemsets};
 pub use sets::{jaccard_similarity, overlap_coefficient};
 pub use topk::top_k_by;
@@ -29,6 +29,7 @@ pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
         jaccard_similarity(),
         overlap_coefficient(),
         item_pairs(),
+        item_pair_keys(),
     ]
 }
 

@@ -195,3 +195,150 @@ pub fn item_pairs() -> Arc<ScalarUDF> {
     });
     Arc::clone(&F)
 }
+
+// ---------------------------------------------------------------------------
+
+const KEYS: &str = "item_pair_keys";
+
+/// The `item_pair_keys` scalar function: `item_pairs` for dense integer ids, each pair packed
+/// into one BIGINT (`a · 2³² + b`), so counting pairs groups by a single integer column.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ItemPairKeys {
+    signature: Signature,
+}
+
+static KEYS_DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        doc_section("Recommendation similarity"),
+        "Every unordered pair of distinct ids of a list of integer ids in [0, 2³²), packed into \
+         one BIGINT `a · 4294967296 + b` with `a < b` (decode with `key / 4294967296` and \
+         `key % 4294967296`), ascending. Duplicates count once and NULL ids are ignored; fewer \
+         than two distinct ids give an empty list, a NULL list NULL; an id outside [0, 2³²) is \
+         an error. `item_similarity` numbers the items 0, 1, … and counts pairs with it: \
+         grouping by one integer is much cheaper than by two columns.",
+        "item_pair_keys(ids)",
+    )
+    .with_argument("ids", "A list of integer ids in [0, 4294967295].")
+    .with_sql_example(
+        "```sql\n\
+         > SELECT item_pair_keys([2, 0, 2, 1]) AS keys;\n\
+         +--------------------+\n\
+         | keys               |\n\
+         +--------------------+\n\
+         | [1, 2, 4294967298] |\n\
+         +--------------------+\n\
+         ```",
+    )
+    .with_related_udf("item_pairs")
+    .build()
+});
+
+impl ScalarUDFImpl for ItemPairKeys {
+    fn name(&self) -> &str {
+        KEYS
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        if arg_types.len() != 1 {
+            return plan_err!("{KEYS}: expected 1 argument (ids), got {}", arg_types.len());
+        }
+        match &arg_types[0] {
+            DataType::Null => {}
+            DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _)
+                if f.data_type().is_integer() || f.data_type().is_null() => {}
+            other => {
+                return plan_err!(
+                    "{KEYS}: argument 1 'ids' must be a list of integers, got {other}"
+                );
+            }
+        }
+        Ok(vec![DataType::List(Arc::new(Field::new(
+            "item",
+            DataType::Int64,
+            true,
+        )))])
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::List(Arc::new(Field::new(
+            "item",
+            DataType::Int64,
+            false,
+        ))))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::Int64Array;
+        use datafusion::arrow::datatypes::Int64Type;
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let input = args.args[0].to_array(if scalar { 1 } else { args.number_rows })?;
+        let lists = input.as_list::<i32>();
+        let values = lists.values().as_primitive::<Int64Type>();
+        let offsets = lists.value_offsets();
+        let mut keys: Vec<i64> = Vec::new();
+        let mut lengths = Vec::with_capacity(lists.len());
+        let mut ids: Vec<i64> = Vec::new();
+        for i in 0..lists.len() {
+            if lists.is_null(i) {
+                lengths.push(0);
+                continue;
+            }
+            ids.clear();
+            for j in offsets[i] as usize..offsets[i + 1] as usize {
+                if values.is_valid(j) {
+                    let id = values.value(j);
+                    if !(0..=i64::from(u32::MAX)).contains(&id) {
+                        return exec_err!("{KEYS}: id {id} is outside [0, 4294967295]");
+                    }
+                    ids.push(id);
+                }
+            }
+            ids.sort_unstable();
+            ids.dedup();
+            let before = keys.len();
+            for x in 0..ids.len() {
+                let high = ids[x] << 32;
+                keys.extend(ids[x + 1..].iter().map(|&b| high | b));
+            }
+            if keys.len() > i32::MAX as usize {
+                return exec_err!(
+                    "{KEYS}: one batch would hold more than 2^31 pairs (a list of {} distinct ids in row {}); cap the ids per list",
+                    ids.len(),
+                    i + 1
+                );
+            }
+            lengths.push(keys.len() - before);
+        }
+        let out: ArrayRef = Arc::new(ListArray::try_new(
+            Arc::new(Field::new("item", DataType::Int64, false)),
+            OffsetBuffer::from_lengths(lengths),
+            Arc::new(Int64Array::from(keys)),
+            lists.nulls().cloned(),
+        )?);
+        if scalar {
+            Ok(ColumnarValue::Scalar(
+                datafusion::common::ScalarValue::try_from_array(&out, 0)?,
+            ))
+        } else {
+            Ok(ColumnarValue::Array(out))
+        }
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(&KEYS_DOC)
+    }
+}
+
+/// `item_pair_keys(ids)`.
+pub fn item_pair_keys() -> Arc<ScalarUDF> {
+    static F: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| {
+        Arc::new(ScalarUDF::new_from_impl(ItemPairKeys {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }))
+    });
+    Arc::clone(&F)
+}

@@ -64,12 +64,15 @@ pub struct SimilarityOptions {
 fn similarity_ctes(table: &str, user: &str, item: &str, o: SimilarityOptions) -> String {
     let table = quote_table(table);
     let (u, i) = (quote_ident(user), quote_ident(item));
-    let cap = o
-        .max_items_per_user
-        .map_or(String::new(), |m| format!(" HAVING count(*) <= {m}"));
+    let kept = match o.max_items_per_user {
+        None => "SELECT u, i FROM owned".to_string(),
+        Some(m) => format!(
+            "SELECT o.u, o.i FROM owned o JOIN (SELECT u FROM owned GROUP BY u HAVING count(*) <= {m}) k ON k.u = o.u"
+        ),
+    };
     let score = o.metric.sql();
     let users_join = if o.metric == Metric::Lift {
-        " CROSS JOIN (SELECT count(*) AS n FROM baskets) u"
+        " CROSS JOIN (SELECT count(DISTINCT u) AS n FROM kept) u"
     } else {
         ""
     };
@@ -78,22 +81,27 @@ fn similarity_ctes(table: &str, user: &str, item: &str, o: SimilarityOptions) ->
         "owned AS (
   SELECT DISTINCT {u} AS u, {i} AS i FROM {table} WHERE {u} IS NOT NULL AND {i} IS NOT NULL
 ),
+kept AS (
+  {kept}
+),
+ids AS (
+  -- items numbered 0, 1, ... in their order, with the number of users having them
+  SELECT i, n, CAST(row_number() OVER (ORDER BY i) - 1 AS BIGINT) AS id
+  FROM (SELECT i, count(*) AS n FROM kept GROUP BY i)
+),
 baskets AS (
-  SELECT u, array_agg(i) AS items FROM owned GROUP BY u{cap}
-),
-counts AS (
-  SELECT i, count(*) AS n FROM (SELECT unnest(items) AS i FROM baskets) GROUP BY i
-),
-pairs AS (
-  SELECT unnest(item_pairs(items)) AS p FROM baskets WHERE cardinality(items) >= 2
+  SELECT k.u, array_agg(ids.id) AS items FROM kept k JOIN ids ON ids.i = k.i GROUP BY k.u
+  HAVING count(*) >= 2
 ),
 co AS (
-  SELECT p['a'] AS a, p['b'] AS b, count(*) AS c FROM pairs GROUP BY p['a'], p['b']
-  HAVING count(*) >= {min_overlap}
+  -- pairs a < b packed as a * 2^32 + b: counting groups by one integer
+  SELECT key / 4294967296 AS a, key % 4294967296 AS b, c
+  FROM (SELECT key, count(*) AS c FROM (SELECT unnest(item_pair_keys(items)) AS key FROM baskets) GROUP BY key)
+  WHERE c >= {min_overlap}
 ),
 co_n AS (
-  SELECT co.a, co.b, co.c, ca.n AS na, cb.n AS nb
-  FROM co JOIN counts ca ON ca.i = co.a JOIN counts cb ON cb.i = co.b
+  SELECT ia.i AS a, ib.i AS b, co.c, ia.n AS na, ib.n AS nb
+  FROM co JOIN ids ia ON ia.id = co.a JOIN ids ib ON ib.id = co.b
 ),
 both_ways AS (
   SELECT CASE WHEN d THEN a ELSE b END AS item, CASE WHEN d THEN b ELSE a END AS neighbor, c,
@@ -211,7 +219,8 @@ pub struct ItemSimilarityTable;
 
 const COST: &str = "Cost: the pairs generated are Σ over users of n(n−1)/2 for a user with n \
     distinct items, so a few users with thousands of items dominate; `max_items_per_user` leaves \
-    users with more distinct items out entirely (their items' counts too), as if absent. Pairs \
+    users with more distinct items out entirely (their items' counts too), as if absent. Items \
+    are numbered 0, 1, … and each pair packed into one integer (`item_pair_keys`); pairs \
     are counted with DataFusion's hash aggregate, which spills to disk under a memory limit, \
     and each item's `top_k` neighbours are kept by `top_k_by` (a bounded heap per item, no sort).";
 
