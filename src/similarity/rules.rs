@@ -92,8 +92,9 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         doc_section("Recommendation similarity"),
         "Association rules mined exactly from baskets, one input row per basket holding its \
-         items as a list (duplicates and NULL items ignored; NULL or empty lists are not \
-         baskets). Returns a list of structs {antecedent, consequent, antecedent_support, \
+         items as a list (duplicates and NULL items ignored; a NULL list is not a basket, an \
+         empty list — or one of NULLs only — is a basket without items: it counts in N, as an \
+         empty transaction does in mlxtend). Returns a list of structs {antecedent, consequent, antecedent_support, \
          consequent_support, support, confidence, lift, leverage, conviction} with mlxtend's \
          definitions: supports are fractions of the N baskets, confidence = support / \
          antecedent_support, lift = confidence / consequent_support, leverage = support − \
@@ -137,7 +138,14 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
 static ITEMSETS_DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         doc_section("Recommendation similarity"),
-        "Frequent itemsets mined exactly from baskets (mlxtend's `fpgrowth` / `apriori` output):          one input row per basket holding its items as a list (duplicates and NULL items          ignored; NULL or empty lists are not baskets). Returns a list of structs {itemset,          support, count}: every set of at most `max_len` items contained in a fraction ≥          `min_support` of the baskets, items sorted, itemsets in depth-first order (each          itemset followed by its extensions with larger items). Mined by Eclat over the          distinct baskets; the state is the one of `basket_rules` (mergeable, memory          accounted); more than 10,000,000 itemsets is an error.",
+        "Frequent itemsets mined exactly from baskets (mlxtend's `fpgrowth` / `apriori` output): \
+         one input row per basket holding its items as a list (duplicates and NULL items \
+         ignored; a NULL list is not a basket, an empty list is a basket without items). \
+         Returns a list of structs {itemset, support, count}: every set of at most `max_len` \
+         items contained in a fraction ≥ `min_support` of the baskets, items sorted, itemsets \
+         in depth-first order (each itemset followed by its extensions with larger items). \
+         Mined by Eclat over the distinct baskets; the state is the one of `basket_rules` \
+         (mergeable, memory accounted); more than 10,000,000 itemsets is an error.",
         "frequent_itemsets(items, min_support [, max_len])",
     )
     .with_argument("items", "The basket's items, a list of any comparable type.")
@@ -362,7 +370,7 @@ impl RulesAccumulator {
     fn add_basket(&mut self, basket: &mut Vec<u32>, count: u64) {
         basket.sort_unstable();
         basket.dedup();
-        if basket.is_empty() || count == 0 {
+        if count == 0 {
             return;
         }
         if let Some(c) = self.baskets.get_mut(basket.as_slice()) {

@@ -182,9 +182,21 @@ pub fn association_rules_sql(
     ]
     .map(|f| format!("r['{f}'] AS {f}"))
     .join(", ");
+    // Items below min_support cannot be in a frequent itemset: they are blanked (NULL) before
+    // the baskets reach basket_rules, which keeps every basket in N but stores only the
+    // frequent items. The pre-filter is a slightly looser superset; basket_rules applies the
+    // exact threshold.
+    let loose = min_support * (1.0 - 1e-9);
     format!(
-        "WITH baskets AS (
-  SELECT array_agg({i}) AS items FROM {table} WHERE {b} IS NOT NULL AND {i} IS NOT NULL GROUP BY {b}
+        "WITH lines AS (
+  SELECT DISTINCT {b} AS b, {i} AS i FROM {table} WHERE {b} IS NOT NULL AND {i} IS NOT NULL
+),
+frequent AS (
+  SELECT i FROM lines GROUP BY i
+  HAVING CAST(count(*) AS DOUBLE) >= {loose:?} * (SELECT CAST(count(DISTINCT b) AS DOUBLE) FROM lines)
+),
+baskets AS (
+  SELECT array_agg(f.i) AS items FROM lines l LEFT JOIN frequent f ON f.i = l.i GROUP BY l.b
 ),
 rules AS (
   SELECT unnest(basket_rules(items, {min_support:?}, {min_confidence:?}, {max_len})) AS r FROM baskets
@@ -400,11 +412,13 @@ pub static ASSOCIATION_RULES_DOC: LazyLock<Documentation> = LazyLock::new(|| {
          definitions: one row (antecedent, consequent, antecedent_support, consequent_support, \
          support, confidence, lift, leverage, conviction) per rule, antecedent and consequent as \
          sorted lists of items. Supports are fractions of the baskets (distinct non-NULL basket \
-         ids with at least one non-NULL item); an item repeated in a basket counts once. \
+         ids with at least one non-NULL item); an item repeated in a basket counts once. Items \
+         below `min_support` are dropped before mining (no itemset holding one can be \
+         frequent), so only the frequent items' baskets are gathered. \
          `conviction` is `+inf` (IEEE infinity) when confidence is 1. Defaults: `min_support` \
          0.01, `min_confidence` 0.8 (mlxtend's default threshold), `max_len` no limit. Itemsets \
-         are mined exactly by Eclat inside `basket_rules`, which gathers the distinct baskets of \
-         the frequent items' universe on one node (memory accounted; ≈ 4 bytes per basket item).",
+         are mined exactly by Eclat inside `basket_rules`, which gathers the distinct baskets \
+         (restricted to frequent items) on one node (memory accounted; ≈ 4 bytes per item).",
         "association_rules(table, basket_col, item_col [, min_support [, min_confidence [, max_len]]])",
     )
     .with_argument("table", "Name of a registered table or view with one row per basket item, a string.")
