@@ -104,9 +104,10 @@ co_n AS (
   FROM co JOIN ids ia ON ia.id = co.a JOIN ids ib ON ib.id = co.b
 ),
 both_ways AS (
-  SELECT CASE WHEN d THEN a ELSE b END AS item, CASE WHEN d THEN b ELSE a END AS neighbor, c,
-         CASE WHEN d THEN na ELSE nb END AS ni, CASE WHEN d THEN nb ELSE na END AS nj
-  FROM co_n CROSS JOIN (VALUES (true), (false)) AS mirror(d)
+  -- each pair in both directions (parallel unnest zips the lists)
+  SELECT unnest(make_array(a, b)) AS item, unnest(make_array(b, a)) AS neighbor, c,
+         unnest(make_array(na, nb)) AS ni, unnest(make_array(nb, na)) AS nj
+  FROM co_n
 ),
 scored AS (
   SELECT x.item, x.neighbor, {score} AS score, x.c AS overlap FROM both_ways x{users_join}

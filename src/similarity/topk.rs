@@ -258,16 +258,38 @@ impl GroupsAccumulator for TopKGroups {
         total_num_groups: usize,
     ) -> Result<()> {
         self.heaps.resize_with(total_num_groups, BinaryHeap::new);
-        let rows = self.converter.convert_columns(&[Arc::clone(&values[0])])?;
         let scores = values[1].as_primitive::<Float64Type>();
         let value_nulls = values[0].logical_nulls();
+        // Candidates: rows that could enter their group's heap judging by the score alone
+        // against the heap's worst at the start of the batch (a superset: thresholds only
+        // rise). Only they are row-encoded; most rows of a large group never are.
+        let mut candidates: Vec<u32> = Vec::new();
         for (i, &g) in group_indices.iter().enumerate() {
             if opt_filter.is_some_and(|f| !f.is_valid(i) || !f.value(i))
                 || value_nulls.as_ref().is_some_and(|n| n.is_null(i))
+                || scores.is_null(i)
+                || scores.value(i).is_nan()
             {
                 continue;
             }
-            self.offer_rows(g, &rows, scores, i);
+            let heap = &self.heaps[g];
+            if heap.len() < self.k
+                || heap
+                    .peek()
+                    .is_some_and(|w| scores.value(i).total_cmp(&w.score).is_ge())
+            {
+                candidates.push(i as u32);
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let idx = datafusion::arrow::array::UInt32Array::from(candidates);
+        let picked = datafusion::arrow::compute::take(values[0].as_ref(), &idx, None)?;
+        let rows = self.converter.convert_columns(&[picked])?;
+        for (r, &i) in idx.values().iter().enumerate() {
+            let i = i as usize;
+            self.offer(group_indices[i], scores.value(i), rows.row(r).as_ref());
         }
         Ok(())
     }
