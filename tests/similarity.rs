@@ -143,6 +143,11 @@ fn interactions() -> Vec<(Option<i64>, Option<i64>)> {
 
 fn interactions_context(config: SessionConfig) -> SessionContext {
     let ctx = datafusion_marketing::session_context_with_config(config).unwrap();
+    register_interactions(&ctx);
+    ctx
+}
+
+fn register_interactions(ctx: &SessionContext) {
     let data = interactions();
     let schema = Arc::new(Schema::new(vec![
         Field::new("user_id", DataType::Int64, true),
@@ -165,7 +170,6 @@ fn interactions_context(config: SessionConfig) -> SessionContext {
     let parts: Vec<Vec<RecordBatch>> = batches.chunks(3).map(<[_]>::to_vec).collect();
     ctx.register_table("ui", Arc::new(MemTable::try_new(schema, parts).unwrap()))
         .unwrap();
-    ctx
 }
 
 struct Reference {
@@ -231,6 +235,7 @@ impl Reference {
 #[tokio::test]
 async fn item_similarity_equals_the_dense_reference_for_every_metric() {
     let ctx = interactions_context(SessionConfig::new().with_target_partitions(4));
+    for algorithm in ["memory", "spill"] {
     for (metric, top_k, min_overlap, cap) in [
         ("cosine", 20, 1, None),
         ("cosine", 3, 1, None),
@@ -245,20 +250,21 @@ async fn item_similarity_equals_the_dense_reference_for_every_metric() {
         let got = rows(
             &ctx,
             &format!(
-                "SELECT item, neighbor, score, overlap FROM item_similarity('ui', 'user_id', 'item', '{metric}', {top_k}, {min_overlap}, {cap_sql})
+                "SELECT item, neighbor, score, overlap FROM item_similarity('ui', 'user_id', 'item', '{metric}', {top_k}, {min_overlap}, {cap_sql}, '{algorithm}')
                  ORDER BY item, score DESC, neighbor"
             ),
         )
         .await;
-        assert_eq!(got.len(), want.len(), "{metric} top {top_k}: row count");
+        assert_eq!(got.len(), want.len(), "{algorithm} {metric} top {top_k}: row count");
         assert!(want.len() > 20, "the reference is not trivial");
         for (g, w) in got.iter().zip(&want) {
-            let what = format!("{metric} top {top_k} min_overlap {min_overlap} cap {cap:?}: {g:?} vs {w:?}");
+            let what = format!("{algorithm} {metric} top {top_k} min_overlap {min_overlap} cap {cap:?}: {g:?} vs {w:?}");
             assert_eq!(g[0].parse::<i64>().unwrap(), w.0, "{what}");
             assert_eq!(g[1].parse::<i64>().unwrap(), w.1, "{what}");
             assert_eq!(g[2].parse::<f64>().unwrap(), w.2, "{what}");
             assert_eq!(g[3].parse::<u64>().unwrap(), w.3, "{what}");
         }
+    }
     }
     // the item with one user has exactly one neighbour (the other item of that user)
     let lone = rows(
@@ -271,7 +277,13 @@ async fn item_similarity_equals_the_dense_reference_for_every_metric() {
 
 #[tokio::test]
 async fn recommend_items_equals_the_reference_and_excludes_owned_items() {
-    let ctx = interactions_context(SessionConfig::new().with_target_partitions(3));
+    // no memory limit: the in-memory algorithm; with one: the spilling one
+    for limited in [false, true] {
+    let ctx = if limited {
+        limited_interactions_context()
+    } else {
+        interactions_context(SessionConfig::new().with_target_partitions(3))
+    };
     let reference = Reference::new(None);
     let (k, neighbors) = (4usize, 5usize);
     let mut top: BTreeMap<i64, Vec<(i64, f64)>> = BTreeMap::new();
@@ -310,6 +322,20 @@ async fn recommend_items_equals_the_reference_and_excludes_owned_items() {
         assert!(close(g[2].parse().unwrap(), w.2, 1e-15), "{g:?} vs {w:?}");
         assert!(!reference.users[&u].contains(&j), "recommended an owned item: {g:?}");
     }
+    }
+}
+
+/// The interactions under a 512 MiB memory pool (so 'auto' picks the spilling algorithm).
+fn limited_interactions_context() -> SessionContext {
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(512 << 20, 1.0)
+        .build_arc()
+        .unwrap();
+    let ctx = SessionContext::new_with_config_rt(SessionConfig::new().with_target_partitions(3), runtime);
+    datafusion_marketing::register_on_context(&ctx).unwrap();
+    register_interactions(&ctx);
+    ctx
 }
 
 // ---------------------------------------------------------------------------
@@ -398,8 +424,9 @@ async fn association_rules_match_mlxtend_on_random_baskets_with_max_len() {
 // ---------------------------------------------------------------------------
 // Partition independence on the sample lake
 
-const LAKE_SQL: [&str; 3] = [
+const LAKE_SQL: [&str; 4] = [
     "SELECT * FROM item_similarity('interactions', 'customer_id', 'product_id', 'cosine', 5) ORDER BY item, score DESC, neighbor",
+    "SELECT * FROM item_similarity('interactions', 'customer_id', 'product_id', 'cosine', 5, 1, NULL, 'spill') ORDER BY item, score DESC, neighbor",
     "SELECT * FROM recommend_items('interactions', 'customer_id', 'product_id', 3) ORDER BY \"user\", \"rank\"",
     "SELECT * FROM association_rules('lines', 'order_id', 'product_id', 0.002, 0.1) ORDER BY lift DESC, antecedent, consequent",
 ];
@@ -435,4 +462,5 @@ async fn lake_results_are_identical_on_1_and_16_partitions() {
         assert!(a.lines().count() > 10, "query {k} returned too little:\n{a}");
         assert!(a == b, "query {k} differs between 1 and 16 partitions");
     }
+    assert!(one[0] == one[1], "the memory and spill algorithms differ on the lake");
 }

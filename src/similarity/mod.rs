@@ -15,7 +15,9 @@ use datafusion::catalog::TableFunctionImpl;
 use datafusion::logical_expr::{AggregateUDF, Documentation, ScalarUDF};
 
 pub use pairs::{item_pair_keys, item_pairs};
-pub use rules::{basket_rules, frequent_itemsets_udaf as frequent_itemsets};
+pub use rules::{
+    basket_rules, frequent_itemsets_udaf as frequent_itemsets, item_neighbors_udaf as item_neighbors,
+};
 pub use sets::{jaccard_similarity, overlap_coefficient};
 pub use topk::top_k_by;
 pub use vector::{cosine_distance, cosine_similarity, inner_product};
@@ -35,7 +37,7 @@ pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
 
 /// The family's aggregate functions.
 pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
-    vec![basket_rules(), frequent_itemsets(), top_k_by()]
+    vec![basket_rules(), frequent_itemsets(), item_neighbors(), top_k_by()]
 }
 
 /// The family's table functions with their documentation.

@@ -295,3 +295,177 @@ mod tests {
         assert!((r01.lift - 1.0 / 0.75).abs() < 1e-15);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Item-item neighbours by sparse co-occurrence (X^T X row by row)
+
+/// A co-occurrence similarity metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    Cosine,
+    Jaccard,
+    Lift,
+    Conditional,
+}
+
+impl Metric {
+    pub const NAMES: [&'static str; 4] = ["cosine", "jaccard", "lift", "conditional"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "cosine" => Some(Self::Cosine),
+            "jaccard" => Some(Self::Jaccard),
+            "lift" => Some(Self::Lift),
+            "conditional" => Some(Self::Conditional),
+            _ => None,
+        }
+    }
+
+    /// The score from the pair count `c`, the item counts `ni`, `nj` and the user count `u`,
+    /// with exactly the floating-point operations of the SQL plan (so both agree bit for bit).
+    pub fn score(self, c: u64, ni: u64, nj: u64, u: u64) -> f64 {
+        match self {
+            Self::Cosine => c as f64 / (ni as f64 * nj as f64).sqrt(),
+            Self::Jaccard => c as f64 / (ni + nj - c) as f64,
+            Self::Lift => c as f64 * u as f64 / (ni as f64 * nj as f64),
+            Self::Conditional => c as f64 / ni as f64,
+        }
+    }
+}
+
+/// One neighbour of an item (ids as in the baskets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Neighbor {
+    pub item: u32,
+    pub neighbor: u32,
+    pub score: f64,
+    pub overlap: u64,
+}
+
+/// For every item (ids `0..n_items`, ordered as the items are), its `top_k` neighbours by
+/// `metric` among items sharing at least `min_overlap` (weighted) baskets, best first, ties by
+/// neighbour id. `baskets` are distinct baskets (sorted ids) with multiplicities. Each item's
+/// row of XᵀX is accumulated densely from the baskets holding it, so the work is Σ over
+/// baskets of size² and memory is one counter per item per thread. Items are processed in
+/// chunks by `threads` threads; the output is in item order whatever the thread count.
+pub fn item_neighbors(
+    baskets: &[(Vec<u32>, u64)],
+    n_items: usize,
+    metric: Metric,
+    top_k: usize,
+    min_overlap: u64,
+    threads: usize,
+) -> Vec<Neighbor> {
+    // item counts, users, and the item -> baskets index (CSR)
+    let mut n = vec![0u64; n_items];
+    let mut degree = vec![0usize; n_items + 1];
+    let mut users = 0u64;
+    for (b, w) in baskets {
+        users += w;
+        for &i in b {
+            n[i as usize] += w;
+            degree[i as usize + 1] += 1;
+        }
+    }
+    for i in 0..n_items {
+        degree[i + 1] += degree[i];
+    }
+    let start = degree.clone();
+    let mut fill = degree;
+    let mut holders = vec![0u32; start[n_items]];
+    for (k, (b, _)) in baskets.iter().enumerate() {
+        for &i in b {
+            holders[fill[i as usize]] = k as u32;
+            fill[i as usize] += 1;
+        }
+    }
+    const CHUNK: usize = 256;
+    let chunks = n_items.div_ceil(CHUNK);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = |acc: &mut Vec<u64>, touched: &mut Vec<u32>, out: &mut Vec<(usize, Vec<Neighbor>)>| loop {
+        let c = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if c >= chunks {
+            break;
+        }
+        let mut rows = Vec::new();
+        for a in c * CHUNK..((c + 1) * CHUNK).min(n_items) {
+            for &b in &holders[start[a]..start[a + 1]] {
+                let (items, w) = &baskets[b as usize];
+                for &x in items {
+                    if x as usize != a {
+                        if acc[x as usize] == 0 {
+                            touched.push(x);
+                        }
+                        acc[x as usize] += w;
+                    }
+                }
+            }
+            let mut cand: Vec<(f64, u32, u64)> = Vec::with_capacity(touched.len());
+            for &x in touched.iter() {
+                let c = acc[x as usize];
+                acc[x as usize] = 0;
+                if c >= min_overlap {
+                    cand.push((metric.score(c, n[a], n[x as usize], users), x, c));
+                }
+            }
+            touched.clear();
+            let better = |p: &(f64, u32, u64), q: &(f64, u32, u64)| {
+                q.0.total_cmp(&p.0).then(p.1.cmp(&q.1))
+            };
+            if cand.len() > top_k {
+                cand.select_nth_unstable_by(top_k - 1, better);
+                cand.truncate(top_k);
+            }
+            cand.sort_unstable_by(better);
+            rows.extend(cand.into_iter().map(|(score, x, c)| Neighbor {
+                item: a as u32,
+                neighbor: x,
+                score,
+                overlap: c,
+            }));
+        }
+        out.push((c, rows));
+    };
+    let threads = threads.clamp(1, 64).min(chunks.max(1));
+    let mut parts: Vec<(usize, Vec<Neighbor>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut acc = vec![0u64; n_items];
+                    let mut touched = Vec::new();
+                    let mut out = Vec::new();
+                    work(&mut acc, &mut touched, &mut out);
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("neighbour worker"))
+            .collect()
+    });
+    parts.sort_unstable_by_key(|p| p.0);
+    parts.into_iter().flat_map(|p| p.1).collect()
+}
+
+#[cfg(test)]
+mod neighbor_tests {
+    use super::*;
+
+    #[test]
+    fn neighbours_from_weighted_baskets_any_thread_count() {
+        // baskets {0,1} x2, {0,1,2}, {2}: n = [3, 3, 2], U = 4
+        let b = vec![(vec![0, 1], 2), (vec![0, 1, 2], 1), (vec![2], 1)];
+        let one = item_neighbors(&b, 3, Metric::Cosine, 5, 1, 1);
+        let four = item_neighbors(&b, 3, Metric::Cosine, 5, 1, 4);
+        assert_eq!(one, four);
+        let got: Vec<(u32, u32, u64)> = one.iter().map(|x| (x.item, x.neighbor, x.overlap)).collect();
+        assert_eq!(got, vec![(0, 1, 3), (0, 2, 1), (1, 0, 3), (1, 2, 1), (2, 0, 1), (2, 1, 1)]);
+        assert_eq!(one[0].score, 1.0);
+        assert_eq!(one[1].score, 1.0 / 6f64.sqrt());
+        // top 1 with a tie (item 2: neighbours 0 and 1 score the same) keeps the lower id
+        let top1 = item_neighbors(&b, 3, Metric::Jaccard, 1, 1, 2);
+        assert_eq!(top1.iter().map(|x| x.neighbor).collect::<Vec<_>>(), vec![1, 0, 0]);
+        assert!(item_neighbors(&b, 3, Metric::Lift, 5, 2, 2).len() == 2);
+    }
+}

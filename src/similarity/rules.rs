@@ -20,7 +20,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
 };
 
-use super::model::{MiningError, frequent_itemsets, rules};
+use super::model::{Metric, MiningError, Neighbor, frequent_itemsets, item_neighbors, rules};
 use crate::args::{aggregate_literal, doc_section, list_item, list_of, scalar_list, state_field};
 
 const NAME: &str = "basket_rules";
@@ -34,6 +34,8 @@ pub enum Output {
     Rules,
     /// `frequent_itemsets`: the frequent itemsets with their support.
     Itemsets,
+    /// `item_neighbors`: every item's most similar items by co-occurrence.
+    Neighbors,
 }
 
 impl Output {
@@ -41,6 +43,7 @@ impl Output {
         match self {
             Self::Rules => NAME,
             Self::Itemsets => "frequent_itemsets",
+            Self::Neighbors => "item_neighbors",
         }
     }
 
@@ -48,6 +51,7 @@ impl Output {
         match self {
             Self::Rules => &["items", "min_support", "min_confidence", "max_len"],
             Self::Itemsets => &["items", "min_support", "max_len"],
+            Self::Neighbors => &["items", "metric", "top_k", "min_overlap"],
         }
     }
 }
@@ -57,6 +61,16 @@ impl Output {
 pub struct BasketRules {
     kind: Output,
     signature: Signature,
+}
+
+/// The fields of one neighbour.
+pub fn neighbor_fields(item: &DataType) -> Fields {
+    Fields::from(vec![
+        Field::new("item", item.clone(), false),
+        Field::new("neighbor", item.clone(), false),
+        Field::new("score", DataType::Float64, false),
+        Field::new("overlap", DataType::Int64, false),
+    ])
 }
 
 /// The fields of one frequent itemset.
@@ -172,6 +186,45 @@ static ITEMSETS_DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .build()
 });
 
+static NEIGHBORS_DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        doc_section("Recommendation similarity"),
+        "Item-item neighbours computed in memory from one row per user (or basket) holding its \
+         items as a list: a list of structs {item, neighbor, score, overlap}, for every item its \
+         `top_k` most similar items best first (ties by neighbour, ascending), with the metrics \
+         and exact definitions of `item_similarity` (duplicates and NULL items ignored; a NULL \
+         list is not a user; an empty list is a user without items, counted in U for 'lift'). \
+         The state is the distinct baskets with counts (≈ 4 bytes per item, memory accounted, \
+         mergeable); evaluation accumulates each item's row of XᵀX densely on all cores, so \
+         the work is Σ over users of n² for n items. `item_similarity(..., 'memory')` is this \
+         aggregate over the per-user lists; under a memory limit too small for the baskets use \
+         the spilling `'spill'` algorithm instead.",
+        "item_neighbors(items [, metric [, top_k [, min_overlap]]])",
+    )
+    .with_argument("items", "The user's items, a list of any comparable type.")
+    .with_argument("metric", "'cosine' (default), 'jaccard', 'lift' or 'conditional'.")
+    .with_argument("top_k", "Neighbours kept per item, a positive integer; default 20.")
+    .with_argument("min_overlap", "Least number of common users for a neighbour; default 1.")
+    .with_sql_example(
+        "```sql\n\
+         > SELECT n['item'] AS item, n['neighbor'] AS neighbor, round(n['score'], 4) AS score, n['overlap'] AS overlap\n\
+         > FROM (SELECT unnest(item_neighbors(items, 'cosine', 1)) AS n\n\
+         >       FROM (VALUES (['tea', 'milk']), (['tea', 'milk', 'jam']), (['jam', 'bread'])) AS t(items));\n\
+         +-------+----------+--------+---------+\n\
+         | item  | neighbor | score  | overlap |\n\
+         +-------+----------+--------+---------+\n\
+         | bread | jam      | 0.7071 | 1       |\n\
+         | jam   | bread    | 0.7071 | 1       |\n\
+         | milk  | tea      | 1.0    | 2       |\n\
+         | tea   | milk     | 1.0    | 2       |\n\
+         +-------+----------+--------+---------+\n\
+         ```",
+    )
+    .with_related_udf("item_pairs")
+    .with_related_udf("top_k_by")
+    .build()
+});
+
 impl AggregateUDFImpl for BasketRules {
     fn name(&self) -> &str {
         self.kind.name()
@@ -184,9 +237,10 @@ impl AggregateUDFImpl for BasketRules {
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         let name = self.kind.name();
         let params = self.kind.params();
-        if !(2..=params.len()).contains(&arg_types.len()) {
+        let required = if self.kind == Output::Neighbors { 1 } else { 2 };
+        if !(required..=params.len()).contains(&arg_types.len()) {
             return plan_err!(
-                "{name}: expected 2 to {} arguments ({}), got {}",
+                "{name}: expected {required} to {} arguments ({}), got {}",
                 params.len(),
                 params.join(", "),
                 arg_types.len()
@@ -206,7 +260,14 @@ impl AggregateUDFImpl for BasketRules {
         };
         let mut out = vec![items];
         for (i, t) in arg_types.iter().enumerate().skip(1) {
-            let integer = params[i] == "max_len";
+            if params[i] == "metric" {
+                if !matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null) {
+                    return plan_err!("{name}: argument {} 'metric' must be a string, got {t}", i + 1);
+                }
+                out.push(DataType::Utf8);
+                continue;
+            }
+            let integer = matches!(params[i], "max_len" | "top_k" | "min_overlap");
             let ok = t.is_null() || if integer { t.is_integer() } else { t.is_numeric() };
             if !ok {
                 return plan_err!(
@@ -230,6 +291,7 @@ impl AggregateUDFImpl for BasketRules {
         Ok(match self.kind {
             Output::Rules => result_type(&item),
             Output::Itemsets => list_of(DataType::Struct(itemset_fields(&item))),
+            Output::Neighbors => list_of(DataType::Struct(neighbor_fields(&item))),
         })
     }
 
@@ -247,6 +309,44 @@ impl AggregateUDFImpl for BasketRules {
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         let name = self.kind.name();
+        let input = args.exprs[0].data_type(args.schema)?;
+        let item = list_item(&input).cloned().unwrap_or(DataType::Null);
+        if self.kind == Output::Neighbors {
+            let metric = match aggregate_literal(name, &args, 1, "metric")? {
+                None => Metric::Cosine,
+                Some(v) if v.is_null() => Metric::Cosine,
+                Some(v) => {
+                    let s = v.try_as_str().flatten().unwrap_or_default().to_string();
+                    match Metric::parse(&s) {
+                        Some(m) => m,
+                        None => {
+                            return plan_err!(
+                                "{name}: argument 2 'metric' must be one of {}, got '{s}'",
+                                Metric::NAMES.map(|n| format!("'{n}'")).join(", ")
+                            );
+                        }
+                    }
+                }
+            };
+            let int = |i: usize, what: &str, default: i64, max: i64| -> Result<i64> {
+                match aggregate_literal(name, &args, i, what)? {
+                    None => Ok(default),
+                    Some(v) if v.is_null() => Ok(default),
+                    Some(v) => match v.cast_to(&DataType::Int64)? {
+                        ScalarValue::Int64(Some(k)) if (1..=max).contains(&k) => Ok(k),
+                        other => plan_err!(
+                            "{name}: argument {} '{what}' must be an integer in 1..={max}, got {other}",
+                            i + 1
+                        ),
+                    },
+                }
+            };
+            let top_k = int(2, "top_k", 20, i64::from(i32::MAX))? as usize;
+            let min_overlap = int(3, "min_overlap", 1, i64::MAX)? as u64;
+            let mut acc = RulesAccumulator::new(self.kind, item, 1.0, 0.0, usize::MAX)?;
+            acc.neighbors = Some((metric, top_k, min_overlap));
+            return Ok(Box::new(acc));
+        }
         let max_len_at = self.kind.params().len() - 1;
         let number = |i: usize, what: &str| -> Result<Option<f64>> {
             match aggregate_literal(name, &args, i, what)? {
@@ -293,10 +393,6 @@ impl AggregateUDFImpl for BasketRules {
                 }
             },
         };
-        let input = args.exprs[0].data_type(args.schema)?;
-        let item = list_item(&input)
-            .cloned()
-            .unwrap_or(DataType::Null);
         Ok(Box::new(RulesAccumulator::new(
             self.kind,
             item,
@@ -310,6 +406,7 @@ impl AggregateUDFImpl for BasketRules {
         Some(match self.kind {
             Output::Rules => &DOC,
             Output::Itemsets => &ITEMSETS_DOC,
+            Output::Neighbors => &NEIGHBORS_DOC,
         })
     }
 }
@@ -330,6 +427,8 @@ struct RulesAccumulator {
     min_support: f64,
     min_confidence: f64,
     max_len: usize,
+    /// `item_neighbors`' metric, top_k and min_overlap.
+    neighbors: Option<(Metric, usize, u64)>,
 }
 
 impl RulesAccumulator {
@@ -352,6 +451,7 @@ impl RulesAccumulator {
             min_support,
             min_confidence,
             max_len,
+            neighbors: None,
         })
     }
 
@@ -497,9 +597,31 @@ impl Accumulator for RulesAccumulator {
         let fields = match self.kind {
             Output::Rules => rule_fields(&self.item),
             Output::Itemsets => itemset_fields(&self.item),
+            Output::Neighbors => neighbor_fields(&self.item),
         };
         if n == 0 {
             return Ok(scalar_list(new_empty_array(&DataType::Struct(fields))));
+        }
+        if let Some((metric, top_k, min_overlap)) = self.neighbors {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let found = item_neighbors(&baskets, order.len(), metric, top_k, min_overlap, threads);
+            let keys: Vec<&[u8]> = order.iter().map(|&id| self.keys[id as usize].as_ref()).collect();
+            let items = self.items_array(&keys)?;
+            let pick = |f: fn(&Neighbor) -> u32| -> Result<ArrayRef> {
+                let idx = UInt32Array::from_iter_values(found.iter().map(f));
+                Ok(take(items.as_ref(), &idx, None)?)
+            };
+            let out = StructArray::try_new(
+                fields,
+                vec![
+                    pick(|x| x.item)?,
+                    pick(|x| x.neighbor)?,
+                    Arc::new(Float64Array::from_iter_values(found.iter().map(|x| x.score))),
+                    Arc::new(Int64Array::from_iter_values(found.iter().map(|x| x.overlap as i64))),
+                ],
+                None,
+            )?;
+            return Ok(scalar_list(Arc::new(out)));
         }
         // smallest count whose support reaches min_support, compared as mlxtend does
         let nf = n as f64;
@@ -592,6 +714,17 @@ pub fn basket_rules() -> Arc<AggregateUDF> {
     static UDAF: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| {
         Arc::new(AggregateUDF::new_from_impl(BasketRules {
             kind: Output::Rules,
+            signature: Signature::user_defined(Volatility::Immutable),
+        }))
+    });
+    Arc::clone(&UDAF)
+}
+
+/// The `item_neighbors` aggregate (a shared singleton).
+pub fn item_neighbors_udaf() -> Arc<AggregateUDF> {
+    static UDAF: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| {
+        Arc::new(AggregateUDF::new_from_impl(BasketRules {
+            kind: Output::Neighbors,
             signature: Signature::user_defined(Volatility::Immutable),
         }))
     });

@@ -15,37 +15,36 @@ use crate::args::{
     string_literal_arg,
 };
 
-/// A co-occurrence similarity metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Metric {
-    Cosine,
-    Jaccard,
-    Lift,
-    Conditional,
+pub use super::model::Metric;
+
+/// The SQL plan's score expression for a metric.
+fn metric_sql(metric: Metric) -> &'static str {
+    match metric {
+        Metric::Cosine => "CAST(x.c AS DOUBLE) / sqrt(CAST(x.ni AS DOUBLE) * CAST(x.nj AS DOUBLE))",
+        Metric::Jaccard => "CAST(x.c AS DOUBLE) / CAST(x.ni + x.nj - x.c AS DOUBLE)",
+        Metric::Lift => {
+            "CAST(x.c AS DOUBLE) * CAST(u.n AS DOUBLE) / (CAST(x.ni AS DOUBLE) * CAST(x.nj AS DOUBLE))"
+        }
+        Metric::Conditional => "CAST(x.c AS DOUBLE) / CAST(x.ni AS DOUBLE)",
+    }
 }
 
-impl Metric {
-    pub const NAMES: [&'static str; 4] = ["cosine", "jaccard", "lift", "conditional"];
+/// How `item_similarity` counts co-occurrences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// `item_neighbors` over per-user lists: in memory (accounted), fastest.
+    Memory,
+    /// Pairs packed into integers counted by the spilling hash aggregate, top-k by `top_k_by`.
+    Spill,
+}
 
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "cosine" => Some(Self::Cosine),
-            "jaccard" => Some(Self::Jaccard),
-            "lift" => Some(Self::Lift),
-            "conditional" => Some(Self::Conditional),
-            _ => None,
-        }
-    }
-
-    /// The score from the pair count `c`, the item counts `ni`, `nj` and the user count `u`.
-    fn sql(self) -> &'static str {
-        match self {
-            Self::Cosine => "CAST(x.c AS DOUBLE) / sqrt(CAST(x.ni AS DOUBLE) * CAST(x.nj AS DOUBLE))",
-            Self::Jaccard => "CAST(x.c AS DOUBLE) / CAST(x.ni + x.nj - x.c AS DOUBLE)",
-            Self::Lift => {
-                "CAST(x.c AS DOUBLE) * CAST(u.n AS DOUBLE) / (CAST(x.ni AS DOUBLE) * CAST(x.nj AS DOUBLE))"
-            }
-            Self::Conditional => "CAST(x.c AS DOUBLE) / CAST(x.ni AS DOUBLE)",
+impl Algorithm {
+    /// 'auto': spill when the session's memory pool has a limit, otherwise memory.
+    fn auto(session: &dyn datafusion::catalog::Session) -> Self {
+        use datafusion::execution::memory_pool::MemoryLimit;
+        match session.runtime_env().memory_pool.memory_limit() {
+            MemoryLimit::Finite(_) => Self::Spill,
+            MemoryLimit::Infinite | MemoryLimit::Unknown => Self::Memory,
         }
     }
 }
@@ -57,6 +56,7 @@ pub struct SimilarityOptions {
     pub top_k: i64,
     pub min_overlap: i64,
     pub max_items_per_user: Option<i64>,
+    pub algorithm: Algorithm,
 }
 
 /// The CTEs (without `WITH`) computing `sim(item, neighbor, score, overlap)` and
@@ -64,13 +64,32 @@ pub struct SimilarityOptions {
 fn similarity_ctes(table: &str, user: &str, item: &str, o: SimilarityOptions) -> String {
     let table = quote_table(table);
     let (u, i) = (quote_ident(user), quote_ident(item));
+    if o.algorithm == Algorithm::Memory {
+        let cap = o
+            .max_items_per_user
+            .map_or(String::new(), |m| format!(" HAVING count(*) <= {m}"));
+        let metric = Metric::NAMES[o.metric as usize];
+        let (top_k, min_overlap) = (o.top_k, o.min_overlap);
+        return format!(
+            "owned AS (
+  SELECT DISTINCT {u} AS u, {i} AS i FROM {table} WHERE {u} IS NOT NULL AND {i} IS NOT NULL
+),
+baskets AS (
+  SELECT array_agg(i) AS items FROM owned GROUP BY u{cap}
+),
+sim AS (
+  SELECT n['item'] AS item, n['neighbor'] AS neighbor, n['score'] AS score, n['overlap'] AS overlap
+  FROM (SELECT unnest(item_neighbors(items, '{metric}', {top_k}, {min_overlap})) AS n FROM baskets)
+)"
+        );
+    }
     let kept = match o.max_items_per_user {
         None => "SELECT u, i FROM owned".to_string(),
         Some(m) => format!(
             "SELECT o.u, o.i FROM owned o JOIN (SELECT u FROM owned GROUP BY u HAVING count(*) <= {m}) k ON k.u = o.u"
         ),
     };
-    let score = o.metric.sql();
+    let score = metric_sql(o.metric);
     let users_join = if o.metric == Metric::Lift {
         " CROSS JOIN (SELECT count(DISTINCT u) AS n FROM kept) u"
     } else {
@@ -134,12 +153,20 @@ pub fn item_similarity_sql(table: &str, user: &str, item: &str, o: SimilarityOpt
 }
 
 /// The SQL of `recommend_items`.
-pub fn recommend_items_sql(table: &str, user: &str, item: &str, k: i64, neighbors: i64) -> String {
+pub fn recommend_items_sql(
+    table: &str,
+    user: &str,
+    item: &str,
+    k: i64,
+    neighbors: i64,
+    algorithm: Algorithm,
+) -> String {
     let o = SimilarityOptions {
         metric: Metric::Cosine,
         top_k: neighbors,
         min_overlap: 1,
         max_items_per_user: None,
+        algorithm,
     };
     format!(
         "WITH {},
@@ -230,11 +257,15 @@ fn arity(function: &str, exprs: &[Expr], max: usize, usage: &str) -> Result<()> 
 #[derive(Debug, Default)]
 pub struct ItemSimilarityTable;
 
-const COST: &str = "Cost: the pairs generated are Σ over users of n(n−1)/2 for a user with n \
-    distinct items, so a few users with thousands of items dominate; `max_items_per_user` leaves \
-    users with more distinct items out entirely (their items' counts too), as if absent. Items \
-    are numbered 0, 1, … and each pair packed into one integer (`item_pair_keys`); pairs \
-    are counted with DataFusion's hash aggregate, which spills to disk under a memory limit, \
+const COST: &str = "Cost: Σ over users of n(n−1)/2 pairs for a user with n distinct items, \
+    so a few users with thousands of items dominate; `max_items_per_user` leaves users with \
+    more distinct items out entirely (their items' counts too), as if absent. Two algorithms \
+    give identical results. `'memory'`: one list of items per user (DataFusion's spilling \
+    aggregate) feeds `item_neighbors`, which holds the distinct lists (≈ 4 bytes per \
+    interaction, accounted in the memory pool) and accumulates each item's co-occurrence row \
+    on all cores — fastest. `'spill'`: items are numbered 0, 1, … and each pair is packed into \
+    one integer (`item_pair_keys`); pairs are counted with DataFusion's hash aggregate, which \
+    spills to disk under a memory limit, \
     and each item's `top_k` neighbours are kept by `top_k_by` (a bounded heap per item, no sort).";
 
 pub static ITEM_SIMILARITY_DOC: LazyLock<Documentation> = LazyLock::new(|| {
@@ -251,7 +282,7 @@ pub static ITEM_SIMILARITY_DOC: LazyLock<Documentation> = LazyLock::new(|| {
              `min_overlap` (default 1) are neighbours. Ties are broken by the neighbour's id \
              (ascending), so the result is exact and deterministic. {COST}"
         ),
-        "item_similarity(table, user_col, item_col [, metric [, top_k [, min_overlap [, max_items_per_user]]]])",
+        "item_similarity(table, user_col, item_col [, metric [, top_k [, min_overlap [, max_items_per_user [, algorithm]]]]])",
     )
     .with_argument("table", "Name of a registered table or view with one row per interaction, a string.")
     .with_argument("user_col", "Column identifying the user (or basket).")
@@ -260,6 +291,7 @@ pub static ITEM_SIMILARITY_DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .with_argument("top_k", "Neighbours kept per item, a positive integer; default 20.")
     .with_argument("min_overlap", "Least number of common users for a neighbour; default 1.")
     .with_argument("max_items_per_user", "Users with more distinct items are left out; default (or NULL) no cap.")
+    .with_argument("algorithm", "'auto' (default: 'spill' when the session has a memory limit, else 'memory'), 'memory' or 'spill'.")
     .with_sql_example(
         "```sql\n\
          > CREATE TABLE likes(user_id INT, item VARCHAR) AS VALUES\n\
@@ -291,8 +323,8 @@ impl TableFunctionImpl for ItemSimilarityTable {
         arity(
             NAME,
             exprs,
-            7,
-            "table, user_col, item_col [, metric [, top_k [, min_overlap [, max_items_per_user]]]]",
+            8,
+            "table, user_col, item_col [, metric [, top_k [, min_overlap [, max_items_per_user [, algorithm]]]]]",
         )?;
         let [table, user, item] = column_args(NAME, exprs, ["table", "user_col", "item_col"])?;
         let metric = match exprs.get(3) {
@@ -325,6 +357,23 @@ impl TableFunctionImpl for ItemSimilarityTable {
                 1,
                 i64::MAX,
             )?,
+            algorithm: match exprs.get(7) {
+                None => Algorithm::auto(args.session()),
+                Some(Expr::Literal(v, _)) if v.is_null() => Algorithm::auto(args.session()),
+                Some(_) => match string_literal_arg(NAME, exprs, 7, "algorithm")?
+                    .to_ascii_lowercase()
+                    .as_str()
+                {
+                    "auto" => Algorithm::auto(args.session()),
+                    "memory" => Algorithm::Memory,
+                    "spill" => Algorithm::Spill,
+                    other => {
+                        return plan_err!(
+                            "{NAME}: argument 8 'algorithm' must be 'auto', 'memory' or 'spill', got '{other}'"
+                        );
+                    }
+                },
+            },
         };
         sql_view(
             NAME,
@@ -396,7 +445,7 @@ impl TableFunctionImpl for RecommendItemsTable {
         sql_view(
             NAME,
             args.session(),
-            recommend_items_sql(&table, &user, &item, k, neighbors),
+            recommend_items_sql(&table, &user, &item, k, neighbors, Algorithm::auto(args.session())),
             &table,
         )
     }
