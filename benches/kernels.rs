@@ -160,7 +160,7 @@ fn clv_fits(c: &mut Criterion) {
 
 /// Baskets of 2 to 17 items from 2,000 items with a skew, no RNG: the same data every run.
 fn baskets(n: usize) -> RecordBatch {
-    use datafusion::arrow::array::ListArray;
+    use datafusion::arrow::array::{Array, ListArray};
     use datafusion::arrow::datatypes::Int64Type;
     let lists = (0..n as u64).map(|b| {
         let len = 2 + (b.wrapping_mul(2_654_435_761) % 16);
@@ -195,10 +195,22 @@ fn similarity(c: &mut Criterion) {
     g.throughput(Throughput::Elements(ROWS as u64));
     g.sample_size(10);
     let cases = [
-        ("item_pairs_100k_baskets", "SELECT sum(cardinality(item_pairs(items))) FROM b"),
-        ("cosine_similarity_100k_rows", "SELECT sum(cosine_similarity(x, x)) FROM v"),
-        ("jaccard_similarity_100k_rows", "SELECT sum(jaccard_similarity(items, [1, 2, 3, 5, 8])) FROM b"),
-        ("basket_rules_100k_baskets", "SELECT cardinality(basket_rules(items, 0.005, 0.1)) FROM b"),
+        (
+            "item_pairs_100k_baskets",
+            "SELECT sum(cardinality(item_pairs(items))) FROM b",
+        ),
+        (
+            "cosine_similarity_100k_rows",
+            "SELECT sum(cosine_similarity(x, x)) FROM v",
+        ),
+        (
+            "jaccard_similarity_100k_rows",
+            "SELECT sum(jaccard_similarity(items, [1, 2, 3, 5, 8])) FROM b",
+        ),
+        (
+            "basket_rules_100k_baskets",
+            "SELECT cardinality(basket_rules(items, 0.005, 0.1)) FROM b",
+        ),
     ];
     for (name, sql) in cases {
         g.bench_function(name, |bch| bch.iter(|| run(&rt, &ctx, sql)));

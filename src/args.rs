@@ -415,7 +415,10 @@ pub fn number_literal_arg(
         Some(Expr::Literal(v, _)) if v.data_type().is_numeric() => {
             match v.cast_to(&DataType::Float64) {
                 Ok(ScalarValue::Float64(Some(x))) if x.is_finite() => Ok(Some(x)),
-                _ => plan_err!("{function}: argument {} '{what}' must be a finite number, got {v}", i + 1),
+                _ => plan_err!(
+                    "{function}: argument {} '{what}' must be a finite number, got {v}",
+                    i + 1
+                ),
             }
         }
         Some(e) => plan_err!(

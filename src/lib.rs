@@ -63,8 +63,9 @@ pub mod functions {
     };
     pub use crate::rfm::{quantile_score, rfm_segment};
     pub use crate::similarity::{
-        basket_rules, cosine_distance, cosine_similarity, frequent_itemsets, inner_product, item_neighbors, item_pair_keys, item_pairs,
-        jaccard_similarity, overlap_coefficient, top_k_by,
+        basket_rules, cosine_distance, cosine_similarity, frequent_itemsets, inner_product,
+        item_neighbors, item_pair_keys, item_pairs, jaccard_similarity, overlap_coefficient,
+        top_k_by,
     };
 }
 

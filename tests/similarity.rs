@@ -63,7 +63,9 @@ async fn vector_scalars_match_numpy_on_random_vectors() {
     let mut lines = text.lines();
     lines.next();
     let parse = |s: &str| -> Vec<Option<f64>> {
-        s.split(' ').map(|x| Some(x.parse::<f64>().unwrap())).collect()
+        s.split(' ')
+            .map(|x| Some(x.parse::<f64>().unwrap()))
+            .collect()
     };
     let (mut a, mut b, mut want) = (Vec::new(), Vec::new(), Vec::new());
     for line in lines {
@@ -87,8 +89,11 @@ async fn vector_scalars_match_numpy_on_random_vectors() {
     )
     .unwrap();
     let ctx = ctx();
-    ctx.register_table("v", Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()))
-        .unwrap();
+    ctx.register_table(
+        "v",
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
+    )
+    .unwrap();
     let got = rows(
         &ctx,
         "SELECT inner_product(a, b), cosine_similarity(a, b), cosine_distance(a, b), dot_product(b, a),
@@ -101,12 +106,31 @@ async fn vector_scalars_match_numpy_on_random_vectors() {
         let g: Vec<f64> = g.iter().map(|x| x.parse().unwrap()).collect();
         // the products are summed in element order as numpy does for short vectors;
         // allow for numpy's pairwise/BLAS summation order
-        assert!(close(g[0], w[0], 1e-12), "row {i}: inner {} vs numpy {}", g[0], w[0]);
-        assert!(close(g[1], w[1], 1e-12), "row {i}: cosine {} vs numpy {}", g[1], w[1]);
-        assert!(close(g[2], w[2], 1e-12), "row {i}: distance {} vs numpy {}", g[2], w[2]);
+        assert!(
+            close(g[0], w[0], 1e-12),
+            "row {i}: inner {} vs numpy {}",
+            g[0],
+            w[0]
+        );
+        assert!(
+            close(g[1], w[1], 1e-12),
+            "row {i}: cosine {} vs numpy {}",
+            g[1],
+            w[1]
+        );
+        assert!(
+            close(g[2], w[2], 1e-12),
+            "row {i}: distance {} vs numpy {}",
+            g[2],
+            w[2]
+        );
         assert_eq!(g[3], g[0], "dot_product is inner_product and symmetric");
         // single precision input: the cast loses ~1e-7 relative per element
-        assert!((g[4] - w[1]).abs() < 1e-5, "row {i}: float32 cosine {}", g[4]);
+        assert!(
+            (g[4] - w[1]).abs() < 1e-5,
+            "row {i}: float32 cosine {}",
+            g[4]
+        );
     }
 }
 
@@ -216,11 +240,19 @@ impl Reference {
         }
     }
 
-    fn neighbours(&self, metric: &str, top_k: usize, min_overlap: u64) -> Vec<(i64, i64, f64, u64)> {
+    fn neighbours(
+        &self,
+        metric: &str,
+        top_k: usize,
+        min_overlap: u64,
+    ) -> Vec<(i64, i64, f64, u64)> {
         let mut by_item: BTreeMap<i64, Vec<(i64, f64, u64)>> = BTreeMap::new();
         for (&(i, j), &c) in &self.co {
             if c >= min_overlap {
-                by_item.entry(i).or_default().push((j, self.score(metric, i, j, c), c));
+                by_item
+                    .entry(i)
+                    .or_default()
+                    .push((j, self.score(metric, i, j, c), c));
             }
         }
         let mut out = Vec::new();
@@ -236,18 +268,18 @@ impl Reference {
 async fn item_similarity_equals_the_dense_reference_for_every_metric() {
     let ctx = interactions_context(SessionConfig::new().with_target_partitions(4));
     for algorithm in ["memory", "spill"] {
-    for (metric, top_k, min_overlap, cap) in [
-        ("cosine", 20, 1, None),
-        ("cosine", 3, 1, None),
-        ("jaccard", 4, 1, None),
-        ("lift", 5, 2, None),
-        ("conditional", 2, 1, None),
-        ("cosine", 5, 1, Some(6)),
-    ] {
-        let reference = Reference::new(cap);
-        let want = reference.neighbours(metric, top_k, min_overlap);
-        let cap_sql = cap.map_or("NULL".to_string(), |c| c.to_string());
-        let got = rows(
+        for (metric, top_k, min_overlap, cap) in [
+            ("cosine", 20, 1, None),
+            ("cosine", 3, 1, None),
+            ("jaccard", 4, 1, None),
+            ("lift", 5, 2, None),
+            ("conditional", 2, 1, None),
+            ("cosine", 5, 1, Some(6)),
+        ] {
+            let reference = Reference::new(cap);
+            let want = reference.neighbours(metric, top_k, min_overlap);
+            let cap_sql = cap.map_or("NULL".to_string(), |c| c.to_string());
+            let got = rows(
             &ctx,
             &format!(
                 "SELECT item, neighbor, score, overlap FROM item_similarity('ui', 'user_id', 'item', '{metric}', {top_k}, {min_overlap}, {cap_sql}, '{algorithm}')
@@ -255,16 +287,22 @@ async fn item_similarity_equals_the_dense_reference_for_every_metric() {
             ),
         )
         .await;
-        assert_eq!(got.len(), want.len(), "{algorithm} {metric} top {top_k}: row count");
-        assert!(want.len() > 20, "the reference is not trivial");
-        for (g, w) in got.iter().zip(&want) {
-            let what = format!("{algorithm} {metric} top {top_k} min_overlap {min_overlap} cap {cap:?}: {g:?} vs {w:?}");
-            assert_eq!(g[0].parse::<i64>().unwrap(), w.0, "{what}");
-            assert_eq!(g[1].parse::<i64>().unwrap(), w.1, "{what}");
-            assert_eq!(g[2].parse::<f64>().unwrap(), w.2, "{what}");
-            assert_eq!(g[3].parse::<u64>().unwrap(), w.3, "{what}");
+            assert_eq!(
+                got.len(),
+                want.len(),
+                "{algorithm} {metric} top {top_k}: row count"
+            );
+            assert!(want.len() > 20, "the reference is not trivial");
+            for (g, w) in got.iter().zip(&want) {
+                let what = format!(
+                    "{algorithm} {metric} top {top_k} min_overlap {min_overlap} cap {cap:?}: {g:?} vs {w:?}"
+                );
+                assert_eq!(g[0].parse::<i64>().unwrap(), w.0, "{what}");
+                assert_eq!(g[1].parse::<i64>().unwrap(), w.1, "{what}");
+                assert_eq!(g[2].parse::<f64>().unwrap(), w.2, "{what}");
+                assert_eq!(g[3].parse::<u64>().unwrap(), w.3, "{what}");
+            }
         }
-    }
     }
     // the item with one user has exactly one neighbour (the other item of that user)
     let lone = rows(
@@ -279,49 +317,56 @@ async fn item_similarity_equals_the_dense_reference_for_every_metric() {
 async fn recommend_items_equals_the_reference_and_excludes_owned_items() {
     // no memory limit: the in-memory algorithm; with one: the spilling one
     for limited in [false, true] {
-    let ctx = if limited {
-        limited_interactions_context()
-    } else {
-        interactions_context(SessionConfig::new().with_target_partitions(3))
-    };
-    let reference = Reference::new(None);
-    let (k, neighbors) = (4usize, 5usize);
-    let mut top: BTreeMap<i64, Vec<(i64, f64)>> = BTreeMap::new();
-    for (i, j, s, _) in reference.neighbours("cosine", neighbors, 1) {
-        top.entry(i).or_default().push((j, s));
-    }
-    let mut want = Vec::new();
-    for (&u, owned) in &reference.users {
-        // exact sums of the scores rounded to 18 decimals, as the SQL does in DECIMAL
-        let mut score: BTreeMap<i64, i128> = BTreeMap::new();
-        for i in owned {
-            for &(j, s) in top.get(i).map_or(&[][..], |v| v.as_slice()) {
-                if !owned.contains(&j) {
-                    *score.entry(j).or_insert(0) += (s * 1e18).round() as i128;
+        let ctx = if limited {
+            limited_interactions_context()
+        } else {
+            interactions_context(SessionConfig::new().with_target_partitions(3))
+        };
+        let reference = Reference::new(None);
+        let (k, neighbors) = (4usize, 5usize);
+        let mut top: BTreeMap<i64, Vec<(i64, f64)>> = BTreeMap::new();
+        for (i, j, s, _) in reference.neighbours("cosine", neighbors, 1) {
+            top.entry(i).or_default().push((j, s));
+        }
+        let mut want = Vec::new();
+        for (&u, owned) in &reference.users {
+            // exact sums of the scores rounded to 18 decimals, as the SQL does in DECIMAL
+            let mut score: BTreeMap<i64, i128> = BTreeMap::new();
+            for i in owned {
+                for &(j, s) in top.get(i).map_or(&[][..], |v| v.as_slice()) {
+                    if !owned.contains(&j) {
+                        *score.entry(j).or_insert(0) += (s * 1e18).round() as i128;
+                    }
                 }
             }
+            let mut v: Vec<(i64, i128)> = score.into_iter().collect();
+            v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            for (r, (j, s)) in v.into_iter().take(k).enumerate() {
+                want.push((u, j, s as f64 / 1e18, r as i64 + 1));
+            }
         }
-        let mut v: Vec<(i64, i128)> = score.into_iter().collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        for (r, (j, s)) in v.into_iter().take(k).enumerate() {
-            want.push((u, j, s as f64 / 1e18, r as i64 + 1));
-        }
-    }
-    let got = rows(
+        let got = rows(
         &ctx,
         &format!(
             "SELECT \"user\", item, score, \"rank\" FROM recommend_items('ui', 'user_id', 'item', {k}, {neighbors}) ORDER BY \"user\", \"rank\""
         ),
     )
     .await;
-    assert_eq!(got.len(), want.len());
-    for (g, w) in got.iter().zip(&want) {
-        let u: i64 = g[0].parse().unwrap();
-        let j: i64 = g[1].parse().unwrap();
-        assert_eq!((u, j, g[3].parse::<i64>().unwrap()), (w.0, w.1, w.3), "{g:?} vs {w:?}");
-        assert!(close(g[2].parse().unwrap(), w.2, 1e-15), "{g:?} vs {w:?}");
-        assert!(!reference.users[&u].contains(&j), "recommended an owned item: {g:?}");
-    }
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            let u: i64 = g[0].parse().unwrap();
+            let j: i64 = g[1].parse().unwrap();
+            assert_eq!(
+                (u, j, g[3].parse::<i64>().unwrap()),
+                (w.0, w.1, w.3),
+                "{g:?} vs {w:?}"
+            );
+            assert!(close(g[2].parse().unwrap(), w.2, 1e-15), "{g:?} vs {w:?}");
+            assert!(
+                !reference.users[&u].contains(&j),
+                "recommended an owned item: {g:?}"
+            );
+        }
     }
 }
 
@@ -332,7 +377,8 @@ fn limited_interactions_context() -> SessionContext {
         .with_memory_limit(512 << 20, 1.0)
         .build_arc()
         .unwrap();
-    let ctx = SessionContext::new_with_config_rt(SessionConfig::new().with_target_partitions(3), runtime);
+    let ctx =
+        SessionContext::new_with_config_rt(SessionConfig::new().with_target_partitions(3), runtime);
     datafusion_marketing::register_on_context(&ctx).unwrap();
     register_interactions(&ctx);
     ctx
@@ -351,7 +397,11 @@ async fn check_rules_fixture(name: &str) {
     .await
     .unwrap();
     let text = std::fs::read_to_string(data(&format!("similarity_{name}_rules.csv"))).unwrap();
-    let want: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let want: Vec<Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
     let (ms, mc, ml, n_sets) = (want[0][0], want[0][1], want[0][2], want[0][3]);
     let ml = if ml.is_empty() { "NULL" } else { ml };
     let itemsets = rows(
@@ -361,7 +411,10 @@ async fn check_rules_fixture(name: &str) {
         ),
     )
     .await;
-    assert_eq!(itemsets[0][0], n_sets, "{name}: number of frequent itemsets");
+    assert_eq!(
+        itemsets[0][0], n_sets,
+        "{name}: number of frequent itemsets"
+    );
     let got = rows(
         &ctx,
         &format!(
@@ -372,8 +425,10 @@ async fn check_rules_fixture(name: &str) {
     )
     .await;
     assert_eq!(got.len(), want.len(), "{name}: number of rules");
-    let by_key: BTreeMap<(String, String), &Vec<String>> =
-        got.iter().map(|r| ((r[0].clone(), r[1].clone()), r)).collect();
+    let by_key: BTreeMap<(String, String), &Vec<String>> = got
+        .iter()
+        .map(|r| ((r[0].clone(), r[1].clone()), r))
+        .collect();
     assert_eq!(by_key.len(), got.len(), "{name}: duplicate rules");
     for w in &want {
         let key = (w[4].to_string(), w[5].to_string());
@@ -382,7 +437,10 @@ async fn check_rules_fixture(name: &str) {
             .unwrap_or_else(|| panic!("{name}: rule {key:?} missing"));
         for k in 0..7 {
             let (gv, wv): (f64, f64) = (g[2 + k].parse().unwrap(), w[6 + k].parse().unwrap());
-            assert!(close(gv, wv, 1e-12), "{name} {key:?} column {k}: {gv} vs mlxtend {wv}");
+            assert!(
+                close(gv, wv, 1e-12),
+                "{name} {key:?} column {k}: {gv} vs mlxtend {wv}"
+            );
         }
     }
 }
@@ -441,7 +499,11 @@ async fn lake_results(config: SessionConfig) -> Vec<String> {
         "CREATE VIEW interactions AS SELECT o.customer_id, i.product_id FROM order_items i JOIN orders o USING (order_id)",
     )
     .await;
-    query(&ctx, "CREATE VIEW lines AS SELECT order_id, product_id FROM order_items").await;
+    query(
+        &ctx,
+        "CREATE VIEW lines AS SELECT order_id, product_id FROM order_items",
+    )
+    .await;
     let mut out = Vec::new();
     for sql in LAKE_SQL {
         out.push(pretty(&query(&ctx, sql).await));
@@ -459,8 +521,14 @@ async fn lake_results_are_identical_on_1_and_16_partitions() {
     )
     .await;
     for (k, (a, b)) in one.iter().zip(&many).enumerate() {
-        assert!(a.lines().count() > 10, "query {k} returned too little:\n{a}");
+        assert!(
+            a.lines().count() > 10,
+            "query {k} returned too little:\n{a}"
+        );
         assert!(a == b, "query {k} differs between 1 and 16 partitions");
     }
-    assert!(one[0] == one[1], "the memory and spill algorithms differ on the lake");
+    assert!(
+        one[0] == one[1],
+        "the memory and spill algorithms differ on the lake"
+    );
 }

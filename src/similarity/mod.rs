@@ -16,7 +16,8 @@ use datafusion::logical_expr::{AggregateUDF, Documentation, ScalarUDF};
 
 pub use pairs::{item_pair_keys, item_pairs};
 pub use rules::{
-    basket_rules, frequent_itemsets_udaf as frequent_itemsets, item_neighbors_udaf as item_neighbors,
+    basket_rules, frequent_itemsets_udaf as frequent_itemsets,
+    item_neighbors_udaf as item_neighbors,
 };
 pub use sets::{jaccard_similarity, overlap_coefficient};
 pub use topk::top_k_by;
@@ -37,7 +38,12 @@ pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
 
 /// The family's aggregate functions.
 pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
-    vec![basket_rules(), frequent_itemsets(), item_neighbors(), top_k_by()]
+    vec![
+        basket_rules(),
+        frequent_itemsets(),
+        item_neighbors(),
+        top_k_by(),
+    ]
 }
 
 /// The family's table functions with their documentation.

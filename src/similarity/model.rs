@@ -111,7 +111,13 @@ pub fn frequent_itemsets(
     }
     let mut prefix = Vec::new();
     extend(
-        &roots, &mut prefix, baskets, min_count, max_len, limit, &mut out,
+        &roots,
+        &mut prefix,
+        baskets,
+        min_count,
+        max_len,
+        limit,
+        &mut out,
     )?;
     Ok(out)
 }
@@ -198,7 +204,10 @@ pub fn rules(itemsets: &[Itemset], n_baskets: u64, min_confidence: f64) -> Vec<R
     let mut out = Vec::new();
     let mut a = Vec::new();
     let mut c = Vec::new();
-    for s in itemsets.iter().filter(|s| s.items.len() >= 2 && s.items.len() < 64) {
+    for s in itemsets
+        .iter()
+        .filter(|s| s.items.len() >= 2 && s.items.len() < 64)
+    {
         let k = s.items.len();
         let s_ac = s.count as f64 / n;
         for mask in 1..(1u64 << k) - 1 {
@@ -290,7 +299,10 @@ mod tests {
         let r = rules(&sets, 4, 0.9);
         // {0}→{1}, {1}→{0} have confidence 1; {0,2}→{1}, {1,2}→{0} too
         assert!(r.iter().all(|r| r.confidence >= 0.9));
-        let r01 = r.iter().find(|r| r.antecedent == [0] && r.consequent == [1]).unwrap();
+        let r01 = r
+            .iter()
+            .find(|r| r.antecedent == [0] && r.consequent == [1])
+            .unwrap();
         assert_eq!(r01.conviction, f64::INFINITY);
         assert!((r01.lift - 1.0 / 0.75).abs() < 1e-15);
     }
@@ -382,7 +394,9 @@ pub fn item_neighbors(
     const CHUNK: usize = 256;
     let chunks = n_items.div_ceil(CHUNK);
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let work = |acc: &mut Vec<u64>, touched: &mut Vec<u32>, out: &mut Vec<(usize, Vec<Neighbor>)>| loop {
+    let work = |acc: &mut Vec<u64>,
+                touched: &mut Vec<u32>,
+                out: &mut Vec<(usize, Vec<Neighbor>)>| loop {
         let c = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if c >= chunks {
             break;
@@ -409,9 +423,8 @@ pub fn item_neighbors(
                 }
             }
             touched.clear();
-            let better = |p: &(f64, u32, u64), q: &(f64, u32, u64)| {
-                q.0.total_cmp(&p.0).then(p.1.cmp(&q.1))
-            };
+            let better =
+                |p: &(f64, u32, u64), q: &(f64, u32, u64)| q.0.total_cmp(&p.0).then(p.1.cmp(&q.1));
             if cand.len() > top_k {
                 cand.select_nth_unstable_by(top_k - 1, better);
                 cand.truncate(top_k);
@@ -459,13 +472,29 @@ mod neighbor_tests {
         let one = item_neighbors(&b, 3, Metric::Cosine, 5, 1, 1);
         let four = item_neighbors(&b, 3, Metric::Cosine, 5, 1, 4);
         assert_eq!(one, four);
-        let got: Vec<(u32, u32, u64)> = one.iter().map(|x| (x.item, x.neighbor, x.overlap)).collect();
-        assert_eq!(got, vec![(0, 1, 3), (0, 2, 1), (1, 0, 3), (1, 2, 1), (2, 0, 1), (2, 1, 1)]);
+        let got: Vec<(u32, u32, u64)> = one
+            .iter()
+            .map(|x| (x.item, x.neighbor, x.overlap))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, 1, 3),
+                (0, 2, 1),
+                (1, 0, 3),
+                (1, 2, 1),
+                (2, 0, 1),
+                (2, 1, 1)
+            ]
+        );
         assert_eq!(one[0].score, 1.0);
         assert_eq!(one[1].score, 1.0 / 6f64.sqrt());
         // top 1 with a tie (item 2: neighbours 0 and 1 score the same) keeps the lower id
         let top1 = item_neighbors(&b, 3, Metric::Jaccard, 1, 1, 2);
-        assert_eq!(top1.iter().map(|x| x.neighbor).collect::<Vec<_>>(), vec![1, 0, 0]);
+        assert_eq!(
+            top1.iter().map(|x| x.neighbor).collect::<Vec<_>>(),
+            vec![1, 0, 0]
+        );
         assert!(item_neighbors(&b, 3, Metric::Lift, 5, 2, 2).len() == 2);
     }
 }

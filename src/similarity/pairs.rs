@@ -53,7 +53,10 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
          cap the items per list when some lists are very long.",
         "item_pairs(items)",
     )
-    .with_argument("items", "A list of any comparable type (numbers, strings, dates, …).")
+    .with_argument(
+        "items",
+        "A list of any comparable type (numbers, strings, dates, …).",
+    )
     .with_sql_example(
         "```sql\n\
          > SELECT item_pairs(['tea', 'milk', 'bread', 'milk', NULL]) AS pairs;\n\
@@ -79,7 +82,10 @@ impl ScalarUDFImpl for ItemPairs {
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         if arg_types.len() != 1 {
-            return plan_err!("{NAME}: expected 1 argument (items), got {}", arg_types.len());
+            return plan_err!(
+                "{NAME}: expected 1 argument (items), got {}",
+                arg_types.len()
+            );
         }
         match &arg_types[0] {
             DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
@@ -179,7 +185,11 @@ fn pairs<O: OffsetSizeTrait>(lists: &GenericListArray<O>) -> Result<ListArray> {
     let b = take(values.as_ref(), &UInt32Array::from(idx_b), None)?;
     let structs = StructArray::try_new(pair_fields(&item), vec![a, b], None)?;
     Ok(ListArray::try_new(
-        Arc::new(Field::new("item", DataType::Struct(pair_fields(&item)), true)),
+        Arc::new(Field::new(
+            "item",
+            DataType::Struct(pair_fields(&item)),
+            true,
+        )),
         OffsetBuffer::from_lengths(lengths),
         Arc::new(structs),
         lists.nulls().cloned(),

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Float64Array, GenericListArray, ListArray, OffsetSizeTrait,
-    Int64Array, StructArray, UInt32Array, UInt64Array, new_empty_array,
+    Array, ArrayRef, AsArray, Float64Array, GenericListArray, Int64Array, ListArray,
+    OffsetSizeTrait, StructArray, UInt32Array, UInt64Array, new_empty_array,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::take;
@@ -261,14 +261,25 @@ impl AggregateUDFImpl for BasketRules {
         let mut out = vec![items];
         for (i, t) in arg_types.iter().enumerate().skip(1) {
             if params[i] == "metric" {
-                if !matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null) {
-                    return plan_err!("{name}: argument {} 'metric' must be a string, got {t}", i + 1);
+                if !matches!(
+                    t,
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
+                ) {
+                    return plan_err!(
+                        "{name}: argument {} 'metric' must be a string, got {t}",
+                        i + 1
+                    );
                 }
                 out.push(DataType::Utf8);
                 continue;
             }
             let integer = matches!(params[i], "max_len" | "top_k" | "min_overlap");
-            let ok = t.is_null() || if integer { t.is_integer() } else { t.is_numeric() };
+            let ok = t.is_null()
+                || if integer {
+                    t.is_integer()
+                } else {
+                    t.is_numeric()
+                };
             if !ok {
                 return plan_err!(
                     "{name}: argument {} '{}' must be {}, got {t}",
@@ -546,9 +557,18 @@ impl Accumulator for RulesAccumulator {
             let counts = counts.as_primitive::<UInt64Type>().values();
             let mut pos = 0usize;
             let mut basket = Vec::new();
-            for (k, &len) in lens.as_primitive::<UInt32Type>().values().iter().enumerate() {
+            for (k, &len) in lens
+                .as_primitive::<UInt32Type>()
+                .values()
+                .iter()
+                .enumerate()
+            {
                 basket.clear();
-                basket.extend(flat[pos..pos + len as usize].iter().map(|&l| map[l as usize]));
+                basket.extend(
+                    flat[pos..pos + len as usize]
+                        .iter()
+                        .map(|&l| map[l as usize]),
+                );
                 pos += len as usize;
                 self.add_basket(&mut basket, counts[k]);
             }
@@ -605,7 +625,10 @@ impl Accumulator for RulesAccumulator {
         if let Some((metric, top_k, min_overlap)) = self.neighbors {
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
             let found = item_neighbors(&baskets, order.len(), metric, top_k, min_overlap, threads);
-            let keys: Vec<&[u8]> = order.iter().map(|&id| self.keys[id as usize].as_ref()).collect();
+            let keys: Vec<&[u8]> = order
+                .iter()
+                .map(|&id| self.keys[id as usize].as_ref())
+                .collect();
             let items = self.items_array(&keys)?;
             let pick = |f: fn(&Neighbor) -> u32| -> Result<ArrayRef> {
                 let idx = UInt32Array::from_iter_values(found.iter().map(f));
@@ -616,8 +639,12 @@ impl Accumulator for RulesAccumulator {
                 vec![
                     pick(|x| x.item)?,
                     pick(|x| x.neighbor)?,
-                    Arc::new(Float64Array::from_iter_values(found.iter().map(|x| x.score))),
-                    Arc::new(Int64Array::from_iter_values(found.iter().map(|x| x.overlap as i64))),
+                    Arc::new(Float64Array::from_iter_values(
+                        found.iter().map(|x| x.score),
+                    )),
+                    Arc::new(Int64Array::from_iter_values(
+                        found.iter().map(|x| x.overlap as i64),
+                    )),
                 ],
                 None,
             )?;
@@ -632,7 +659,13 @@ impl Accumulator for RulesAccumulator {
         while (min_count as f64 / nf) < self.min_support {
             min_count += 1;
         }
-        let sets = match frequent_itemsets(&baskets, order.len(), min_count, self.max_len, MAX_ITEMSETS) {
+        let sets = match frequent_itemsets(
+            &baskets,
+            order.len(),
+            min_count,
+            self.max_len,
+            MAX_ITEMSETS,
+        ) {
             Ok(s) => s,
             Err(MiningError::TooMany(limit)) => {
                 return exec_err!(
@@ -642,7 +675,10 @@ impl Accumulator for RulesAccumulator {
                 );
             }
         };
-        let keys: Vec<&[u8]> = order.iter().map(|&id| self.keys[id as usize].as_ref()).collect();
+        let keys: Vec<&[u8]> = order
+            .iter()
+            .map(|&id| self.keys[id as usize].as_ref())
+            .collect();
         let items = self.items_array(&keys)?;
         let list_field = Arc::new(Field::new("item", self.item.clone(), true));
         if self.kind == Output::Itemsets {
@@ -661,7 +697,9 @@ impl Accumulator for RulesAccumulator {
                     Arc::new(Float64Array::from_iter_values(
                         sets.iter().map(|s| s.count as f64 / nf),
                     )),
-                    Arc::new(Int64Array::from_iter_values(sets.iter().map(|s| s.count as i64))),
+                    Arc::new(Int64Array::from_iter_values(
+                        sets.iter().map(|s| s.count as i64),
+                    )),
                 ],
                 None,
             )?;

@@ -3,7 +3,9 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, GenericListArray, OffsetSizeTrait};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, GenericListArray, OffsetSizeTrait,
+};
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::arrow::row::{Row, RowConverter, SortField};
 use datafusion::common::{Result, exec_err, plan_err};
@@ -112,7 +114,10 @@ fn coerce_sets(name: &str, types: &[DataType]) -> Result<Vec<DataType>> {
                 items.push(f.data_type().clone());
             }
             other => {
-                return plan_err!("{name}: argument {} '{arg}' must be a list, got {other}", i + 1);
+                return plan_err!(
+                    "{name}: argument {} '{arg}' must be a list, got {other}",
+                    i + 1
+                );
             }
         }
     }

@@ -445,7 +445,14 @@ impl TableFunctionImpl for RecommendItemsTable {
         sql_view(
             NAME,
             args.session(),
-            recommend_items_sql(&table, &user, &item, k, neighbors, Algorithm::auto(args.session())),
+            recommend_items_sql(
+                &table,
+                &user,
+                &item,
+                k,
+                neighbors,
+                Algorithm::auto(args.session()),
+            ),
             &table,
         )
     }
@@ -505,11 +512,12 @@ impl TableFunctionImpl for AssociationRulesTable {
             6,
             "table, basket_col, item_col [, min_support [, min_confidence [, max_len]]]",
         )?;
-        let [table, basket, item] =
-            column_args(NAME, exprs, ["table", "basket_col", "item_col"])?;
+        let [table, basket, item] = column_args(NAME, exprs, ["table", "basket_col", "item_col"])?;
         let min_support = number_literal_arg(NAME, exprs, 3, "min_support")?.unwrap_or(0.01);
         if !(min_support > 0.0 && min_support <= 1.0) {
-            return plan_err!("{NAME}: argument 4 'min_support' must be in (0, 1], got {min_support}");
+            return plan_err!(
+                "{NAME}: argument 4 'min_support' must be in (0, 1], got {min_support}"
+            );
         }
         let min_confidence = number_literal_arg(NAME, exprs, 4, "min_confidence")?.unwrap_or(0.8);
         if !(0.0..=1.0).contains(&min_confidence) {

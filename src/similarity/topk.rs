@@ -5,9 +5,7 @@
 use std::collections::BinaryHeap;
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, ListArray,
-};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, ListArray};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
@@ -84,12 +82,22 @@ impl AggregateUDFImpl for TopKBy {
             );
         }
         if !(arg_types[1].is_numeric() || arg_types[1].is_null()) {
-            return plan_err!("{NAME}: argument 2 'score' must be a number, got {}", arg_types[1]);
+            return plan_err!(
+                "{NAME}: argument 2 'score' must be a number, got {}",
+                arg_types[1]
+            );
         }
         if !(arg_types[2].is_integer() || arg_types[2].is_null()) {
-            return plan_err!("{NAME}: argument 3 'k' must be an integer, got {}", arg_types[2]);
+            return plan_err!(
+                "{NAME}: argument 3 'k' must be an integer, got {}",
+                arg_types[2]
+            );
         }
-        Ok(vec![arg_types[0].clone(), DataType::Float64, DataType::Int64])
+        Ok(vec![
+            arg_types[0].clone(),
+            DataType::Float64,
+            DataType::Int64,
+        ])
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
@@ -303,7 +311,9 @@ impl GroupsAccumulator for TopKGroups {
         self.heaps.resize_with(total_num_groups, BinaryHeap::new);
         let lists = values[0].as_list::<i32>();
         let score_lists = values[1].as_list::<i32>();
-        let rows = self.converter.convert_columns(&[Arc::clone(lists.values())])?;
+        let rows = self
+            .converter
+            .convert_columns(&[Arc::clone(lists.values())])?;
         let scores = score_lists.values().as_primitive::<Float64Type>();
         let offsets = lists.value_offsets();
         if score_lists.value_offsets() != offsets {
@@ -346,7 +356,9 @@ impl GroupsAccumulator for TopKGroups {
                     && !scores.value(i).is_nan()
             })
             .collect();
-        let idx: Vec<u32> = (0..keep.len() as u32).filter(|&i| keep[i as usize]).collect();
+        let idx: Vec<u32> = (0..keep.len() as u32)
+            .filter(|&i| keep[i as usize])
+            .collect();
         let idx = datafusion::arrow::array::UInt32Array::from(idx);
         let v = datafusion::arrow::compute::take(values[0].as_ref(), &idx, None)?;
         let s = datafusion::arrow::compute::take(values[1].as_ref(), &idx, None)?;

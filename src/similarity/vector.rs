@@ -239,8 +239,12 @@ fn products<O: OffsetSizeTrait>(
     b: &GenericListArray<O>,
     n: usize,
 ) -> Result<Float64Array> {
-    let av = a.values().as_primitive::<datafusion::arrow::datatypes::Float64Type>();
-    let bv = b.values().as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+    let av = a
+        .values()
+        .as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+    let bv = b
+        .values()
+        .as_primitive::<datafusion::arrow::datatypes::Float64Type>();
     let (a_vals, b_vals) = (av.values(), bv.values());
     let a_nulls = av.nulls().filter(|x| x.null_count() > 0);
     let b_nulls = bv.nulls().filter(|x| x.null_count() > 0);
