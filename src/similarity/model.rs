@@ -195,7 +195,7 @@ pub struct Rule {
 /// consequent, kept when confidence ≥ `min_confidence`. Supports are fractions of
 /// `n_baskets`. Rules come in the itemsets' order, antecedents by subset bit pattern.
 pub fn rules(itemsets: &[Itemset], n_baskets: u64, min_confidence: f64) -> Vec<Rule> {
-    use std::collections::HashMap;
+    use datafusion::common::HashMap;
     let count: HashMap<&[u32], u64> = itemsets
         .iter()
         .map(|s| (s.items.as_slice(), s.count))

@@ -3,7 +3,7 @@
 //! multiset of distinct baskets (item ids) with an item dictionary; it merges, so partial
 //! aggregation per partition and on Ballista executors applies.
 
-use std::collections::HashMap;
+use datafusion::common::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{

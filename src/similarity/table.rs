@@ -217,9 +217,10 @@ pub fn association_rules_sql(
     let loose = min_support * (1.0 - 1e-9);
     format!(
         "WITH lines AS (
-  SELECT DISTINCT {b} AS b, {i} AS i FROM {table} WHERE {b} IS NOT NULL AND {i} IS NOT NULL
+  SELECT {b} AS b, {i} AS i FROM {table} WHERE {b} IS NOT NULL AND {i} IS NOT NULL
 ),
 frequent AS (
+  -- rows per item bound its baskets from above (repeats count twice here, once in mining)
   SELECT i FROM lines GROUP BY i
   HAVING CAST(count(*) AS DOUBLE) >= {loose:?} * (SELECT CAST(count(DISTINCT b) AS DOUBLE) FROM lines)
 ),
