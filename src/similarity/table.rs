@@ -67,15 +67,16 @@ fn similarity_ctes(table: &str, user: &str, item: &str, o: SimilarityOptions) ->
     if o.algorithm == Algorithm::Memory {
         let cap = o
             .max_items_per_user
-            .map_or(String::new(), |m| format!(" HAVING count(*) <= {m}"));
+            .map_or(String::new(), |m| format!(" HAVING count(DISTINCT {i}) <= {m}"));
         let metric = Metric::NAMES[o.metric as usize];
         let (top_k, min_overlap) = (o.top_k, o.min_overlap);
+        // item_neighbors drops repeated items itself: the lists need no DISTINCT first
         return format!(
             "owned AS (
   SELECT DISTINCT {u} AS u, {i} AS i FROM {table} WHERE {u} IS NOT NULL AND {i} IS NOT NULL
 ),
 baskets AS (
-  SELECT array_agg(i) AS items FROM owned GROUP BY u{cap}
+  SELECT array_agg({i}) AS items FROM {table} WHERE {u} IS NOT NULL AND {i} IS NOT NULL GROUP BY {u}{cap}
 ),
 sim AS (
   SELECT n['item'] AS item, n['neighbor'] AS neighbor, n['score'] AS score, n['overlap'] AS overlap
