@@ -432,6 +432,8 @@ struct RulesAccumulator {
     ids: HashMap<Box<[u8]>, u32>,
     /// Row encodings by id.
     keys: Vec<Box<[u8]>>,
+    /// For integer items: value → id, so the hot path skips the row format.
+    int_ids: HashMap<i64, u32>,
     baskets: HashMap<Box<[u32]>, u64>,
     key_bytes: usize,
     basket_items: usize,
@@ -456,6 +458,7 @@ impl RulesAccumulator {
             item,
             ids: HashMap::new(),
             keys: Vec::new(),
+            int_ids: HashMap::new(),
             baskets: HashMap::new(),
             key_bytes: 0,
             basket_items: 0,
@@ -499,6 +502,9 @@ impl RulesAccumulator {
         counts: Option<&UInt64Array>,
     ) -> Result<()> {
         let values = lists.values();
+        if values.data_type().is_integer() && *values.data_type() != DataType::UInt64 {
+            return self.add_integer_lists(lists, counts);
+        }
         let rows = self.converter.convert_columns(&[Arc::clone(values)])?;
         let offsets = lists.value_offsets();
         let mut basket = Vec::new();
@@ -510,6 +516,45 @@ impl RulesAccumulator {
             for j in offsets[i].as_usize()..offsets[i + 1].as_usize() {
                 if values.is_valid(j) {
                     basket.push(self.intern(rows.row(j).as_ref()));
+                }
+            }
+            let count = counts.map_or(1, |c| c.value(i));
+            self.add_basket(&mut basket, count);
+        }
+        Ok(())
+    }
+
+    /// `add_lists` for integer items (exactly representable as i64): a value → id map, the
+    /// row format only for each new distinct value.
+    fn add_integer_lists<O: OffsetSizeTrait>(
+        &mut self,
+        lists: &GenericListArray<O>,
+        counts: Option<&UInt64Array>,
+    ) -> Result<()> {
+        let values = lists.values();
+        let wide = datafusion::arrow::compute::cast(values, &DataType::Int64)?;
+        let wide = wide.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let offsets = lists.value_offsets();
+        let mut basket = Vec::new();
+        for i in 0..lists.len() {
+            if lists.is_null(i) {
+                continue;
+            }
+            basket.clear();
+            for j in offsets[i].as_usize()..offsets[i + 1].as_usize() {
+                if values.is_valid(j) {
+                    let v = wide.value(j);
+                    let id = match self.int_ids.get(&v) {
+                        Some(&id) => id,
+                        None => {
+                            let rows = self.converter.convert_columns(&[values.slice(j, 1)])?;
+                            let id = self.intern(rows.row(0).as_ref());
+                            self.int_ids.insert(v, id);
+                            self.key_bytes += 16;
+                            id
+                        }
+                    };
+                    basket.push(id);
                 }
             }
             let count = counts.map_or(1, |c| c.value(i));

@@ -65,9 +65,9 @@ fn similarity_ctes(table: &str, user: &str, item: &str, o: SimilarityOptions) ->
     let table = quote_table(table);
     let (u, i) = (quote_ident(user), quote_ident(item));
     if o.algorithm == Algorithm::Memory {
-        let cap = o
-            .max_items_per_user
-            .map_or(String::new(), |m| format!(" HAVING count(DISTINCT {i}) <= {m}"));
+        let cap = o.max_items_per_user.map_or(String::new(), |m| {
+            format!(" HAVING count(DISTINCT {i}) <= {m}")
+        });
         let metric = Metric::NAMES[o.metric as usize];
         let (top_k, min_overlap) = (o.top_k, o.min_overlap);
         // item_neighbors drops repeated items itself: the lists need no DISTINCT first
