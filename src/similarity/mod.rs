@@ -95,3 +95,51 @@ pub mod expr_fn {
         super::item_pairs().call(vec![items])
     }
 }
+
+/// The shared `invoke` of the two-list scalars (`cosine_similarity`, `jaccard_similarity`, …):
+/// constant arguments broadcast (row 0), both lists List or both LargeList after coercion.
+pub(crate) fn invoke_two_lists(
+    name: &str,
+    args: &datafusion::logical_expr::ScalarFunctionArgs,
+    small: impl Fn(
+        &datafusion::arrow::array::ListArray,
+        &datafusion::arrow::array::ListArray,
+        usize,
+    ) -> datafusion::common::Result<datafusion::arrow::array::Float64Array>,
+    large: impl Fn(
+        &datafusion::arrow::array::LargeListArray,
+        &datafusion::arrow::array::LargeListArray,
+        usize,
+    ) -> datafusion::common::Result<datafusion::arrow::array::Float64Array>,
+) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
+    use datafusion::arrow::array::{ArrayRef, AsArray};
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::common::{ScalarValue, exec_err};
+    use datafusion::logical_expr::ColumnarValue;
+    let all_scalar = args
+        .args
+        .iter()
+        .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+    let n = if all_scalar { 1 } else { args.number_rows };
+    let to_array = |v: &ColumnarValue| -> datafusion::common::Result<ArrayRef> {
+        match v {
+            ColumnarValue::Array(a) => Ok(Arc::clone(a)),
+            ColumnarValue::Scalar(s) => s.to_array_of_size(1),
+        }
+    };
+    let a = to_array(&args.args[0])?;
+    let b = to_array(&args.args[1])?;
+    let out = match (a.data_type(), b.data_type()) {
+        (DataType::LargeList(_), DataType::LargeList(_)) => {
+            large(a.as_list::<i64>(), b.as_list::<i64>(), n)?
+        }
+        (DataType::List(_), DataType::List(_)) => small(a.as_list::<i32>(), b.as_list::<i32>(), n)?,
+        (x, y) => return exec_err!("{name}: unexpected argument types {x} and {y}"),
+    };
+    let out: ArrayRef = Arc::new(out);
+    if all_scalar {
+        Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
+    } else {
+        Ok(ColumnarValue::Array(out))
+    }
+}

@@ -3,12 +3,10 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Float64Array, GenericListArray, OffsetSizeTrait,
-};
+use datafusion::arrow::array::{Array, Float64Array, GenericListArray, OffsetSizeTrait};
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::arrow::row::{Row, RowConverter, SortField};
-use datafusion::common::{Result, exec_err, plan_err};
+use datafusion::common::{Result, plan_err};
 use datafusion::logical_expr::type_coercion::binary::comparison_coercion;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
@@ -169,36 +167,13 @@ impl ScalarUDFImpl for SetSimilarity {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let all_scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let n = if all_scalar { 1 } else { args.number_rows };
-        let to_array = |v: &ColumnarValue| -> Result<ArrayRef> {
-            match v {
-                ColumnarValue::Array(a) => Ok(Arc::clone(a)),
-                ColumnarValue::Scalar(s) => s.to_array_of_size(1),
-            }
-        };
-        let a = to_array(&args.args[0])?;
-        let b = to_array(&args.args[1])?;
-        let out = match (a.data_type(), b.data_type()) {
-            (DataType::LargeList(_), DataType::LargeList(_)) => {
-                set_similarities(self.op, a.as_list::<i64>(), b.as_list::<i64>(), n)?
-            }
-            (DataType::List(_), DataType::List(_)) => {
-                set_similarities(self.op, a.as_list::<i32>(), b.as_list::<i32>(), n)?
-            }
-            (x, y) => return exec_err!("{}: unexpected argument types {x} and {y}", self.name()),
-        };
-        let out: ArrayRef = Arc::new(out);
-        if all_scalar {
-            Ok(ColumnarValue::Scalar(
-                datafusion::common::ScalarValue::try_from_array(&out, 0)?,
-            ))
-        } else {
-            Ok(ColumnarValue::Array(out))
-        }
+        let op = self.op;
+        super::invoke_two_lists(
+            self.name(),
+            &args,
+            |a, b, n| set_similarities(op, a, b, n),
+            |a, b, n| set_similarities(op, a, b, n),
+        )
     }
 
     fn documentation(&self) -> Option<&Documentation> {
