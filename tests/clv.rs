@@ -9,7 +9,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::prelude::{CsvReadOptions, SessionConfig, SessionContext};
 
-use crate::common::{pretty, query, sample_lake};
+use crate::common::{pretty, query};
 
 async fn cdnow(config: SessionConfig) -> SessionContext {
     let ctx = datafusion_marketing::session_context_with_config(config).unwrap();
@@ -317,11 +317,7 @@ const LAKE_SQL: &str = "WITH s AS (\
      FROM s CROSS JOIN m ORDER BY customer_id";
 
 async fn lake(config: SessionConfig) -> SessionContext {
-    let ctx = datafusion_marketing::session_context_with_config(config).unwrap();
-    datafusion_marketing::lake::register_lake(&ctx, sample_lake().to_str().unwrap())
-        .await
-        .unwrap();
-    ctx
+    crate::common::lake_context_with(config).await
 }
 
 #[tokio::test]

@@ -53,7 +53,12 @@ pub fn sample_lake() -> &'static Path {
 
 /// A context from the library helper with the sample lake registered.
 pub async fn lake_context() -> SessionContext {
-    let ctx = datafusion_marketing::session_context().expect("context");
+    lake_context_with(datafusion_marketing::session_config()).await
+}
+
+/// Like [`lake_context`] with a caller-provided configuration (partitions, batch size).
+pub async fn lake_context_with(config: datafusion::prelude::SessionConfig) -> SessionContext {
+    let ctx = datafusion_marketing::session_context_with_config(config).expect("context");
     datafusion_marketing::lake::register_lake(&ctx, sample_lake().to_str().unwrap())
         .await
         .expect("register lake");

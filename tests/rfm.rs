@@ -7,17 +7,13 @@ use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{Float64Type, Int64Type};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crate::common::{pretty, query, sample_lake};
+use crate::common::{pretty, query};
 
 const RFM_SQL: &str =
     "SELECT * FROM rfm('orders', 'customer_id', 'order_ts', 'amount') ORDER BY customer";
 
 async fn context(config: SessionConfig) -> SessionContext {
-    let ctx = datafusion_marketing::session_context_with_config(config).unwrap();
-    datafusion_marketing::lake::register_lake(&ctx, sample_lake().to_str().unwrap())
-        .await
-        .unwrap();
-    ctx
+    crate::common::lake_context_with(config).await
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crate::common::{pretty, query, sample_lake};
+use crate::common::{pretty, query};
 
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -490,10 +490,7 @@ const LAKE_SQL: [&str; 4] = [
 ];
 
 async fn lake_results(config: SessionConfig) -> Vec<String> {
-    let ctx = datafusion_marketing::session_context_with_config(config).unwrap();
-    datafusion_marketing::lake::register_lake(&ctx, sample_lake().to_str().unwrap())
-        .await
-        .unwrap();
+    let ctx = crate::common::lake_context_with(config).await;
     query(
         &ctx,
         "CREATE VIEW interactions AS SELECT o.customer_id, i.product_id FROM order_items i JOIN orders o USING (order_id)",

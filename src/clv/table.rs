@@ -11,7 +11,9 @@ use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::{Documentation, Expr};
 
 use super::model::Period;
-use crate::args::{doc_section, quote_ident, quote_table, sql_view, string_literal_arg};
+use crate::args::{
+    doc_section, integer_literal_arg, quote_ident, quote_table, sql_view, string_literal_arg,
+};
 
 const NAME: &str = "clv";
 
@@ -146,24 +148,6 @@ fn as_of_arg(exprs: &[Expr]) -> Result<Option<String>> {
     }
 }
 
-fn horizon_arg(exprs: &[Expr]) -> Result<u32> {
-    match exprs.get(5) {
-        None => Ok(12),
-        Some(Expr::Literal(v, _)) if v.is_null() => Ok(12),
-        Some(Expr::Literal(v, _)) => match v.cast_to(&DataType::Int64) {
-            Ok(ScalarValue::Int64(Some(h)))
-                if (0..=1200).contains(&h) && v.data_type().is_integer() =>
-            {
-                Ok(h as u32)
-            }
-            _ => plan_err!(
-                "{NAME}: argument 6 'horizon_months' must be an integer in 0..=1200, got {v}"
-            ),
-        },
-        Some(e) => plan_err!("{NAME}: argument 6 'horizon_months' must be a literal, got {e}"),
-    }
-}
-
 impl TableFunctionImpl for ClvTable {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let exprs = args.exprs();
@@ -179,7 +163,8 @@ impl TableFunctionImpl for ClvTable {
             a.push(string_literal_arg(NAME, exprs, i, n)?);
         }
         let as_of = as_of_arg(exprs)?;
-        let horizon = horizon_arg(exprs)?;
+        let horizon =
+            integer_literal_arg(NAME, exprs, 5, "horizon_months", 0, 1200)?.unwrap_or(12) as u32;
         let period = if exprs.len() > 6 {
             let s = string_literal_arg(NAME, exprs, 6, "period")?;
             match Period::parse(&s) {

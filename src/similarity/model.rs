@@ -323,6 +323,15 @@ pub enum Metric {
 impl Metric {
     pub const NAMES: [&'static str; 4] = ["cosine", "jaccard", "lift", "conditional"];
 
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cosine => "cosine",
+            Self::Jaccard => "jaccard",
+            Self::Lift => "lift",
+            Self::Conditional => "conditional",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         match s.to_ascii_lowercase().as_str() {
             "cosine" => Some(Self::Cosine),

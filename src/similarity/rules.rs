@@ -648,16 +648,13 @@ impl Accumulator for RulesAccumulator {
         for (r, &id) in order.iter().enumerate() {
             rank[id as usize] = r as u32;
         }
-        let mut baskets: Vec<(Vec<u32>, u64)> = self
+        // Results depend only on the multiset of baskets (integer counts), not on their order
+        // or the order of items within one, so the relabelled baskets are used as they come.
+        let baskets: Vec<(Vec<u32>, u64)> = self
             .baskets
             .iter()
-            .map(|(b, &c)| {
-                let mut v: Vec<u32> = b.iter().map(|&i| rank[i as usize]).collect();
-                v.sort_unstable();
-                (v, c)
-            })
+            .map(|(b, &c)| (b.iter().map(|&i| rank[i as usize]).collect(), c))
             .collect();
-        baskets.sort_unstable();
         let n: u64 = baskets.iter().map(|b| b.1).sum();
         let fields = match self.kind {
             Output::Rules => rule_fields(&self.item),
@@ -792,35 +789,27 @@ impl Accumulator for RulesAccumulator {
     }
 }
 
+fn udaf(kind: Output) -> Arc<AggregateUDF> {
+    Arc::new(AggregateUDF::new_from_impl(BasketRules {
+        kind,
+        signature: Signature::user_defined(Volatility::Immutable),
+    }))
+}
+
 /// The `basket_rules` aggregate (a shared singleton).
 pub fn basket_rules() -> Arc<AggregateUDF> {
-    static UDAF: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| {
-        Arc::new(AggregateUDF::new_from_impl(BasketRules {
-            kind: Output::Rules,
-            signature: Signature::user_defined(Volatility::Immutable),
-        }))
-    });
+    static UDAF: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| udaf(Output::Rules));
     Arc::clone(&UDAF)
 }
 
 /// The `item_neighbors` aggregate (a shared singleton).
 pub fn item_neighbors_udaf() -> Arc<AggregateUDF> {
-    static UDAF: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| {
-        Arc::new(AggregateUDF::new_from_impl(BasketRules {
-            kind: Output::Neighbors,
-            signature: Signature::user_defined(Volatility::Immutable),
-        }))
-    });
+    static UDAF: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| udaf(Output::Neighbors));
     Arc::clone(&UDAF)
 }
 
 /// The `frequent_itemsets` aggregate (a shared singleton).
 pub fn frequent_itemsets_udaf() -> Arc<AggregateUDF> {
-    static UDAF: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| {
-        Arc::new(AggregateUDF::new_from_impl(BasketRules {
-            kind: Output::Itemsets,
-            signature: Signature::user_defined(Volatility::Immutable),
-        }))
-    });
+    static UDAF: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| udaf(Output::Itemsets));
     Arc::clone(&UDAF)
 }

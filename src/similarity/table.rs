@@ -68,7 +68,7 @@ fn similarity_ctes(table: &str, user: &str, item: &str, o: SimilarityOptions) ->
         let cap = o.max_items_per_user.map_or(String::new(), |m| {
             format!(" HAVING count(DISTINCT {i}) <= {m}")
         });
-        let metric = Metric::NAMES[o.metric as usize];
+        let metric = o.metric.name();
         let (top_k, min_overlap) = (o.top_k, o.min_overlap);
         // item_neighbors drops repeated items itself: the lists need no DISTINCT first
         return format!(
