@@ -165,9 +165,18 @@ pub fn session_context() -> Result<SessionContext> {
 
 /// Like [`session_context`] with a caller-provided configuration (information_schema
 /// is switched on regardless).
+///
+/// `s3://` and `gs://` buckets are reached with the environment's credentials on
+/// first use (see [`lake::store`]).
 pub fn session_context_with_config(config: SessionConfig) -> Result<SessionContext> {
-    let ctx =
-        SessionContext::new_with_config(config.with_information_schema(true)).enable_url_table();
+    let registry = lake::store::LakeStoreRegistry::new(Arc::new(
+        datafusion::execution::object_store::DefaultObjectStoreRegistry::new(),
+    ));
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(registry))
+        .build_arc()?;
+    let ctx = SessionContext::new_with_config_rt(config.with_information_schema(true), runtime)
+        .enable_url_table();
     register_on_context(&ctx)?;
     Ok(ctx)
 }

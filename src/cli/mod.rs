@@ -11,22 +11,28 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use datafusion::common::config::ConfigNonZeroUsize;
 use datafusion::config::ConfigOptions;
+use datafusion::dataframe::DataFrame;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::execution::context::SessionState;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{
     FairSpillPool, GreedyMemoryPool, MemoryPool, TrackConsumersPool,
 };
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::ExplainFormat;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_cli::catalog::DynamicObjectStoreCatalog;
+use datafusion_cli::cli_context::CliSessionContext;
 use datafusion_cli::functions::ParquetMetadataFunc;
 use datafusion_cli::object_storage::instrumented::InstrumentedObjectStoreRegistry;
 use datafusion_cli::pool_type::PoolType;
 use datafusion_cli::print_format::PrintFormat;
 use datafusion_cli::print_options::{MaxRows, PrintOptions};
+use object_store::ObjectStore;
 
-use crate::generate::{GenerateOptions, generate, timed};
+use crate::generate::{Destination, GenerateOptions, generate_to, timed};
 
 /// Marketing analytics in SQL on Apache DataFusion.
 #[derive(Debug, Parser)]
@@ -89,8 +95,9 @@ pub struct SqlArgs {
 pub enum Command {
     /// Write a realistic, deterministic sample lake into OUT.
     Generate {
-        /// Output folder (created if missing; must not already hold a lake).
-        out: PathBuf,
+        /// Output folder (created if missing; must not already hold a lake), or an
+        /// object-store prefix such as s3://bucket/lake (streamed as multipart uploads).
+        out: String,
         /// Number of customers (about 9 orders each on average).
         #[arg(long, default_value_t = 10_000)]
         customers: u64,
@@ -192,7 +199,9 @@ pub fn build_context(args: &SqlArgs) -> Result<(SessionContext, PrintOptions)> {
         rt = rt.with_disk_manager_builder(dm);
     }
     let registry = Arc::new(InstrumentedObjectStoreRegistry::new());
-    rt = rt.with_object_store_registry(registry.clone());
+    rt = rt.with_object_store_registry(Arc::new(crate::lake::store::LakeStoreRegistry::new(
+        registry.clone(),
+    )));
     let ctx = SessionContext::new_with_config_rt(config, rt.build_arc()?).enable_url_table();
     ctx.register_catalog_list(Arc::new(DynamicObjectStoreCatalog::new(
         ctx.state().catalog_list().clone(),
@@ -208,6 +217,73 @@ pub fn build_context(args: &SqlArgs) -> Result<(SessionContext, PrintOptions)> {
         instrumented_registry: registry,
     };
     Ok((ctx, print))
+}
+
+/// Where `generate OUT` writes: a local folder, or a prefix in an object store
+/// (`s3://bucket/prefix`, `gs://...`) built from the environment.
+fn generate_destination(out: &str) -> Result<Destination> {
+    let Some((scheme, _)) = out.split_once("://") else {
+        return Ok(Destination::Local(PathBuf::from(out)));
+    };
+    let url = url::Url::parse(out).map_err(|e| {
+        DataFusionError::Configuration(format!("generate: invalid output URL '{out}': {e}"))
+    })?;
+    if scheme == "file" {
+        let path = url.to_file_path().map_err(|()| {
+            DataFusionError::Configuration(format!("generate: invalid file URL '{out}'"))
+        })?;
+        return Ok(Destination::Local(path));
+    }
+    let store = crate::lake::store::object_store_for(&url)?;
+    let prefix = object_store::path::Path::from_url_path(url.path()).map_err(|e| {
+        DataFusionError::Configuration(format!("generate: invalid output path '{out}': {e}"))
+    })?;
+    Ok(Destination::Store {
+        store,
+        url: out.trim_end_matches('/').to_string(),
+        prefix,
+        runtime: tokio::runtime::Handle::current(),
+    })
+}
+
+/// The session as `datafusion-cli`'s executor sees it. Differs from the stock one in
+/// one place: `CREATE EXTERNAL TABLE` and `COPY TO` on `s3://` start from the AWS
+/// settings of the environment (keys, region, endpoint, allow-HTTP; see
+/// [`crate::lake::store`]) instead of empty options, so they reach the same
+/// S3-compatible server as `--lake` without a region lookup at AWS. Statement
+/// `OPTIONS ('aws.*' ...)` still override them.
+struct MarketingCli<'a>(&'a SessionContext);
+
+#[async_trait::async_trait]
+impl CliSessionContext for MarketingCli<'_> {
+    fn task_ctx(&self) -> Arc<TaskContext> {
+        self.0.task_ctx()
+    }
+
+    fn session_state(&self) -> SessionState {
+        self.0.state()
+    }
+
+    fn register_object_store(
+        &self,
+        url: &url::Url,
+        object_store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore + 'static>> {
+        self.0.register_object_store(url, object_store)
+    }
+
+    fn register_table_options_extension_from_scheme(&self, scheme: &str) {
+        match scheme {
+            "s3" | "s3a" => self
+                .0
+                .register_table_options_extension(crate::lake::store::aws_options_from_env()),
+            _ => CliSessionContext::register_table_options_extension_from_scheme(self.0, scheme),
+        }
+    }
+
+    async fn execute_logical_plan(&self, plan: LogicalPlan) -> Result<DataFrame> {
+        self.0.execute_logical_plan(plan).await
+    }
 }
 
 /// Run the SQL shell / batch runner.
@@ -232,7 +308,7 @@ pub async fn run_sql(args: SqlArgs) -> Result<()> {
                 datafusion::DATAFUSION_VERSION
             );
         }
-        return datafusion_cli::exec::exec_from_repl(&ctx, &mut print)
+        return datafusion_cli::exec::exec_from_repl(&MarketingCli(&ctx), &mut print)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)));
     }
@@ -245,9 +321,10 @@ pub async fn run_sql(args: SqlArgs) -> Result<()> {
         })?;
         // the whole file goes through one parser call, so a failing statement stops
         // the run with a non-zero exit code (datafusion-cli's -f only logs it)
-        datafusion_cli::exec::exec_from_commands(&ctx, vec![sql], &print).await?;
+        datafusion_cli::exec::exec_from_commands(&MarketingCli(&ctx), vec![sql], &print).await?;
     }
-    datafusion_cli::exec::exec_from_commands(&ctx, args.commands.clone(), &print).await
+    datafusion_cli::exec::exec_from_commands(&MarketingCli(&ctx), args.commands.clone(), &print)
+        .await
 }
 
 /// Entry point of the binary. Returns the process exit code.
@@ -268,15 +345,29 @@ pub async fn main() -> std::process::ExitCode {
                 progress: true,
                 ..Default::default()
             };
-            let (r, elapsed) = timed(|| generate(&out, &opts));
-            r.map(|s| {
-                eprintln!(
-                    "wrote {} in {:.1}s ({:.0} orders/s): {s}",
-                    out.display(),
-                    elapsed.as_secs_f64(),
-                    s.orders as f64 / elapsed.as_secs_f64().max(1e-9)
-                );
-            })
+            match generate_destination(&out) {
+                Err(e) => Err(e),
+                Ok(dest) => {
+                    let (r, elapsed) = match tokio::task::spawn_blocking(move || {
+                        timed(|| generate_to(&dest, &opts))
+                    })
+                    .await
+                    {
+                        Ok(done) => done,
+                        Err(e) => (
+                            Err(DataFusionError::Execution(format!("generate failed: {e}"))),
+                            Default::default(),
+                        ),
+                    };
+                    r.map(|s| {
+                        eprintln!(
+                            "wrote {out} in {:.1}s ({:.0} orders/s): {s}",
+                            elapsed.as_secs_f64(),
+                            s.orders as f64 / elapsed.as_secs_f64().max(1e-9)
+                        );
+                    })
+                }
+            }
         }
         Some(Command::Demo { dir, customers }) => demo::run(&dir, customers).await,
         Some(Command::FunctionsDoc) => crate::catalog::render_markdown()

@@ -16,7 +16,7 @@ pub mod sim;
 pub mod world;
 pub mod writer;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -24,8 +24,10 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
 use datafusion::error::{DataFusionError, Result};
 
+use futures::StreamExt;
 use sim::World;
 use world::{BRANDS, CATEGORIES};
+pub use writer::Destination;
 use writer::{ChunkWriter, LazyParquet, products_schema};
 
 /// Customers per output file. Fixed, so the output does not depend on the machine.
@@ -108,22 +110,34 @@ const TABLES: [&str; 6] = [
 /// Refuses to write into a folder that already holds one of the lake's tables, so
 /// an earlier lake is never silently mixed with a new one.
 pub fn generate(out: &Path, options: &GenerateOptions) -> Result<GenerateSummary> {
+    generate_to(&Destination::Local(out.to_path_buf()), options)
+}
+
+/// Generate the sample lake into a local folder or an object-store prefix.
+///
+/// Writing to a store streams every file as a multipart upload (bounded memory);
+/// the call blocks on the destination's runtime, so call it from a blocking
+/// thread (`tokio::task::spawn_blocking`), never from async code. If it fails,
+/// uploads in flight are aborted; files completed before the failure remain.
+pub fn generate_to(out: &Destination, options: &GenerateOptions) -> Result<GenerateSummary> {
     if options.customers == 0 {
         return Err(DataFusionError::Configuration(
             "generate: --customers must be at least 1".into(),
         ));
     }
     for t in TABLES {
-        if out.join(t).exists() {
+        if table_exists(out, t)? {
             return Err(DataFusionError::Configuration(format!(
                 "generate: '{}' already contains a '{t}' table; choose an empty folder or remove it first",
                 out.display()
             )));
         }
     }
-    std::fs::create_dir_all(out).map_err(|e| {
-        DataFusionError::Execution(format!("generate: cannot create '{}': {e}", out.display()))
-    })?;
+    if let Destination::Local(dir) = out {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            DataFusionError::Execution(format!("generate: cannot create '{}': {e}", dir.display()))
+        })?;
+    }
     let world = Arc::new(World::new(options.seed, options.customers));
     let mut summary = GenerateSummary {
         products: write_products(out, &world)?,
@@ -148,7 +162,7 @@ pub fn generate(out: &Path, options: &GenerateOptions) -> Result<GenerateSummary
                 let world = Arc::clone(&world);
                 let next = Arc::clone(&next);
                 let done = Arc::clone(&done);
-                let out: PathBuf = out.to_path_buf();
+                let out = out.clone();
                 let customers = options.customers;
                 scope.spawn(move || -> Result<[u64; 5]> {
                     let mut totals = [0u64; 5];
@@ -222,10 +236,36 @@ fn progress_bar(total: u64) -> indicatif::ProgressBar {
     bar
 }
 
-fn write_products(out: &Path, world: &World) -> Result<u64> {
+/// Whether the destination already holds something under `table/`.
+fn table_exists(out: &Destination, table: &str) -> Result<bool> {
+    match out {
+        Destination::Local(dir) => Ok(dir.join(table).exists()),
+        Destination::Store {
+            store,
+            url,
+            prefix,
+            runtime,
+        } => {
+            let path = prefix.clone().join(table);
+            runtime.block_on(async {
+                match store.list(Some(&path)).next().await {
+                    None => Ok(false),
+                    Some(Ok(_)) => Ok(true),
+                    Some(Err(e)) => Err(crate::lake::store::storage_error(
+                        "generate: cannot list",
+                        url,
+                        e,
+                    )),
+                }
+            })
+        }
+    }
+}
+
+fn write_products(out: &Destination, world: &World) -> Result<u64> {
     let products = &world.catalog.products;
     let mut file = LazyParquet::new(
-        out.join("products").join("part-00000.parquet"),
+        out.file(&["products", "part-00000.parquet"]),
         products_schema(),
     );
     file.write(vec![

@@ -1,7 +1,8 @@
 //! Arrow builders for each table of the lake and the Parquet files they flush to.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -13,6 +14,9 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use tokio::runtime::Handle;
 
 use super::sim::{CustomerRow, EventRow, ItemRow, OrderRow, Sink, TouchRow};
 use super::world::{CAMPAIGNS, CHANNELS, DAY_US, START_US};
@@ -98,22 +102,195 @@ fn writer_properties() -> WriterProperties {
         .build()
 }
 
-fn io_err(path: &Path, e: impl std::fmt::Display) -> DataFusionError {
-    DataFusionError::Execution(format!("cannot write '{}': {e}", path.display()))
+/// Where the generator writes: a local folder, or a prefix in an object store
+/// (each file a streaming multipart upload driven on `runtime`).
+#[derive(Clone)]
+pub enum Destination {
+    Local(PathBuf),
+    Store {
+        store: Arc<dyn ObjectStore>,
+        /// The lake's URL, for messages.
+        url: String,
+        prefix: ObjectPath,
+        runtime: Handle,
+    },
+}
+
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display())
+    }
+}
+
+impl Destination {
+    /// The lake's location as the user wrote it.
+    pub fn display(&self) -> String {
+        match self {
+            Destination::Local(p) => p.display().to_string(),
+            Destination::Store { url, .. } => url.clone(),
+        }
+    }
+
+    /// A file at `parts` (folders then file name) under the destination.
+    pub fn file(&self, parts: &[&str]) -> OutFile {
+        match self {
+            Destination::Local(root) => {
+                OutFile::Local(parts.iter().fold(root.clone(), |p, s| p.join(s)))
+            }
+            Destination::Store {
+                store,
+                url,
+                prefix,
+                runtime,
+            } => OutFile::Object {
+                store: Arc::clone(store),
+                path: parts.iter().fold(prefix.clone(), |p, s| p.clone().join(*s)),
+                url: format!("{}/{}", url.trim_end_matches('/'), parts.join("/")),
+                runtime: runtime.clone(),
+            },
+        }
+    }
+}
+
+/// One output file, not yet opened.
+#[derive(Clone)]
+pub enum OutFile {
+    Local(PathBuf),
+    Object {
+        store: Arc<dyn ObjectStore>,
+        path: ObjectPath,
+        url: String,
+        runtime: Handle,
+    },
+}
+
+impl OutFile {
+    fn display(&self) -> String {
+        match self {
+            OutFile::Local(p) => p.display().to_string(),
+            OutFile::Object { url, .. } => url.clone(),
+        }
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> DataFusionError {
+        DataFusionError::Execution(format!("cannot write '{}': {e}", self.display()))
+    }
+
+    fn open(&self) -> Result<FileSink> {
+        match self {
+            OutFile::Local(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| self.err(e))?;
+                }
+                Ok(FileSink::File(File::create(path).map_err(|e| self.err(e))?))
+            }
+            OutFile::Object {
+                store,
+                path,
+                runtime,
+                ..
+            } => {
+                let upload = runtime
+                    .block_on(store.put_multipart(path))
+                    .map_err(|e| self.err(e))?;
+                Ok(FileSink::Object {
+                    upload: Some(WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART)),
+                    runtime: runtime.clone(),
+                })
+            }
+        }
+    }
+}
+
+/// Bytes per multipart part (S3 needs at least 5 MiB for all parts but the last).
+const UPLOAD_PART: usize = 8 << 20;
+/// Parts of one file in flight at once, which bounds the memory of an upload.
+const UPLOAD_CONCURRENCY: usize = 4;
+
+/// An open output file.
+pub enum FileSink {
+    File(File),
+    /// A streaming multipart upload; aborted if dropped before [`FileSink::finish`], so a
+    /// failed run never leaves a half-written object (incomplete uploads are
+    /// invisible to readers).
+    Object {
+        upload: Option<WriteMultipart>,
+        runtime: Handle,
+    },
+}
+
+impl Write for FileSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            FileSink::File(f) => f.write(buf),
+            FileSink::Object { upload, runtime } => {
+                let upload = upload
+                    .as_mut()
+                    .ok_or_else(|| std::io::Error::other("upload already finished"))?;
+                {
+                    // put_part spawns the part's request on the runtime
+                    let _enter = runtime.enter();
+                    upload.write(buf);
+                }
+                runtime
+                    .block_on(upload.wait_for_capacity(UPLOAD_CONCURRENCY))
+                    .map_err(std::io::Error::other)?;
+                Ok(buf.len())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            FileSink::File(f) => f.flush(),
+            FileSink::Object { .. } => Ok(()),
+        }
+    }
+}
+
+impl FileSink {
+    /// Complete the file (for an upload: send the last part and commit it).
+    fn finish(mut self) -> std::result::Result<(), String> {
+        match &mut self {
+            FileSink::File(f) => f.flush().map_err(|e| e.to_string()),
+            FileSink::Object { upload, runtime } => match upload.take() {
+                Some(u) => {
+                    let _enter = runtime.enter();
+                    runtime
+                        .block_on(u.finish())
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+                None => Ok(()),
+            },
+        }
+    }
+}
+
+impl Drop for FileSink {
+    fn drop(&mut self) {
+        if let FileSink::Object { upload, runtime } = self
+            && let Some(u) = upload.take()
+        {
+            let _enter = runtime.enter();
+            // best effort: the upload stays invisible either way
+            let _ = runtime.block_on(u.abort());
+        }
+    }
 }
 
 /// A Parquet file opened on first write (so empty partitions leave no file).
 pub struct LazyParquet {
-    path: PathBuf,
+    file: OutFile,
     schema: SchemaRef,
-    writer: Option<ArrowWriter<File>>,
+    writer: Option<ArrowWriter<FileSink>>,
     pub rows: u64,
 }
 
 impl LazyParquet {
-    pub fn new(path: PathBuf, schema: SchemaRef) -> Self {
+    pub fn new(file: OutFile, schema: SchemaRef) -> Self {
         Self {
-            path,
+            file,
             schema,
             writer: None,
             rows: 0,
@@ -126,26 +303,24 @@ impl LazyParquet {
             return Ok(());
         }
         if self.writer.is_none() {
-            if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-            }
-            let file = File::create(&self.path).map_err(|e| io_err(&self.path, e))?;
+            let sink = self.file.open()?;
             self.writer = Some(ArrowWriter::try_new(
-                file,
+                sink,
                 Arc::clone(&self.schema),
                 Some(writer_properties()),
             )?);
         }
         self.rows += batch.num_rows() as u64;
         if let Some(w) = self.writer.as_mut() {
-            w.write(&batch)?;
+            w.write(&batch).map_err(|e| self.file.err(e))?;
         }
         Ok(())
     }
 
     pub fn close(&mut self) -> Result<()> {
         if let Some(w) = self.writer.take() {
-            w.close()?;
+            let sink = w.into_inner().map_err(|e| self.file.err(e))?;
+            sink.finish().map_err(|e| self.file.err(e))?;
         }
         Ok(())
     }
@@ -226,12 +401,12 @@ pub struct ChunkWriter {
 }
 
 impl ChunkWriter {
-    pub fn new(out: &Path, chunk: usize) -> Self {
+    pub fn new(out: &Destination, chunk: usize) -> Self {
         let file = format!("part-{chunk:05}.parquet");
         Self {
             customers: (
                 CustomerCols::default(),
-                LazyParquet::new(out.join("customers").join(&file), customers_schema()),
+                LazyParquet::new(out.file(&["customers", &file]), customers_schema()),
             ),
             orders: YEARS
                 .iter()
@@ -239,7 +414,7 @@ impl ChunkWriter {
                     (
                         OrderCols::default(),
                         LazyParquet::new(
-                            out.join("orders").join(format!("year={y}")).join(&file),
+                            out.file(&["orders", &format!("year={y}"), &file]),
                             orders_schema(),
                         ),
                     )
@@ -247,15 +422,15 @@ impl ChunkWriter {
                 .collect(),
             items: (
                 ItemCols::default(),
-                LazyParquet::new(out.join("order_items").join(&file), order_items_schema()),
+                LazyParquet::new(out.file(&["order_items", &file]), order_items_schema()),
             ),
             touches: (
                 TouchCols::default(),
-                LazyParquet::new(out.join("touchpoints").join(&file), touchpoints_schema()),
+                LazyParquet::new(out.file(&["touchpoints", &file]), touchpoints_schema()),
             ),
             events: (
                 EventCols::default(),
-                LazyParquet::new(out.join("events").join(&file), events_schema()),
+                LazyParquet::new(out.file(&["events", &file]), events_schema()),
             ),
             error: None,
         }

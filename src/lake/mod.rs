@@ -13,7 +13,10 @@
 //!   or a table whose partition folders disagree is an error.
 //!
 //! Discovery lists the lake through the session's object store, so the same code
-//! serves local folders and object storage.
+//! serves local folders and object storage; for `s3://` and `gs://` lakes a store
+//! is built from the environment first (see [`store`]).
+
+pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -24,9 +27,11 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::SessionContext;
 use futures::TryStreamExt;
+use object_store::ObjectMeta;
 use object_store::path::Path as ObjectPath;
 
 /// One table found in a lake.
@@ -40,6 +45,8 @@ pub struct LakeTable {
     pub partitions: Vec<(String, DataType)>,
     /// Number of Parquet files.
     pub files: usize,
+    /// The Parquet objects, in path order.
+    objects: Vec<ObjectMeta>,
 }
 
 fn lake_err(msg: impl Into<String>) -> DataFusionError {
@@ -82,12 +89,14 @@ struct Found {
     files: usize,
     /// Partition keys per file, in path order.
     keys: BTreeSet<Vec<String>>,
+    objects: Vec<ObjectMeta>,
     values: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// Find the tables of a lake without registering them.
 pub async fn discover(ctx: &SessionContext, location: &str) -> Result<Vec<LakeTable>> {
     let url = lake_url(location)?;
+    store::register_object_store(ctx, &url)?;
     let listing_url = ListingTableUrl::parse(url.as_str())?;
     let store = ctx
         .runtime_env()
@@ -99,7 +108,12 @@ pub async fn discover(ctx: &SessionContext, location: &str) -> Result<Vec<LakeTa
         .list(Some(&prefix))
         .try_collect()
         .await
-        .map_err(|e| lake_err(format!("cannot list lake '{location}': {e}")))?;
+        .map_err(|e| store::storage_error("cannot list lake", location, e))?;
+    if objects.is_empty() && url.scheme() != "file" {
+        return Err(lake_err(format!(
+            "lake '{location}' is empty: no objects under the prefix '{prefix}/' of that bucket (check the path; listing is case-sensitive)"
+        )));
+    }
 
     let mut found: BTreeMap<String, Found> = BTreeMap::new();
     let mut originals: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -132,6 +146,7 @@ pub async fn discover(ctx: &SessionContext, location: &str) -> Result<Vec<LakeTa
         let entry = found.entry(name).or_default();
         entry.is_file = is_file;
         entry.files += 1;
+        entry.objects.push(meta.clone());
         if !is_file {
             let mut keys = Vec::new();
             for dir in &parts[1..parts.len() - 1] {
@@ -199,9 +214,45 @@ pub async fn discover(ctx: &SessionContext, location: &str) -> Result<Vec<LakeTa
             name,
             partitions,
             files: f.files,
+            objects: f.objects,
         });
     }
     Ok(tables)
+}
+
+/// The error for a table whose schema cannot be read: names the first Parquet
+/// object whose footer does not read (DataFusion's error does not), or passes the
+/// error on with the table's name when every footer reads.
+async fn unreadable_table(
+    ctx: &SessionContext,
+    t: &LakeTable,
+    e: DataFusionError,
+) -> DataFusionError {
+    let culprit = async {
+        let url = ListingTableUrl::parse(&t.url).ok()?;
+        let store = ctx.runtime_env().object_store(url.object_store()).ok()?;
+        for meta in &t.objects {
+            if let Err(err) = DFParquetMetadata::new(store.as_ref(), meta)
+                .fetch_metadata()
+                .await
+            {
+                return Some(format!(
+                    "object '{}' ({} bytes) is not a readable Parquet file: {err}",
+                    meta.location, meta.size
+                ));
+            }
+        }
+        None
+    }
+    .await;
+    match culprit {
+        Some(why) => lake_err(format!("cannot read table '{}' ({}): {why}", t.name, t.url)),
+        None => store::storage_error(
+            &format!("cannot read the schema of table '{}' at", t.name),
+            &t.url,
+            e,
+        ),
+    }
 }
 
 /// Register every table of the lake at `location` on `ctx`. Returns the tables.
@@ -234,13 +285,11 @@ pub async fn register_lake(ctx: &SessionContext, location: &str) -> Result<Vec<L
         let config = ListingTableConfig::new(table_url)
             .with_listing_options(options)
             .infer_schema(&state)
-            .await
-            .map_err(|e| {
-                lake_err(format!(
-                    "cannot read the schema of table '{}' ({}): {e}",
-                    t.name, t.url
-                ))
-            })?;
+            .await;
+        let config = match config {
+            Ok(config) => config,
+            Err(e) => return Err(unreadable_table(ctx, t, e).await),
+        };
         let table = ListingTable::try_new(config)?;
         ctx.register_table(
             datafusion::common::TableReference::bare(t.name.as_str()),
