@@ -251,7 +251,8 @@ fn generate_destination(out: &str) -> Result<Destination> {
 /// settings of the environment (keys, region, endpoint, allow-HTTP; see
 /// [`crate::lake::store`]) instead of empty options, so they reach the same
 /// S3-compatible server as `--lake` without a region lookup at AWS. Statement
-/// `OPTIONS ('aws.*' ...)` still override them.
+/// `OPTIONS ('aws.*' ...)` still override them. And `COPY` runs through
+/// [`crate::lake::execute_copy`], which removes the partial files of a failed copy.
 struct MarketingCli<'a>(&'a SessionContext);
 
 #[async_trait::async_trait]
@@ -282,6 +283,11 @@ impl CliSessionContext for MarketingCli<'_> {
     }
 
     async fn execute_logical_plan(&self, plan: LogicalPlan) -> Result<DataFrame> {
+        if matches!(plan, LogicalPlan::Copy(_)) {
+            // run the copy here, so a failure can remove the partial files
+            let batches = crate::lake::execute_copy(self.0, plan).await?;
+            return self.0.read_batches(batches);
+        }
         self.0.execute_logical_plan(plan).await
     }
 }

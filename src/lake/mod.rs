@@ -16,7 +16,10 @@
 //! serves local folders and object storage; for `s3://` and `gs://` lakes a store
 //! is built from the environment first (see [`store`]).
 
+pub mod copy;
 pub mod store;
+
+pub use copy::execute_copy;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
