@@ -8,6 +8,7 @@ mod common;
 mod generator;
 mod lake;
 mod rfm;
+mod s3;
 mod similarity;
 mod slt;
 mod sql_files;
