@@ -11,34 +11,21 @@ them as a pandas DataFrame read by DuckDB, and only `summary_data_from_transacti
 timed); the fit workloads read one summary Parquet file made by our `clv_summary` (lifetimes
 gets numpy arrays — it breaks on newer pandas Series — and only `.fit` is timed). Ours is
 timed as the wall time of a whole CLI process (start-up, Parquet reading and planning
-included), so the ratios understate our advantage. Runs alternate; medians are printed with
-peak RSS, and the fitted parameters are compared (relative difference).
+included), so the ratios understate our advantage. Runs alternate; the table shows medians, peak
+RSS, the targets (fits >= 100x faster, Pareto/NBD >= 200x) and the agreement: summary sums to
+1e-9 relative, fitted parameters (and total CLV) to 1e-4 relative — for Pareto/NBD, whose
+lifetimes optimizer can stop short of the optimum, a larger gap passes when our log-likelihood
+(by lifetimes' own formula) is at least as high. The summary also runs against the bare DataFusion
+scan of the same columns (the floor). `run.py` runs these workloads as part of the full comparison.
 """
 import argparse
-import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
+
+import common
 
 AS_OF = "TIMESTAMP '2026-01-01'"
-
-
-def run_ours(binary, lake, sql):
-    args = ["/usr/bin/time", "-f", "%M", binary, "--format", "json"]
-    if lake:
-        args += ["--lake", lake]
-    args += ["-c", sql]
-    t = time.perf_counter()
-    p = subprocess.run(args, capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    if p.returncode != 0:
-        sys.exit(f"ours failed: {p.stderr}")
-    rss_kb = int(p.stderr.strip().splitlines()[-1])
-    return wall, rss_kb / 1024, json.loads(p.stdout)
-
 
 PEER = r'''
 import json, sys, time, warnings
@@ -80,20 +67,84 @@ print(json.dumps(out))
 '''
 
 
-def run_peer(python, task, path):
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(PEER)
-        script = f.name
-    p = subprocess.run(["/usr/bin/time", "-f", "%M", python, script, task, path], capture_output=True, text=True)
-    os.unlink(script)
-    if p.returncode != 0:
-        sys.exit(f"lifetimes failed: {p.stderr[-2000:]}")
-    rss_kb = int(p.stderr.strip().splitlines()[-1])
-    return json.loads(p.stdout), rss_kb / 1024
+SUMMARY = f"""SELECT count(*) AS n, sum(s.frequency) AS f, sum(s.recency) AS r, sum(s."T") AS t,
+       sum(s.monetary_value) AS m
+FROM (SELECT clv_summary(order_ts, amount, {AS_OF}) AS s FROM orders GROUP BY customer_id) WHERE s IS NOT NULL"""
+
+BGNBD = """SELECT m.r AS r, m.alpha AS alpha, m.a AS a, m.b AS b, m.customers AS customers, m.converged AS converged
+FROM (SELECT bgnbd_fit(frequency, recency, "T") AS m FROM '{path}')"""
+
+PARETO = """SELECT m.r AS r, m.alpha AS alpha, m.s AS s, m.beta AS beta, m.log_likelihood AS ll,
+       m.customers AS customers, m.converged AS converged
+FROM (SELECT pareto_nbd_fit(frequency, recency, "T") AS m FROM '{path}')"""
+
+GGCLV = """WITH m AS (SELECT bgnbd_fit(frequency, recency, "T", 0, 'day') AS bg,
+                  gamma_gamma_fit(frequency, monetary_value) FILTER (WHERE monetary_value > 0) AS gg FROM '{path}')
+SELECT gg.p AS p, gg.q AS q, gg.v AS v,
+       sum(customer_lifetime_value(bg, gg, frequency, recency, "T", monetary_value)) AS clv
+FROM '{path}' CROSS JOIN m GROUP BY gg.p, gg.q, gg.v"""
 
 
-def rel(a, b):
-    return max(abs(x - y) / max(abs(y), 1e-12) for x, y in zip(a, b))
+def prepare(binary, lake, work, pareto_customers):
+    """Write the fits' input, made by our `clv_summary`: every customer's summary and the first
+    `pareto_customers` customers'. Returns both paths."""
+    full = os.path.join(work, "clv_summary.parquet")
+    small = os.path.join(work, f"clv_summary_{pareto_customers}.parquet")
+    common.ours(binary, f"""COPY (SELECT customer_id, s.frequency AS frequency, s.recency AS recency, s."T" AS "T",
+                                         s.monetary_value AS monetary_value
+          FROM (SELECT customer_id, clv_summary(order_ts, amount, {AS_OF}) AS s FROM orders GROUP BY customer_id)
+          WHERE s IS NOT NULL ORDER BY customer_id) TO '{full}' STORED AS PARQUET""", lake)
+    common.ours(binary, f"""COPY (SELECT * FROM '{full}' ORDER BY customer_id LIMIT {pareto_customers})
+          TO '{small}' STORED AS PARQUET""")
+    return full, small
+
+
+def check_summary(ours, peer):
+    o = ours[0]
+    return common.within([o[k] for k in "nfrtm"], peer["check"], 1e-9,
+                         "count and sums of frequency, recency, T, monetary")
+
+
+def check_summary_floor(ours, floor):
+    return common.within([ours[0]["n"]], [floor[0]["customers"]], 0, "customer count")
+
+
+def check_params(keys):
+    return lambda ours, peer: common.within([ours[0][k] for k in keys], peer["params"], 1e-4, "parameters")
+
+
+def check_pareto(ours, peer):
+    c = check_params(["r", "alpha", "s", "beta"])(ours, peer)
+    gain = ours[0]["ll"] - peer["ll"]
+    ok = c.ok or gain >= -1e-9 * abs(peer["ll"])
+    return common.Check(ok, f"{c.text}; log-likelihood ours - lifetimes = {gain:+.3g}")
+
+
+def check_ggclv(ours, peer):
+    return common.within([ours[0][k] for k in ("p", "q", "v", "clv")], peer["params"] + peer["check"], 1e-4,
+                         "Gamma-Gamma parameters and total CLV")
+
+
+def workloads(binary, lake, python, work, pareto_customers, summary_peer=True):
+    """The CLV workloads: summary, BG/NBD, BG/NBD + Gamma-Gamma + CLV (key "clv") and Pareto/NBD (key "pareto")."""
+    full, small = prepare(binary, lake, work, pareto_customers)
+    lifetimes = lambda task, path: common.Engine("lifetimes (library calls only)",
+                                                 lambda: common.python(python, PEER, [task, path]))
+    ours = lambda label, sql, on=None: common.Engine(f"ours: {label}", lambda: common.ours(binary, sql, on))
+    summary_peers = [common.Peer(lifetimes("summary", lake), check=check_summary)] if summary_peer else []
+    floor = common.Engine("bare DataFusion GROUP BY customer", lambda: common.ours(binary, common.ORDERS_FLOOR, lake))
+    return [
+        common.Workload("clv", "CLV summary of the orders", ours("clv_summary", SUMMARY, lake),
+                        summary_peers + [common.Peer(floor, check=check_summary_floor)]),
+        common.Workload("clv", "BG/NBD fit (every customer)", ours("bgnbd_fit", BGNBD.format(path=full)), [
+            common.Peer(lifetimes("bgnbd", full), target=0.01, check=check_params(["r", "alpha", "a", "b"]))]),
+        common.Workload("clv", "BG/NBD + Gamma-Gamma fits + 12-month CLV",
+                        ours("fits + CLV", GGCLV.format(path=full)), [
+            common.Peer(lifetimes("ggclv", full), target=0.01, check=check_ggclv)]),
+        common.Workload("pareto", f"Pareto/NBD fit (first {pareto_customers:,} customers)",
+                        ours("pareto_nbd_fit", PARETO.format(path=small)), [
+            common.Peer(lifetimes("pareto", small), target=0.005, check=check_pareto)]),
+    ]
 
 
 def main():
@@ -105,66 +156,10 @@ def main():
     ap.add_argument("--pareto-customers", type=int, default=20000)
     ap.add_argument("--skip-summary-peer", action="store_true", help="lifetimes' summary of 10M rows is slow")
     a = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="clv-bench-")
-    full = os.path.join(work, "summary.parquet")
-    small = os.path.join(work, "summary_small.parquet")
-    summary = f"""SELECT customer_id, s.frequency AS frequency, s.recency AS recency, s."T" AS "T", s.monetary_value AS monetary_value
-        FROM (SELECT customer_id, clv_summary(order_ts, amount, {AS_OF}) AS s FROM orders GROUP BY customer_id) WHERE s IS NOT NULL"""
-    run_ours(a.bin, a.lake, f"COPY ({summary} ORDER BY customer_id) TO '{full}' STORED AS PARQUET")
-    run_ours(a.bin, None, f"COPY (SELECT * FROM '{full}' ORDER BY customer_id LIMIT {a.pareto_customers}) TO '{small}' STORED AS PARQUET")
-
-    rows = []
-    # 1. summary of the transactions
-    ours_sql = f"""SELECT count(*) AS n, sum(s.frequency) AS f, sum(s.recency) AS r, sum(s."T") AS t, sum(s.monetary_value) AS m
-        FROM (SELECT clv_summary(order_ts, amount, {AS_OF}) AS s FROM orders GROUP BY customer_id) WHERE s IS NOT NULL"""
-    tasks = [
-        ("summary (10M transactions)", a.lake, ours_sql, "summary", a.lake),
-        ("BG/NBD fit (all customers)", None,
-         f"""SELECT m.r, m.alpha, m.a, m.b, m.customers, m.converged FROM (SELECT bgnbd_fit(frequency, recency, "T") AS m FROM '{full}')""",
-         "bgnbd", full),
-        (f"Pareto/NBD fit ({a.pareto_customers} customers)", None,
-         f"""SELECT m.r, m.alpha, m.s, m.beta, m.log_likelihood AS ll, m.customers, m.converged FROM (SELECT pareto_nbd_fit(frequency, recency, "T") AS m FROM '{small}')""",
-         "pareto", small),
-        ("BG/NBD + Gamma-Gamma + 12-month CLV", None,
-         f"""WITH m AS (SELECT bgnbd_fit(frequency, recency, "T", 0, 'day') AS bg,
-                   gamma_gamma_fit(frequency, monetary_value) FILTER (WHERE monetary_value > 0) AS gg FROM '{full}')
-             SELECT gg.p AS p, gg.q AS q, gg.v AS v, sum(customer_lifetime_value(bg, gg, frequency, recency, "T", monetary_value)) AS clv
-             FROM '{full}' CROSS JOIN m GROUP BY gg.p, gg.q, gg.v""",
-         "ggclv", full),
-    ]
-    for name, lake, sql, task, path in tasks:
-        ours_t, ours_rss, peer_t, peer_rss = [], [], [], []
-        result = peer_out = None
-        for _ in range(a.runs):
-            w, m, result = run_ours(a.bin, lake, sql)
-            ours_t.append(w)
-            ours_rss.append(m)
-            if task == "summary" and a.skip_summary_peer:
-                continue
-            peer_out, pm = run_peer(a.python, task, path)
-            peer_t.append(peer_out["seconds"])
-            peer_rss.append(pm)
-        r0 = result[0]
-        if peer_out is None:
-            agree = "not run"
-        elif task == "summary":
-            agree = f"{rel([r0['n'], r0['f'], r0['r'], r0['t'], r0['m']], peer_out['check']):.1e}"
-        elif task == "ggclv":
-            agree = f"{rel([r0['p'], r0['q'], r0['v'], r0['clv']], peer_out['params'] + peer_out['check']):.1e}"
-        else:
-            keys = ["r", "alpha", "a", "b"] if task == "bgnbd" else ["r", "alpha", "s", "beta"]
-            got = [r0[f"m[{k}]"] if f"m[{k}]" in r0 else r0[k] for k in keys]
-            agree = f"{rel(got, peer_out['params']):.1e}"
-            if "ll" in peer_out:
-                agree += f" (log-lik. ours - lifetimes = {r0['ll'] - peer_out['ll']:+.3f})"
-        om = statistics.median(ours_t)
-        pmed = statistics.median(peer_t) if peer_t else float("nan")
-        rows.append((name, om, max(ours_rss), pmed, max(peer_rss) if peer_rss else float("nan"), pmed / om, agree))
-        print(rows[-1], file=sys.stderr)
-    print(f"| workload | ours (s) | ours peak RSS (MiB) | lifetimes (s) | lifetimes peak RSS (MiB) | speed-up | max rel. diff |")
-    print("|---|---|---|---|---|---|---|")
-    for name, om, orss, pm, prss, ratio, agree in rows:
-        print(f"| {name} | {om:.3f} | {orss:.0f} | {pm:.2f} | {prss:.0f} | {ratio:.0f}x | {agree} |")
+    with tempfile.TemporaryDirectory(prefix="clv-bench-") as work:
+        rows = common.measure(workloads(a.bin, a.lake, a.python, work, a.pareto_customers,
+                                        summary_peer=not a.skip_summary_peer), a.runs)
+    common.report(rows)
 
 
 if __name__ == "__main__":

@@ -1,29 +1,26 @@
 """RFM end to end: `rfm(...)` against DuckDB running the equivalent hand-written SQL
-(NTILE scores + a CASE segment map) and against a bare DataFusion GROUP BY scan.
+(NTILE scores + a CASE segment map) and against the bare DataFusion GROUP BY scan of the same columns.
 
     cargo build --release
     target/release/datafusion-marketing generate /data/lake10m --customers 1100000   # ~10M orders
     python -m venv /tmp/peers && /tmp/peers/bin/pip install duckdb
     /tmp/peers/bin/python benches/compare/rfm.py /data/lake10m --runs 5 --bin target/release/datafusion-marketing
 
-Each workload runs alternately (ours, DuckDB, bare scan) `--runs` times in fresh processes;
-prints median wall time, peak RSS (from /usr/bin/time) and the ratios, and checks that both
-engines agree on recency, frequency and monetary totals (scores differ by design: NTILE
-splits ties arbitrarily, quantile_score does not).
+The engines run alternately (ours, DuckDB, bare scan) `--runs` times in fresh processes; the table
+shows median wall time, peak RSS (from /usr/bin/time) and the ratios against the targets, and checks
+that the engines agree on the customer count and the recency, frequency and monetary totals (1e-9
+relative; scores differ by design: NTILE splits ties arbitrarily, quantile_score does not).
+`run.py` runs the same workload as part of the full comparison.
 """
 import argparse
-import statistics
-import subprocess
 import sys
-import tempfile
+
+import common
 
 OURS = """SELECT segment, count(*) AS customers, sum(recency_days) AS recency, sum(frequency) AS frequency,
-       round(sum(monetary), 2) AS monetary, sum(r_score) AS r, sum(f_score) AS f, sum(m_score) AS m
+       sum(monetary) AS monetary, sum(r_score) AS r, sum(f_score) AS f, sum(m_score) AS m
 FROM rfm('orders', 'customer_id', 'order_ts', 'amount', TIMESTAMP '2026-01-01')
 GROUP BY segment ORDER BY segment"""
-
-BARE = """SELECT count(*) AS customers, sum(f) AS frequency, round(sum(m), 2) AS monetary, max(l) AS last_ts
-FROM (SELECT customer_id, max(order_ts) AS l, count(*) AS f, sum(amount) AS m FROM orders GROUP BY customer_id)"""
 
 DUCK = """
 WITH per AS (
@@ -55,66 +52,45 @@ seg AS (
     FROM scored
 )
 SELECT segment, count(*) AS customers, sum(recency_days) AS recency, sum(frequency) AS frequency,
-       round(sum(monetary), 2) AS monetary, sum(r_score) AS r, sum(f_score) AS f, sum(m_score) AS m
+       sum(monetary) AS monetary, sum(r_score) AS r, sum(f_score) AS f, sum(m_score) AS m
 FROM seg GROUP BY segment ORDER BY segment
 """
 
-DUCK_RUNNER = """
-import sys, duckdb
-con = duckdb.connect()
-con.execute("SET threads = {threads}")
-for row in con.sql(sys.stdin.read()).fetchall():
-    print(",".join(str(x) for x in row))
-"""
 
 
-def timed(cmd, stdin=None):
-    with tempfile.NamedTemporaryFile("r") as t:
-        p = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", t.name] + cmd,
-                           input=stdin, capture_output=True, text=True)
-        if p.returncode != 0:
-            sys.exit(f"{cmd[0]} failed: {p.stderr}")
-        wall, rss_kb = t.read().split()
-    return float(wall), int(rss_kb) / 1024, p.stdout
+def totals(rows):
+    return [sum(r[k] for r in rows) for k in ("customers", "recency", "frequency", "monetary")]
 
+
+def check_duckdb(ours, duck):
+    return common.within(totals(ours), totals(duck), 1e-9, "customers, recency, frequency, monetary totals")
+
+
+def check_floor(ours, floor):
+    keys = ("customers", "frequency", "monetary")
+    got = dict(zip(("customers", "recency", "frequency", "monetary"), totals(ours)))
+    return common.within([got[k] for k in keys], [floor[0][k] for k in keys], 1e-9, ", ".join(keys) + " totals")
+
+
+def workloads(binary, lake, python, threads=None):
+    """RFM against DuckDB (targets: 0.8x its time, no more memory) and the bare scan (target: 1.5x)."""
+    duck = DUCK.format(lake=lake)
+    ours = common.Engine("ours: rfm(...)", lambda: common.ours(binary, OURS, lake))
+    peer = common.Engine("DuckDB NTILE SQL", lambda: common.duckdb(python, duck, threads))
+    floor = common.Engine("bare DataFusion GROUP BY customer", lambda: common.ours(binary, common.ORDERS_FLOOR, lake))
+    return [common.Workload("rfm", "RFM by segment", ours, [
+        common.Peer(peer, target=0.8, rss_target=1.0, check=check_duckdb),
+        common.Peer(floor, target=1.5, check=check_floor),
+    ])]
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("lake")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--bin", default="target/release/datafusion-marketing")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="DuckDB threads")
     a = ap.parse_args()
-    ours = [a.bin, "--lake", a.lake, "--format", "csv", "-q", "-c", OURS]
-    bare = [a.bin, "--lake", a.lake, "--format", "csv", "-q", "-c", BARE]
-    duck = [sys.executable, "-c", DUCK_RUNNER.format(threads=a.threads)]
-    results = {"rfm (ours)": [], "duckdb NTILE SQL": [], "bare GROUP BY scan": []}
-    outputs = {}
-    for _ in range(a.runs):
-        for name, cmd, stdin in [("rfm (ours)", ours, None),
-                                 ("duckdb NTILE SQL", duck, DUCK.format(lake=a.lake)),
-                                 ("bare GROUP BY scan", bare, None)]:
-            wall, rss, out = timed(cmd, stdin)
-            results[name].append((wall, rss))
-            outputs[name] = out
-    print(f"{'workload':<22} {'median s':>9} {'peak RSS MiB':>13}")
-    med = {}
-    for name, rs in results.items():
-        med[name] = statistics.median(w for w, _ in rs)
-        print(f"{name:<22} {med[name]:>9.3f} {max(r for _, r in rs):>13.0f}")
-    print(f"ours / duckdb = {med['rfm (ours)'] / med['duckdb NTILE SQL']:.2f}")
-    print(f"ours / bare scan = {med['rfm (ours)'] / med['bare GROUP BY scan']:.2f}")
-    # same customers, recency, frequency and monetary totals
-    def totals(text, header):
-        rows = [l.split(",") for l in text.strip().splitlines()[1 if header else 0:]]
-        return (sum(int(r[1]) for r in rows), sum(int(r[2]) for r in rows),
-                sum(int(r[3]) for r in rows), round(sum(float(r[4]) for r in rows), 0))
-    t_ours = totals(outputs["rfm (ours)"], True)
-    t_duck = totals(outputs["duckdb NTILE SQL"], False)
-    print(f"totals (customers, recency, frequency, monetary): ours {t_ours} duckdb {t_duck}")
-    if t_ours != t_duck:
-        sys.exit("MISMATCH between engines")
-    print("answers agree")
+    common.report(common.measure(workloads(a.bin, a.lake, sys.executable, a.threads), a.runs))
 
 
 if __name__ == "__main__":
