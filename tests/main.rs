@@ -7,6 +7,7 @@ mod clv;
 mod common;
 mod generator;
 mod lake;
+mod memory;
 mod rfm;
 mod s3;
 mod similarity;

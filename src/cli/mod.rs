@@ -71,8 +71,9 @@ pub struct SqlArgs {
     /// Memory limit for query execution, e.g. '2g' or '512m'; operators that can spill do.
     #[arg(short = 'm', long, value_name = "SIZE", value_parser = parse_size)]
     pub memory_limit: Option<usize>,
-    /// Memory pool: 'greedy' or 'fair' (fair shares the limit between spilling operators).
-    #[arg(long, default_value_t = PoolType::Greedy)]
+    /// Memory pool: 'fair' (default: every spilling operator gets an equal share, so
+    /// aggregates spill instead of starving each other) or 'greedy' (first come, first served).
+    #[arg(long, default_value_t = PoolType::Fair)]
     pub mem_pool_type: PoolType,
     /// Folder for spill files (default: the system temporary folder).
     #[arg(long, value_name = "DIR")]
@@ -166,6 +167,14 @@ pub fn build_context(args: &SqlArgs) -> Result<(SessionContext, PrintOptions)> {
     }
     if std::env::var_os("DATAFUSION_FORMAT_NULL").is_none() {
         options.format.null = "NULL".to_string();
+    }
+    if let Some(limit) = args.memory_limit
+        && std::env::var_os("DATAFUSION_EXECUTION_SORT_SPILL_RESERVATION_BYTES").is_none()
+    {
+        // a sort that spills reserves this much up front to merge its runs (10 MB by
+        // default): more than a small limit holds, so scale it down with the limit
+        let reserve = &mut options.execution.sort_spill_reservation_bytes;
+        *reserve = (*reserve).min(limit / 16);
     }
     let config = SessionConfig::from(options).with_information_schema(true);
 

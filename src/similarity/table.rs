@@ -109,8 +109,10 @@ ids AS (
   SELECT i, n, CAST(row_number() OVER (ORDER BY i) - 1 AS BIGINT) AS id
   FROM (SELECT i, count(*) AS n FROM kept GROUP BY i)
 ),
+-- joins put the small item table on the left: DataFusion builds the hash table of the left
+-- input and cannot spill it, so the build side must be the one bounded by the item count
 baskets AS (
-  SELECT k.u, array_agg(ids.id) AS items FROM kept k JOIN ids ON ids.i = k.i GROUP BY k.u
+  SELECT k.u, array_agg(ids.id) AS items FROM ids JOIN kept k ON ids.i = k.i GROUP BY k.u
   HAVING count(*) >= 2
 ),
 co AS (
@@ -120,8 +122,9 @@ co AS (
   WHERE c >= {min_overlap}
 ),
 co_n AS (
-  SELECT ia.i AS a, ib.i AS b, co.c, ia.n AS na, ib.n AS nb
-  FROM co JOIN ids ia ON ia.id = co.a JOIN ids ib ON ib.id = co.b
+  SELECT x.a, ib.i AS b, x.c, x.na, ib.n AS nb
+  FROM ids ib JOIN (SELECT ia.i AS a, co.b, co.c, ia.n AS na FROM ids ia JOIN co ON ia.id = co.a) x
+    ON ib.id = x.b
 ),
 both_ways AS (
   -- each pair in both directions (parallel unnest zips the lists)
