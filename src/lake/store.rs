@@ -244,10 +244,16 @@ pub fn storage_hint(text: &str) -> &'static str {
     } else if t.contains("invalidaccesskeyid")
         || t.contains("signaturedoesnotmatch")
         || t.contains("accessdenied")
-        || t.contains("403")
+        || t.contains("403 forbidden")
     {
         "\nhint: the server refused the credentials (check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN)"
-    } else if t.contains("connect") || t.contains("timed out") || t.contains("timeout") {
+    } else if t.contains("404 not found") {
+        "\nhint: the server answered 404 Not Found (is AWS_ENDPOINT_URL an S3-compatible server, and the bucket right?)"
+    } else if t.contains("error sending request")
+        || t.contains("connect")
+        || t.contains("timed out")
+        || t.contains("timeout")
+    {
         "\nhint: the storage server did not answer (is it running, and is AWS_ENDPOINT_URL right? retries and timeouts: docs/lakes.md)"
     } else {
         ""
