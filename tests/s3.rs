@@ -642,7 +642,8 @@ fn storage_hints_read_the_status_not_the_timings() {
     let not_found = "Error performing GET http://h/b?list-type=2 in 1.240305ms - \
                      Server returned non-2xx status code: 404 Not Found: ";
     assert!(store::storage_hint(not_found).contains("404 Not Found"));
-    let forbidden = "Server returned non-2xx status code: 403 Forbidden: <Code>SignatureDoesNotMatch</Code>";
+    let forbidden =
+        "Server returned non-2xx status code: 403 Forbidden: <Code>SignatureDoesNotMatch</Code>";
     assert!(store::storage_hint(forbidden).contains("refused the credentials"));
     let gone = "Error performing GET http://h/b in 2ms, after 4 retries - HTTP error: error sending request";
     assert!(store::storage_hint(gone).contains("did not answer"));
