@@ -23,11 +23,11 @@ import markov
 
 MODELS = ("first_touch", "last_touch", "last_non_direct", "linear", "position_based")
 
-OURS = """SELECT model, channel, sum(w) AS conversions, sum(w * value) AS value FROM (
-    SELECT m.model AS model, unnest(path) AS channel, unnest(attribution_weights(path, m.model)) AS w, value
-    FROM '{parquet}', (VALUES {models}) m(model)
-    WHERE converted = 1)
-GROUP BY model, channel"""
+# one pass, as an analyst writes it: the weight lists of every model unnested side by side with the path
+# (parallel unnest zips lists of equal length), summed per channel
+OURS = """SELECT channel, {sums} FROM (
+    SELECT unnest(path) AS channel, {weights}, value FROM '{parquet}' WHERE converted = 1)
+GROUP BY channel"""
 
 # i = the touch's position (1-based) in a path of n touches; lnd = the position of the last touch that is
 # not 'direct' (the last touch when all are)
@@ -55,17 +55,21 @@ FLOOR = """SELECT channel, count(*) AS touches, sum(value) AS value
 FROM (SELECT unnest(path) AS channel, value FROM '{parquet}' WHERE converted = 1) GROUP BY channel"""
 
 
+def per_model(rows):
+    return {(m, r["channel"]): (r[f"{m}_conversions"], r[f"{m}_value"]) for r in rows for m in MODELS}
+
+
 def check(ours, duck):
-    mine = {(r["model"], r["channel"]): (r["conversions"], r["value"]) for r in ours}
-    theirs = {(m, r["channel"]): (r[f"{m}_conversions"], r[f"{m}_value"]) for r in duck for m in MODELS}
+    mine, theirs = per_model(ours), per_model(duck)
     return common.same_keys_within(mine, theirs, 1e-9, "conversions and value per (model, channel)")
 
 
 def workloads(binary, parquet, python):
     """Heuristic attribution against DuckDB SQL and the bare unnest + GROUP BY channel (no targets)."""
-    ours = OURS.format(parquet=parquet, models=", ".join(f"('{m}')" for m in MODELS))
-    duck = DUCK.format(parquet=parquet, sums=", ".join(
-        f"sum({m}) AS {m}_conversions, sum({m} * value) AS {m}_value" for m in MODELS))
+    sums = ", ".join(f"sum({m}) AS {m}_conversions, sum({m} * value) AS {m}_value" for m in MODELS)
+    weights = ", ".join(f"unnest(attribution_weights(path, '{m}')) AS {m}" for m in MODELS)
+    ours = OURS.format(parquet=parquet, sums=sums, weights=weights)
+    duck = DUCK.format(parquet=parquet, sums=sums)
     floor = FLOOR.format(parquet=parquet)
     return [common.Workload("heuristic", "heuristic attribution (5 models)",
                             common.Engine("ours: attribution_weights", lambda: common.ours(binary, ours)), [
