@@ -137,7 +137,7 @@ impl AggregateUDFImpl for TopKBy {
 
 /// A kept value: its score and row encoding. `Ord`: greater = worse, so a `BinaryHeap`'s top
 /// is the entry to evict.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 struct Entry {
     score: f64,
     key: Box<[u8]>,
@@ -227,9 +227,16 @@ impl TopKGroups {
         self.offer(group, scores.value(idx), rows.row(idx).as_ref());
     }
 
-    /// The heaps of `emit_to` as (List<value>, List<score>), best first.
+    /// The heaps of `emit_to` as (List<value>, List<score>), best first; they leave
+    /// the accumulator.
     fn emit(&mut self, emit_to: EmitTo) -> Result<(ArrayRef, ArrayRef)> {
         let heaps = emit_to.take_needed(&mut self.heaps);
+        self.key_bytes = self.heaps.iter().flatten().map(|e| e.key.len()).sum();
+        self.lists(heaps)
+    }
+
+    /// `heaps` as (List<value>, List<score>), best first.
+    fn lists(&self, heaps: Vec<BinaryHeap<Entry>>) -> Result<(ArrayRef, ArrayRef)> {
         let mut lengths = Vec::with_capacity(heaps.len());
         let mut entries = Vec::new();
         for heap in heaps {
@@ -237,7 +244,6 @@ impl TopKGroups {
             lengths.push(sorted.len());
             entries.extend(sorted);
         }
-        self.key_bytes = self.heaps.iter().flatten().map(|e| e.key.len()).sum();
         let parser = self.converter.parser();
         let values = self
             .converter
@@ -245,16 +251,21 @@ impl TopKGroups {
             .remove(0);
         let scores = Float64Array::from_iter_values(entries.iter().map(|e| e.score));
         let offsets = OffsetBuffer::from_lengths(lengths);
-        let list = |a: ArrayRef| -> Result<ArrayRef> {
-            Ok(Arc::new(ListArray::try_new(
-                Arc::new(Field::new("item", a.data_type().clone(), true)),
-                offsets.clone(),
-                a,
-                None,
-            )?))
-        };
-        Ok((list(values)?, list(Arc::new(scores))?))
+        Ok((
+            list_array(&offsets, values)?,
+            list_array(&offsets, Arc::new(scores))?,
+        ))
     }
+}
+
+/// `values` cut into lists at `offsets`.
+fn list_array(offsets: &OffsetBuffer<i32>, values: ArrayRef) -> Result<ArrayRef> {
+    Ok(Arc::new(ListArray::try_new(
+        Arc::new(Field::new("item", values.data_type().clone(), true)),
+        offsets.clone(),
+        values,
+        None,
+    )?))
 }
 
 impl GroupsAccumulator for TopKGroups {
@@ -363,15 +374,7 @@ impl GroupsAccumulator for TopKGroups {
         let v = datafusion::arrow::compute::take(values[0].as_ref(), &idx, None)?;
         let s = datafusion::arrow::compute::take(values[1].as_ref(), &idx, None)?;
         let offsets = OffsetBuffer::from_lengths(keep.iter().map(|&k| usize::from(k)));
-        let list = |a: ArrayRef| -> Result<ArrayRef> {
-            Ok(Arc::new(ListArray::try_new(
-                Arc::new(Field::new("item", a.data_type().clone(), true)),
-                offsets.clone(),
-                a,
-                None,
-            )?))
-        };
-        Ok(vec![list(v)?, list(s)?])
+        Ok(vec![list_array(&offsets, v)?, list_array(&offsets, s)?])
     }
 
     fn size(&self) -> usize {
@@ -390,6 +393,13 @@ impl GroupsAccumulator for TopKGroups {
 #[derive(Debug)]
 struct Single(TopKGroups);
 
+impl Single {
+    /// A copy of the group's heap (empty before any row).
+    fn heap(&self) -> BinaryHeap<Entry> {
+        self.0.heaps.first().cloned().unwrap_or_default()
+    }
+}
+
 impl Accumulator for Single {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let groups = vec![0; values[0].len()];
@@ -401,11 +411,10 @@ impl Accumulator for Single {
         self.0.merge_batch(states, &groups, 1)
     }
 
+    // neither drains the heap: as a window function the accumulator keeps growing
+    // and is evaluated after every row
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        if self.0.heaps.is_empty() {
-            self.0.heaps.push(BinaryHeap::new());
-        }
-        let (v, s) = self.0.emit(EmitTo::All)?;
+        let (v, s) = self.0.lists(vec![self.heap()])?;
         Ok(vec![
             ScalarValue::try_from_array(&v, 0)?,
             ScalarValue::try_from_array(&s, 0)?,
@@ -413,10 +422,7 @@ impl Accumulator for Single {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        if self.0.heaps.is_empty() {
-            self.0.heaps.push(BinaryHeap::new());
-        }
-        let (v, _) = self.0.emit(EmitTo::All)?;
+        let (v, _) = self.0.lists(vec![self.heap()])?;
         ScalarValue::try_from_array(&v, 0)
     }
 
