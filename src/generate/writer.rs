@@ -144,7 +144,7 @@ impl Destination {
                 runtime,
             } => OutFile::Object {
                 store: Arc::clone(store),
-                path: parts.iter().fold(prefix.clone(), |p, s| p.clone().join(*s)),
+                path: parts.iter().fold(prefix.clone(), |p, s| p.join(*s)),
                 url: format!("{}/{}", url.trim_end_matches('/'), parts.join("/")),
                 runtime: runtime.clone(),
             },

@@ -503,37 +503,37 @@ impl RulesAccumulator {
     ) -> Result<()> {
         let values = lists.values();
         if values.data_type().is_integer() && *values.data_type() != DataType::UInt64 {
-            return self.add_integer_lists(lists, counts);
+            // integer items (exactly representable as i64): a value → id map, the row
+            // format only for each new distinct value
+            let wide = datafusion::arrow::compute::cast(values, &DataType::Int64)?;
+            let wide = wide.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            return self.add_each_basket(lists, counts, |store, j| {
+                let v = wide.value(j);
+                if let Some(&id) = store.int_ids.get(&v) {
+                    return Ok(id);
+                }
+                let rows = store.converter.convert_columns(&[values.slice(j, 1)])?;
+                let id = store.intern(rows.row(0).as_ref());
+                store.int_ids.insert(v, id);
+                store.key_bytes += 16;
+                Ok(id)
+            });
         }
         let rows = self.converter.convert_columns(&[Arc::clone(values)])?;
-        let offsets = lists.value_offsets();
-        let mut basket = Vec::new();
-        for i in 0..lists.len() {
-            if lists.is_null(i) {
-                continue;
-            }
-            basket.clear();
-            for j in offsets[i].as_usize()..offsets[i + 1].as_usize() {
-                if values.is_valid(j) {
-                    basket.push(self.intern(rows.row(j).as_ref()));
-                }
-            }
-            let count = counts.map_or(1, |c| c.value(i));
-            self.add_basket(&mut basket, count);
-        }
-        Ok(())
+        self.add_each_basket(lists, counts, |store, j| {
+            Ok(store.intern(rows.row(j).as_ref()))
+        })
     }
 
-    /// `add_lists` for integer items (exactly representable as i64): a value → id map, the
-    /// row format only for each new distinct value.
-    fn add_integer_lists<O: OffsetSizeTrait>(
+    /// Add each non-NULL list as a basket of the ids `id_of` gives its non-NULL elements
+    /// (by index into the list values).
+    fn add_each_basket<O: OffsetSizeTrait>(
         &mut self,
         lists: &GenericListArray<O>,
         counts: Option<&UInt64Array>,
+        mut id_of: impl FnMut(&mut Self, usize) -> Result<u32>,
     ) -> Result<()> {
         let values = lists.values();
-        let wide = datafusion::arrow::compute::cast(values, &DataType::Int64)?;
-        let wide = wide.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
         let offsets = lists.value_offsets();
         let mut basket = Vec::new();
         for i in 0..lists.len() {
@@ -543,18 +543,7 @@ impl RulesAccumulator {
             basket.clear();
             for j in offsets[i].as_usize()..offsets[i + 1].as_usize() {
                 if values.is_valid(j) {
-                    let v = wide.value(j);
-                    let id = match self.int_ids.get(&v) {
-                        Some(&id) => id,
-                        None => {
-                            let rows = self.converter.convert_columns(&[values.slice(j, 1)])?;
-                            let id = self.intern(rows.row(0).as_ref());
-                            self.int_ids.insert(v, id);
-                            self.key_bytes += 16;
-                            id
-                        }
-                    };
-                    basket.push(id);
+                    basket.push(id_of(self, j)?);
                 }
             }
             let count = counts.map_or(1, |c| c.value(i));
