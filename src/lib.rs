@@ -32,6 +32,8 @@
 
 pub mod catalog;
 pub mod cli;
+#[cfg(feature = "ballista")]
+pub mod distributed;
 pub mod generate;
 pub mod lake;
 

@@ -5,6 +5,8 @@ mod catalog;
 mod cli;
 mod clv;
 mod common;
+#[cfg(feature = "ballista")]
+mod distributed;
 mod generator;
 mod lake;
 mod memory;

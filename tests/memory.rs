@@ -48,7 +48,7 @@ async fn context(limit: Option<&str>, spill_dir: &Path) -> SessionContext {
     let mut config_args = cli.sql;
     // two partitions whatever the machine, so the memory shares are the same everywhere
     config_args.batch_size = Some(8192);
-    let (ctx, _) = build_context(&config_args).unwrap();
+    let (ctx, _) = build_context(&config_args).await.unwrap();
     ctx.sql("SET datafusion.execution.target_partitions = 2")
         .await
         .unwrap();

@@ -90,8 +90,9 @@ pub async fn run(dir: &Path, customers: u64) -> Result<()> {
         batch_size: None,
         maxrows: datafusion_cli::print_options::MaxRows::Limited(40),
         color: false,
+        cluster: None,
     };
-    let (ctx, print) = build_context(&args)?;
+    let (ctx, print) = build_context(&args).await?;
     crate::lake::register_lake(&ctx, &dir.display().to_string()).await?;
     for (file, sql) in ANALYSES {
         println!("== {} ({file})", title(sql));

@@ -90,6 +90,12 @@ pub struct SqlArgs {
     /// Colour the shell's syntax.
     #[arg(long)]
     pub color: bool,
+    /// Run the queries on a Ballista cluster: the scheduler's address, `df://HOST:PORT`
+    /// (needs a binary built with `--features ballista`, and a cluster started with the
+    /// `scheduler` and `executor` commands). --memory-limit and the spill options then
+    /// apply to the client only; each executor has its own.
+    #[arg(long, value_name = "df://HOST:PORT")]
+    pub cluster: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +126,52 @@ pub enum Command {
     },
     /// Print the function catalog (docs/functions.md) to stdout.
     FunctionsDoc,
+    /// Run a Ballista scheduler with every function of this crate (feature `ballista`).
+    Scheduler {
+        /// Address to listen on (port 0: a free port, printed at start).
+        #[arg(long, default_value = "0.0.0.0:50050", value_name = "HOST:PORT")]
+        bind: String,
+        /// Host name executors and clients use to reach this scheduler (default: the
+        /// bind address, or localhost when bound to all interfaces).
+        #[arg(long, value_name = "HOST")]
+        external_host: Option<String>,
+        /// Seconds without a heartbeat after which an executor is lost and its tasks run
+        /// elsewhere.
+        #[arg(long, default_value_t = 180, value_name = "SECS")]
+        executor_timeout: u64,
+        /// Times a failed task or stage is retried before the query fails.
+        #[arg(long, default_value_t = 4, value_name = "N")]
+        max_failures: usize,
+    },
+    /// Run a Ballista executor with every function of this crate (feature `ballista`).
+    Executor {
+        /// The scheduler's address.
+        #[arg(long, default_value = "localhost:50050", value_name = "HOST:PORT")]
+        scheduler: String,
+        /// Address of the executor's Arrow Flight service, which serves shuffle data and
+        /// results (port 0: a free port).
+        #[arg(long, default_value = "0.0.0.0:50051", value_name = "HOST:PORT")]
+        bind: String,
+        /// Port of the executor's task service (0: a free port).
+        #[arg(long, default_value_t = 50052, value_name = "PORT")]
+        grpc_port: u16,
+        /// Host name the scheduler and clients use to reach this executor.
+        #[arg(long, value_name = "HOST")]
+        external_host: Option<String>,
+        /// Tasks run at once (default: one per core).
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        concurrency: usize,
+        /// Folder for shuffle and spill files.
+        #[arg(long, value_name = "DIR")]
+        work_dir: Option<PathBuf>,
+        /// Memory pool shared by the executor's tasks, e.g. '4g' (default: 70 % of the
+        /// machine's memory); operators that can spill do.
+        #[arg(short = 'm', long, value_name = "SIZE", value_parser = parse_size)]
+        memory_limit: Option<usize>,
+        /// Seconds between heartbeats to the scheduler.
+        #[arg(long, default_value_t = 60, value_name = "SECS")]
+        heartbeat: u64,
+    },
 }
 
 /// Parse sizes such as `512m`, `2g`, `1.5G`, `100k` or a plain number of bytes.
@@ -156,8 +208,9 @@ impl SqlArgs {
 }
 
 /// Build the CLI's session: memory pool, spill folder, object-store registry,
-/// dynamic `s3://`/`file` URL tables, every function registered.
-pub fn build_context(args: &SqlArgs) -> Result<(SessionContext, PrintOptions)> {
+/// dynamic `s3://`/`file` URL tables, every function registered; on a Ballista cluster
+/// with `--cluster`.
+pub async fn build_context(args: &SqlArgs) -> Result<(SessionContext, PrintOptions)> {
     let mut options = ConfigOptions::from_env()?;
     if let Some(b) = args.batch_size {
         options.execution.batch_size = ConfigNonZeroUsize::try_new(b as usize)?;
@@ -211,7 +264,11 @@ pub fn build_context(args: &SqlArgs) -> Result<(SessionContext, PrintOptions)> {
     rt = rt.with_object_store_registry(Arc::new(crate::lake::store::LakeStoreRegistry::new(
         registry.clone(),
     )));
-    let ctx = SessionContext::new_with_config_rt(config, rt.build_arc()?).enable_url_table();
+    let ctx = match &args.cluster {
+        None => SessionContext::new_with_config_rt(config, rt.build_arc()?),
+        Some(cluster) => cluster_context(cluster, config, rt.build_arc()?).await?,
+    }
+    .enable_url_table();
     ctx.register_catalog_list(Arc::new(DynamicObjectStoreCatalog::new(
         ctx.state().catalog_list().clone(),
         ctx.state_weak_ref(),
@@ -226,6 +283,64 @@ pub fn build_context(args: &SqlArgs) -> Result<(SessionContext, PrintOptions)> {
         instrumented_registry: registry,
     };
     Ok((ctx, print))
+}
+
+/// A client context on the Ballista cluster at `cluster`.
+#[cfg(feature = "ballista")]
+async fn cluster_context(
+    cluster: &str,
+    config: SessionConfig,
+    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+) -> Result<SessionContext> {
+    let state = datafusion::execution::session_state::SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .build();
+    crate::distributed::cluster_context(cluster, state).await
+}
+
+#[cfg(not(feature = "ballista"))]
+async fn cluster_context(
+    _cluster: &str,
+    _config: SessionConfig,
+    _runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+) -> Result<SessionContext> {
+    Err(without_ballista("--cluster"))
+}
+
+#[cfg(not(feature = "ballista"))]
+fn without_ballista(what: &str) -> DataFusionError {
+    DataFusionError::Configuration(format!(
+        "{what} needs a binary built with the `ballista` feature: \
+         cargo build --release --features ballista"
+    ))
+}
+
+/// Run `scheduler`.
+#[cfg(feature = "ballista")]
+async fn run_scheduler(opts: crate::distributed::SchedulerOptions) -> Result<()> {
+    crate::distributed::run_scheduler(opts, |addr| {
+        eprintln!(
+            "datafusion-marketing scheduler {} (Ballista {}) listening on {addr}",
+            env!("CARGO_PKG_VERSION"),
+            ballista_core::BALLISTA_VERSION
+        );
+    })
+    .await
+}
+
+/// Run `executor`.
+#[cfg(feature = "ballista")]
+async fn run_executor(opts: crate::distributed::ExecutorOptions) -> Result<()> {
+    let scheduler = opts.scheduler.clone();
+    crate::distributed::run_executor(opts, |addr, grpc| {
+        eprintln!(
+            "datafusion-marketing executor {} on {addr} (tasks on port {grpc}), scheduler {scheduler}",
+            env!("CARGO_PKG_VERSION"),
+        );
+    })
+    .await
 }
 
 /// Where `generate OUT` writes: a local folder, or a prefix in an object store
@@ -303,7 +418,7 @@ impl CliSessionContext for MarketingCli<'_> {
 
 /// Run the SQL shell / batch runner.
 pub async fn run_sql(args: SqlArgs) -> Result<()> {
-    let (ctx, mut print) = build_context(&args)?;
+    let (ctx, mut print) = build_context(&args).await?;
     for lake in &args.lakes {
         let tables = crate::lake::register_lake(&ctx, lake).await?;
         if !print.quiet {
@@ -388,6 +503,50 @@ pub async fn main() -> std::process::ExitCode {
         Some(Command::FunctionsDoc) => crate::catalog::render_markdown()
             .map(|md| print!("{md}"))
             .map_err(DataFusionError::Internal),
+        #[cfg(feature = "ballista")]
+        Some(Command::Scheduler {
+            bind,
+            external_host,
+            executor_timeout,
+            max_failures,
+        }) => {
+            run_scheduler(crate::distributed::SchedulerOptions {
+                bind,
+                external_host,
+                executor_timeout_seconds: executor_timeout,
+                max_failures,
+            })
+            .await
+        }
+        #[cfg(feature = "ballista")]
+        Some(Command::Executor {
+            scheduler,
+            bind,
+            grpc_port,
+            external_host,
+            concurrency,
+            work_dir,
+            memory_limit,
+            heartbeat,
+        }) => {
+            let defaults = crate::distributed::ExecutorOptions::default();
+            run_executor(crate::distributed::ExecutorOptions {
+                scheduler,
+                bind,
+                external_host,
+                grpc_port,
+                concurrency,
+                work_dir: work_dir.unwrap_or(defaults.work_dir),
+                memory_limit,
+                heartbeat_seconds: heartbeat,
+                ..defaults
+            })
+            .await
+        }
+        #[cfg(not(feature = "ballista"))]
+        Some(Command::Scheduler { .. }) => Err(without_ballista("the scheduler command")),
+        #[cfg(not(feature = "ballista"))]
+        Some(Command::Executor { .. }) => Err(without_ballista("the executor command")),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
