@@ -2,10 +2,12 @@
 -- clv_summary turns each customer's orders into (frequency, recency, T, monetary_value) in days,
 -- the *_fit aggregates fit the models on those summaries (the day unit travels with them), and
 -- customer_lifetime_value discounts 12 months of expected spend at 1% a month (30-day months).
+-- (the observation ends at the latest order: a one-row table joined in, which also runs on a
+-- Ballista cluster, where a scalar subquery inside an aggregate's arguments cannot be planned)
 CREATE OR REPLACE VIEW customer_summary AS
-SELECT customer_id, clv_summary(order_ts, amount, (SELECT max(order_ts) FROM orders), 'day') AS s
-FROM orders
-GROUP BY customer_id;
+SELECT o.customer_id, clv_summary(o.order_ts, o.amount, l.as_of, 'day') AS s
+FROM (SELECT max(order_ts) AS as_of FROM orders) AS l CROSS JOIN orders AS o
+GROUP BY o.customer_id;
 
 CREATE OR REPLACE VIEW clv_models AS
 SELECT bgnbd_fit(s) AS bg,

@@ -302,7 +302,10 @@ async fn every_sql_file_and_function_family_on_a_cluster_of_processes_matches_lo
     let cluster = Cluster::start(2);
     let remote = cluster_client(&cluster.url()).await;
     let local = local_context().await;
-    let queries = ANALYSES.iter().map(|(f, sql)| (*f, *sql)).chain(FAMILIES.iter().copied());
+    let queries = ANALYSES
+        .iter()
+        .map(|(f, sql)| (*f, *sql))
+        .chain(FAMILIES.iter().copied());
     for (name, sql) in queries {
         let expected = run(&local, sql)
             .await
@@ -313,9 +316,12 @@ async fn every_sql_file_and_function_family_on_a_cluster_of_processes_matches_lo
         assert_same(name, &expected, &got);
     }
     // an execution error inside our function reaches the client with its message
-    let err = run(&remote, "SELECT rfm_segment(customer_id % 9, 1, 1) FROM orders")
-        .await
-        .expect_err("score 6..8 must fail");
+    let err = run(
+        &remote,
+        "SELECT rfm_segment(customer_id % 9, 1, 1) FROM orders",
+    )
+    .await
+    .expect_err("score 6..8 must fail");
     assert!(err.to_string().contains("rfm_segment"), "{err}");
 }
 
@@ -408,7 +414,10 @@ async fn a_killed_executor_gives_the_right_answer_or_an_error_never_a_partial_on
             // a clear failure is acceptable; a partial answer is not
             let msg = e.to_string();
             assert!(!msg.is_empty());
-            eprintln!("query failed after the executor died ({:?}): {msg}", started.elapsed());
+            eprintln!(
+                "query failed after the executor died ({:?}): {msg}",
+                started.elapsed()
+            );
         }
     }
 }
@@ -428,11 +437,19 @@ async fn an_unreachable_scheduler_is_a_clear_error_within_seconds() {
     };
     assert!(started.elapsed() < Duration::from_secs(10));
     let msg = err.to_string();
-    assert!(msg.contains("unreachable") && msg.contains(&port.to_string()), "{msg}");
+    assert!(
+        msg.contains("unreachable") && msg.contains(&port.to_string()),
+        "{msg}"
+    );
 
     // the CLI says so and exits non-zero
     let out = Command::new(bin())
-        .args(["--cluster", &format!("df://127.0.0.1:{port}"), "-c", "SELECT 1"])
+        .args([
+            "--cluster",
+            &format!("df://127.0.0.1:{port}"),
+            "-c",
+            "SELECT 1",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -460,6 +460,14 @@ pub async fn run_sql(args: SqlArgs) -> Result<()> {
 /// Entry point of the binary. Returns the process exit code.
 pub async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // RUST_LOG overrides; servers say what they do (connections, lost executors, retries)
+    let default_log = match cli.command {
+        Some(Command::Scheduler { .. } | Command::Executor { .. }) => "info",
+        _ => "error",
+    };
+    let _ =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_log))
+            .try_init();
     let result = match cli.command {
         None => run_sql(cli.sql).await,
         Some(Command::Generate {

@@ -33,9 +33,7 @@ use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_
 use ballista_scheduler::SessionBuilder;
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
-use ballista_scheduler::scheduler_process::{
-    create_scheduler, start_grpc_service_with_listener,
-};
+use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service_with_listener};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
@@ -47,6 +45,9 @@ use crate::lake::store::LakeStoreRegistry;
 
 /// Default scheduler port (Ballista's).
 pub const DEFAULT_SCHEDULER_PORT: u16 = 50050;
+
+/// Ballista's switch for adaptive query planning (off in our clients).
+pub const ADAPTIVE_PLANNER: &str = "ballista.planner.adaptive.enabled";
 
 /// How long a client waits for the scheduler's TCP port before giving up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -175,9 +176,64 @@ fn ballista_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Result<Ses
         .with_scalar_functions(ballista_scalar_functions())
         .with_aggregate_functions(ballista_aggregate_functions())
         .with_window_functions(ballista_window_functions())
+        .with_physical_optimizer_rule(Arc::new(SortBeforeExchange))
         .build();
     add_functions(&mut state)?;
     Ok(state)
+}
+
+/// Makes an order that holds only through constants explicit before Ballista cuts the
+/// plan into stages.
+///
+/// DataFusion drops the sort under a `SortPreservingMergeExec` when every input partition
+/// is already ordered by constants, e.g. `SELECT 'orders' AS t, count(*) ... UNION ALL
+/// SELECT 'customers', count(*) ... ORDER BY t` (each branch is one row with a literal
+/// label). Ballista then puts a shuffle between the merge and its input; the shuffle does
+/// not carry constants, so the stage fails DataFusion's sanity check on the scheduler —
+/// and Ballista 55 does not fail the job but leaves it hanging. With an explicit
+/// per-partition sort (one row per partition here: free) the order crosses the shuffle.
+#[derive(Debug)]
+struct SortBeforeExchange;
+
+impl datafusion::physical_optimizer::PhysicalOptimizerRule for SortBeforeExchange {
+    fn optimize(
+        &self,
+        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        _config: &datafusion::config::ConfigOptions,
+    ) -> Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+        use datafusion::physical_plan::sorts::sort::SortExec;
+        use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+        use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
+        plan.transform_up(|node| {
+            let Some(merge) = node.downcast_ref::<SortPreservingMergeExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            let input = merge.input();
+            let explicit = input.output_ordering().is_some_and(|have| {
+                have.len() >= merge.expr().len()
+                    && have.iter().zip(merge.expr().iter()).all(|(a, b)| a == b)
+            });
+            if explicit || input.is::<SortExec>() {
+                return Ok(Transformed::no(node));
+            }
+            // gather, then sort once: the shape of any global ORDER BY
+            let gathered = CoalescePartitionsExec::new(Arc::clone(input));
+            let merged =
+                SortExec::new(merge.expr().clone(), Arc::new(gathered)).with_fetch(merge.fetch());
+            Ok(Transformed::yes(Arc::new(merged) as Arc<dyn ExecutionPlan>))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "sort_before_exchange"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
 }
 
 /// The scheduler's session builder: Ballista's default session (built-ins, optimizer
@@ -362,6 +418,22 @@ pub async fn cluster_context(cluster: &str, state: SessionState) -> Result<Sessi
     let url = scheduler_url(cluster)?;
     check_scheduler(&url).await?;
     let ctx = SessionContext::remote_with_state(&url, state).await?;
+    // Two Ballista 55 defaults changed, each for a bug measured on `sql/` (both can be
+    // switched back with SET):
+    // - its adaptive planner re-plans stages with DataFusion's rules, which turn an order
+    //   held by constants back into a bare merge over a shuffle (see `SortBeforeExchange`);
+    //   the job then hangs. The static planner keeps our plan.
+    // - with the static planner, its sort-merge joins declare a LEFT JOIN's right-side
+    //   columns non-nullable across a shuffle ("Column 'order_ts' is declared as
+    //   non-nullable but contains null values"); hash joins, DataFusion's own default,
+    //   are right.
+    {
+        let state_ref = ctx.state_ref();
+        let mut state = state_ref.write();
+        let options = state.config_mut().options_mut();
+        options.set(ADAPTIVE_PLANNER, "false")?;
+        options.set("datafusion.optimizer.prefer_hash_join", "true")?;
+    }
     crate::register_on_context(&ctx)?;
     Ok(ctx)
 }
@@ -404,7 +476,12 @@ mod tests {
     #[test]
     fn registry_has_our_functions_and_the_nested_builtins() {
         let r = executor_function_registry().unwrap();
-        for f in ["rfm_segment", "cosine_similarity", "make_array", "array_length"] {
+        for f in [
+            "rfm_segment",
+            "cosine_similarity",
+            "make_array",
+            "array_length",
+        ] {
             assert!(r.scalar_functions.contains_key(f), "{f}");
         }
         for f in ["markov_attribution", "bgnbd_fit", "clv_summary", "sum"] {
