@@ -205,6 +205,18 @@ async fn run(ctx: &SessionContext, sql: &str) -> datafusion::error::Result<Vec<R
     Ok(last)
 }
 
+/// [`run`] on a cluster, bounded: a job Ballista never finishes fails the test instead of
+/// hanging it.
+async fn run_remote(
+    ctx: &SessionContext,
+    sql: &str,
+) -> datafusion::error::Result<Vec<RecordBatch>> {
+    match tokio::time::timeout(Duration::from_secs(180), run(ctx, sql)).await {
+        Ok(result) => result,
+        Err(_) => panic!("the cluster did not answer within 180 s: {sql}"),
+    }
+}
+
 /// A cell: doubles as numbers (compared to 1e-9 relative), everything else as text.
 #[derive(Debug, Clone)]
 enum Cell {
@@ -310,7 +322,7 @@ async fn every_sql_file_and_function_family_on_a_cluster_of_processes_matches_lo
         let expected = run(&local, sql)
             .await
             .unwrap_or_else(|e| panic!("{name} locally: {e}"));
-        let got = run(&remote, sql)
+        let got = run_remote(&remote, sql)
             .await
             .unwrap_or_else(|e| panic!("{name} on the cluster: {e}\n{}", cluster.logs()));
         assert_same(name, &expected, &got);
@@ -366,7 +378,7 @@ async fn in_process_cluster_runs_every_family() {
     let local = local_context().await;
     for (name, sql) in FAMILIES {
         let expected = run(&local, sql).await.unwrap();
-        let got = run(&remote, sql)
+        let got = run_remote(&remote, sql)
             .await
             .unwrap_or_else(|e| panic!("{name} on the cluster: {e}"));
         assert_same(name, &expected, &got);
