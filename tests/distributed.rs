@@ -385,13 +385,11 @@ async fn in_process_cluster_runs_every_family() {
     }
 }
 
-/// Fails on Ballista 55.0.0: the scheduler re-runs a lost executor's tasks, but the job
-/// then counts some shuffle output twice — 137,878,110 or 166,527,829 pairs instead of
-/// 115,464,485 (static planner with hash or sort-merge joins, SIGKILL or SIGTERM alike);
-/// with the adaptive planner the job never finishes. Kept as the acceptance test for a
-/// Ballista upgrade (`cargo test --features ballista -- --ignored a_killed`); see
-/// docs/distributed.md.
-#[ignore = "Ballista 55 double-counts shuffle output after losing an executor (docs/distributed.md)"]
+/// Ballista 55.0.0 re-runs a lost executor's tasks but then counts some shuffle output
+/// twice (measured: 137,878,110 or 166,527,829 pairs instead of 115,464,485, hash or
+/// sort-merge joins, SIGKILL or SIGTERM). Our scheduler therefore fails the running jobs
+/// when an executor is lost (`--on-executor-loss fail`, the default): the answer must be
+/// the undisturbed one or an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_executor_gives_the_right_answer_or_an_error_never_a_partial_one() {
     let mut cluster = Cluster::start(2);
@@ -432,8 +430,9 @@ async fn a_killed_executor_gives_the_right_answer_or_an_error_never_a_partial_on
         }
         Err(e) => {
             // a clear failure is acceptable; a partial answer is not
+            // (the undisturbed run proved the query plans and runs: this is the job failing)
             let msg = e.to_string();
-            assert!(!msg.is_empty());
+            assert!(msg.contains("Cancelled") || msg.contains("failed"), "{msg}");
             eprintln!("query failed after the executor died (undisturbed run: {took:?}): {msg}");
         }
     }

@@ -142,6 +142,10 @@ pub enum Command {
         /// Times a failed task or stage is retried before the query fails.
         #[arg(long, default_value_t = 4, value_name = "N")]
         max_failures: usize,
+        /// When an executor is lost: 'fail' the running queries (default: Ballista 55's
+        /// re-run of the lost work can count data twice) or 'retry' (Ballista's behaviour).
+        #[arg(long, default_value = "fail", value_parser = ["fail", "retry"])]
+        on_executor_loss: String,
     },
     /// Run a Ballista executor with every function of this crate (feature `ballista`).
     Executor {
@@ -517,12 +521,14 @@ pub async fn main() -> std::process::ExitCode {
             external_host,
             executor_timeout,
             max_failures,
+            on_executor_loss,
         }) => {
             run_scheduler(crate::distributed::SchedulerOptions {
                 bind,
                 external_host,
                 executor_timeout_seconds: executor_timeout,
                 max_failures,
+                fail_on_executor_loss: on_executor_loss == "fail",
             })
             .await
         }

@@ -64,6 +64,10 @@ pub struct SchedulerOptions {
     pub executor_timeout_seconds: u64,
     /// Times a task (and a stage) is retried before the job fails.
     pub max_failures: usize,
+    /// When an executor is lost, fail the running jobs instead of letting Ballista re-run
+    /// the lost work: Ballista 55's re-run counts some shuffle output twice (a wrong answer;
+    /// see docs/distributed.md), a failed query can be run again.
+    pub fail_on_executor_loss: bool,
 }
 
 impl Default for SchedulerOptions {
@@ -73,6 +77,7 @@ impl Default for SchedulerOptions {
             external_host: None,
             executor_timeout_seconds: 180,
             max_failures: 4,
+            fail_on_executor_loss: true,
         }
     }
 }
@@ -315,10 +320,59 @@ pub async fn run_scheduler(
     let scheduler = create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, config)
         .await
         .map_err(|e| ballista_error("scheduler", e))?;
+    if opts.fail_on_executor_loss {
+        fail_jobs_on_executor_loss(&scheduler).await?;
+    }
     ready(addr);
     start_grpc_service_with_listener(listener, scheduler)
         .await
         .map_err(|e| ballista_error("scheduler", e))
+}
+
+/// Cancel every running job when an executor leaves the cluster (heartbeats stopped, or a
+/// clean shutdown). The removal is announced before Ballista re-plans the lost work, and the
+/// cancellation queues behind it on the scheduler's event loop, ahead of the re-run tasks'
+/// completions, so the job ends as cancelled — an error for the client — rather than
+/// finishing with re-run shuffle output counted twice.
+async fn fail_jobs_on_executor_loss(
+    scheduler: &ballista_scheduler::scheduler_server::SchedulerServer<
+        LogicalPlanNode,
+        PhysicalPlanNode,
+    >,
+) -> Result<()> {
+    use ballista_scheduler::cluster::ClusterStateEvent;
+    use futures::StreamExt;
+    let mut events = scheduler
+        .state
+        .executor_manager
+        .cluster_state_events()
+        .await
+        .map_err(|e| ballista_error("scheduler", e))?;
+    let server = scheduler.clone();
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            let ClusterStateEvent::RemovedExecutor { executor_id } = event else {
+                continue;
+            };
+            let jobs: Vec<ballista_core::JobId> = server
+                .state
+                .task_manager
+                .get_running_job_cache()
+                .keys()
+                .cloned()
+                .collect();
+            for job in jobs {
+                log::warn!(
+                    "executor {executor_id} lost: cancelling job {job} (its re-run is not \
+                     reliable in Ballista 55; run the query again)"
+                );
+                if let Err(e) = server.cancel_job(job.clone()).await {
+                    log::error!("cannot cancel job {job}: {e}");
+                }
+            }
+        }
+    });
+    Ok(())
 }
 
 /// A free TCP port on `host` (bound, read, released; the executor binds it right after).
