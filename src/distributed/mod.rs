@@ -164,12 +164,6 @@ fn store_registry() -> Arc<dyn ObjectStoreRegistry> {
     )))
 }
 
-/// Register every scalar, aggregate and window function of the crate on `state`, keeping
-/// what is there.
-fn add_functions(state: &mut SessionState) -> Result<()> {
-    crate::register_all(state)
-}
-
 /// A session state with Ballista's built-in functions and ours (the scheduler's per-query
 /// session, and the source of the executors' registry).
 fn ballista_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Result<SessionState> {
@@ -183,7 +177,7 @@ fn ballista_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Result<Ses
         .with_window_functions(ballista_window_functions())
         .with_physical_optimizer_rules(physical_rules())
         .build();
-    add_functions(&mut state)?;
+    crate::register_all(&mut state)?;
     Ok(state)
 }
 
@@ -214,8 +208,9 @@ fn physical_rules()
 /// SELECT 'customers', count(*) ... ORDER BY t` (each branch is one row with a literal
 /// label). Ballista then puts a shuffle between the merge and its input; the shuffle does
 /// not carry constants, so the stage fails DataFusion's sanity check on the scheduler —
-/// and Ballista 55 does not fail the job but leaves it hanging. With an explicit
-/// per-partition sort (one row per partition here: free) the order crosses the shuffle.
+/// and Ballista 55 does not fail the job but leaves it hanging. The rule replaces such a
+/// merge by a gather and one sort (the shape of any global ORDER BY), which Ballista
+/// stages correctly; merges over explicitly sorted inputs are left alone.
 #[derive(Debug)]
 struct SortBeforeExchange;
 
@@ -307,7 +302,8 @@ pub async fn run_scheduler(
         .with_override_session_builder(scheduler_session_builder()?);
     config.bind_host = addr.ip().to_string();
     config.executor_timeout_seconds = opts.executor_timeout_seconds;
-    config.expire_dead_executor_interval_seconds = opts.executor_timeout_seconds.clamp(1, 15);
+    // check at least twice per timeout, so a silent executor is lost within it
+    config.expire_dead_executor_interval_seconds = (opts.executor_timeout_seconds / 2).clamp(1, 15);
     config.task_max_failures = opts.max_failures;
     config.stage_max_failures = opts.max_failures;
     config
@@ -461,8 +457,8 @@ pub async fn run_executor(
 
 /// Check that something listens at the scheduler's address, within [`CONNECT_TIMEOUT`]
 /// (Ballista itself only finds out when a query runs, after its 20 s gRPC timeout).
-pub async fn check_scheduler(url: &str) -> Result<()> {
-    let (host, port) = host_port(url, "--cluster")?;
+pub async fn check_scheduler(cluster: &str) -> Result<()> {
+    let (host, port) = host_port(cluster, "--cluster")?;
     let attempt = tokio::net::TcpStream::connect((host.as_str(), port));
     match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
         Ok(Ok(_)) => Ok(()),
@@ -477,20 +473,14 @@ pub async fn check_scheduler(url: &str) -> Result<()> {
     }
 }
 
-/// The scheduler URL Ballista expects (`df://HOST:PORT`).
-pub fn scheduler_url(cluster: &str) -> Result<String> {
-    let (host, port) = host_port(cluster, "--cluster")?;
-    Ok(format!("df://{host}:{port}"))
-}
-
 /// A client context whose queries run on the cluster at `cluster` (`df://HOST:PORT`),
 /// built from `state` (its configuration, catalogs, table functions and runtime are
 /// kept; Ballista replaces the function lists, so every function of the crate is
 /// registered again afterwards). Checks that the scheduler answers first.
 pub async fn cluster_context(cluster: &str, state: SessionState) -> Result<SessionContext> {
-    let url = scheduler_url(cluster)?;
-    check_scheduler(&url).await?;
-    let ctx = SessionContext::remote_with_state(&url, state).await?;
+    check_scheduler(cluster).await?;
+    let (host, port) = host_port(cluster, "--cluster")?;
+    let ctx = SessionContext::remote_with_state(&format!("df://{host}:{port}"), state).await?;
     // Two Ballista 55 defaults changed, each for a bug measured on `sql/` (both can be
     // switched back with SET):
     // - its adaptive planner re-plans stages with DataFusion's rules, which turn an order
