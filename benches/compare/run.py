@@ -18,12 +18,14 @@ Needs only Python 3.11's standard library to start. It then
    target of the family issue, and whether both produced the same answer within the stated tolerance.
 
 Scales (see SCALES): large = 10M orders / 1.1M customers (RFM, CLV; Pareto/NBD on the first 20k customers),
-the 1M-order lake's 1.37M journeys (attribution), 20M interactions (item cosine) and 2M (association rules:
+the 1M-order lake's 1.37M journeys (attribution; 8 channels) and 1M synthetic journeys with 15 channels
+(Markov and Shapley, issue 4's benchmark), 20M interactions (item cosine) and 2M (association rules:
 mlxtend needs ~4 GB at 2M and would exhaust the memory at 20M); small = one 20k-customer lake (180k orders,
-246k journeys; Pareto/NBD on 5k customers) and 200k interactions for both similarity workloads.
+246k journeys; Pareto/NBD on 5k customers), 50k synthetic journeys with 12 channels and 200k interactions for both similarity workloads.
 
 Workloads (`--only` / `--skip` take these keys): rfm (vs DuckDB NTILE SQL), clv (summary, BG/NBD, BG/NBD +
-Gamma-Gamma + CLV vs lifetimes), pareto (vs lifetimes), markov (order 1 vs ChannelAttribution; order 3 alone),
+Gamma-Gamma + CLV vs lifetimes), pareto (vs lifetimes), markov (order 1 vs ChannelAttribution on the lake's and on the synthetic journeys;
+order 3 and Shapley alone),
 heuristic (vs DuckDB list SQL), cosine (vs DuckDB self-join and scipy), rules (vs mlxtend); rfm, clv summary,
 heuristic, cosine and rules also run the bare DataFusion scan + aggregate of the same columns (the floor).
 Wall time is the whole process for every engine except lifetimes, which is timed around its library calls
@@ -79,13 +81,14 @@ class Scale:
     orders_customers: int  # `generate --customers` of the RFM and CLV lake
     journeys_customers: int  # `generate --customers` of the lake the attribution journeys come from
     pareto_customers: int  # Pareto/NBD fits the first this many customers' summaries
+    synthetic: tuple[int, int]  # synthetic journeys, channels (issue 4's benchmark)
     cosine: tuple[int, int, int]  # users, items, interactions
     rules: tuple[int, int, int]
 
 
 SCALES = {
-    "small": Scale(20_000, 20_000, 5_000, (20_000, 20_000, 200_000), (20_000, 20_000, 200_000)),
-    "large": Scale(1_100_000, 110_000, 20_000, (2_000_000, 20_000, 20_000_000), (200_000, 20_000, 2_000_000)),
+    "small": Scale(20_000, 20_000, 5_000, (50_000, 12), (20_000, 20_000, 200_000), (20_000, 20_000, 200_000)),
+    "large": Scale(1_100_000, 110_000, 20_000, (1_000_000, 15), (2_000_000, 20_000, 20_000_000), (200_000, 20_000, 2_000_000)),
 }
 
 
@@ -187,6 +190,16 @@ def families(keys, scale, binary, python, work):
             f"{j['paths']:,} distinct paths")
         return markov.workloads(binary, csv, python) + heuristic.workloads(binary, parquet, python)
 
+    def synthetic():
+        n, channels = scale.synthetic
+        derived = work / f"journeys-synthetic-n{n}-c{channels}"
+        derived.mkdir(exist_ok=True)
+        parquet, csv = str(derived / "journeys.parquet"), str(derived / "paths.csv")
+        j = markov.synthesize(python, parquet, csv, n, channels)
+        log(f"synthetic journeys {derived}: {j['journeys']:,} journeys, {j['touches']:,} touches, "
+            f"{j['conversions']:,} converting, {j['paths']:,} distinct paths, {j['channels']} channels")
+        return markov.synthetic_workloads(binary, parquet, csv, python, channels)
+
     def similar(shape):
         path = interactions(python, work, *shape)
         log(f"interactions {path}: {shape[2]:,} rows, {shape[0]:,} users, {shape[1]:,} items")
@@ -196,6 +209,7 @@ def families(keys, scale, binary, python, work):
         ({"rfm"}, lambda: rfm.workloads(binary, str(orders()), python)),
         ({"clv", "pareto"}, clv_workloads),
         ({"markov", "heuristic"}, attribution),
+        ({"markov"}, synthetic),
         ({"cosine"}, lambda: similar(scale.cosine)),
         ({"rules"}, lambda: similar(scale.rules)),
     ] if k & keys]
