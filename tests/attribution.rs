@@ -100,13 +100,59 @@ async fn markov_order_1_agrees_with_channelattribution_within_its_monte_carlo_no
     assert!((sum - total.parse::<f64>().unwrap()).abs() < 1e-6);
 }
 
+/// Both Shapley variants against DP6 MAM 2.1.1 (`order=False` and `order=True`, no
+/// `max_size` truncation) on the same paths: tests/data/make_shapley_fixture.py.
+#[tokio::test]
+async fn shapley_both_variants_equal_dp6_mam() {
+    let ctx = paths_context(SessionConfig::new()).await;
+    let reference: Vec<(String, f64, f64)> = include_str!("data/attribution_shapley_mam.csv")
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let v: Vec<&str> = l.split(',').collect();
+            (
+                v[0].to_string(),
+                v[1].parse().unwrap(),
+                v[2].parse().unwrap(),
+            )
+        })
+        .collect();
+    for ordered in [false, true] {
+        let ours = per_channel(
+            &ctx,
+            &format!(
+                "SELECT c.channel AS channel, c.conversions AS conv FROM (SELECT unnest(\
+                 shapley_attribution(path, conversions, value, non_conversions, {ordered})) AS c FROM paths)"
+            ),
+        )
+        .await;
+        assert_eq!(ours.len(), reference.len());
+        for (channel, unordered_ref, ordered_ref) in &reference {
+            let r = if ordered {
+                *ordered_ref
+            } else {
+                *unordered_ref
+            };
+            let x = ours[channel];
+            assert!(
+                (x - r).abs() <= 1e-9 * r.max(1.0),
+                "ordered {ordered} {channel}: ours {x} vs MAM {r}"
+            );
+        }
+    }
+    // the variants differ on these paths (order matters), so the fixture tells them apart
+    assert!(reference.iter().any(|(_, u, o)| (u - o).abs() > 1.0));
+}
+
 #[tokio::test]
 async fn markov_and_shapley_are_bit_identical_across_partitions_and_batch_sizes() {
     let sql = "SELECT m.c.channel AS channel, m.c.removal_effect AS re, m.c.conversions AS conv, m.c.value AS v, \
-               s.c.conversions AS shapley, s.c.value AS shapley_value FROM \
+               s.c.conversions AS shapley, s.c.value AS shapley_value, o.c.conversions AS ordered FROM \
                (SELECT unnest(markov_attribution(path, conversions, value, non_conversions, 3)) AS c FROM paths) m \
                JOIN (SELECT unnest(shapley_attribution(path, conversions, value, non_conversions)) AS c FROM paths) s \
-               ON s.c.channel = m.c.channel ORDER BY m.c.channel";
+               ON s.c.channel = m.c.channel \
+               JOIN (SELECT unnest(shapley_attribution(path, conversions, value, non_conversions, true)) AS c FROM paths) o \
+               ON o.c.channel = m.c.channel ORDER BY m.c.channel";
     let one = pretty(
         &query(
             &paths_context(SessionConfig::new().with_target_partitions(1)).await,

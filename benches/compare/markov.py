@@ -190,7 +190,7 @@ def synthetic_workloads(binary, parquet, csv, python, channels):
     """Issue 4's benchmark on synthetic journeys with `channels` channels: Markov order 1 against
     ChannelAttribution on its input (the distinct paths with counts, CSV) and from the journeys' Parquet (one row
     per journey, ours only reads that), checked against ChannelAttribution within its noise and against a dense
-numpy solve of the same chain to 1e-9; our Markov order 3 and Shapley from the Parquet alone."""
+numpy solve of the same chain to 1e-9; our Markov order 3 and both Shapley variants from the Parquet alone."""
     ca = lambda: common.Peer(common.Engine("ChannelAttribution markov_model",
                                            lambda: common.python(python, CA, [csv])), target=0.5, check=check)
     dense = common.Peer(common.Engine("numpy dense solve (exact)", lambda: common.python(python, DENSE, [csv])),
@@ -209,6 +209,8 @@ numpy solve of the same chain to 1e-9; our Markov order 3 and Shapley from the P
                         from_parquet("markov_attribution order 3", "markov_attribution", ", NULL, 3")),
         common.Workload("markov", f"Shapley, {what} (ours only)",
                         from_parquet("shapley_attribution", "shapley_attribution")),
+        common.Workload("markov", f"ordered Shapley, {what} (ours only)",
+                        from_parquet("shapley_attribution ordered", "shapley_attribution", ", NULL, true")),
     ]
 
 

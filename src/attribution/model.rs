@@ -614,16 +614,20 @@ pub struct CoalitionStats {
     pub value_nanos: i128,
 }
 
-/// Exact Shapley values of the game restricted to coalition `c` (sorted channel ids,
-/// at most [`SHAPLEY_MAX_CHANNELS`]) with characteristic function `rate` (0 when
-/// absent): φ_i = Σ_{T ⊆ c, v(T) ≠ 0} v(T)·w(|T|, i ∈ T), with w = (s−1)!(n−s)!/n! for
-/// members and −s!(n−s−1)!/n! for others. The non-zero T come either from enumerating
-/// the subsets of `c` (`enumerate`) or from scanning `observed` for subsets of `c`.
+/// Exact Shapley values of the game restricted to coalition `c` (at most
+/// [`SHAPLEY_MAX_CHANNELS`] distinct channel ids: sorted, or in first-touch order when
+/// `ordered`) with characteristic function `rate` (0 when absent): φ_i = Σ_{T ⊆ c,
+/// v(T) ≠ 0} v(T)·w(|T|, i ∈ T), with w = (s−1)!(n−s)!/n! for members and −s!(n−s−1)!/n!
+/// for others, where a subset T is the subsequence of `c` it selects (so for ordered
+/// coalitions v(T) is the rate of that exact channel order). The non-zero T come either
+/// from enumerating the subsets of `c` (`enumerate`) or from scanning `observed` for
+/// subsequences of `c`.
 pub fn coalition_shapley(
     c: &[u32],
     rate: &HashMap<&[u32], f64>,
     observed: &[(&[u32], f64)],
     enumerate: bool,
+    ordered: bool,
 ) -> Vec<f64> {
     let n = c.len();
     let factorial = |k: usize| (1..=k).map(|x| x as f64).product::<f64>();
@@ -670,10 +674,19 @@ pub fn coalition_shapley(
         for (t, v) in observed {
             let mut mask = 0u32;
             let mut inside = true;
+            let mut next = 0; // positions must increase: T is a subsequence of c
             for ch in t.iter() {
-                match c.binary_search(ch) {
-                    Ok(i) => mask |= 1 << i,
-                    Err(_) => {
+                let found = if ordered {
+                    c.iter().position(|x| x == ch)
+                } else {
+                    c.binary_search(ch).ok()
+                };
+                match found {
+                    Some(i) if i >= next => {
+                        mask |= 1 << i;
+                        next = i + 1;
+                    }
+                    _ => {
                         inside = false;
                         break;
                     }
@@ -696,11 +709,16 @@ pub fn coalition_shapley(
 /// no permutations), and C's conversions and value are split in proportion to them
 /// (linearly when they sum to 0, so totals are always conserved).
 ///
+/// With `ordered` (DP6 MAM's `order=True`) a coalition is the journey's distinct
+/// channels in first-touch order, so A>B and B>A are different coalitions and the
+/// subsets of a coalition are its subsequences.
+///
 /// Returns per channel id (conversions, value in units of 1e-9 as f64), or an error
 /// naming the coalition size when it exceeds [`SHAPLEY_MAX_CHANNELS`].
 pub fn shapley_credit(
     coalitions: &HashMap<Vec<u32>, CoalitionStats>,
     channels: usize,
+    ordered: bool,
 ) -> Result<Vec<(f64, f64)>, usize> {
     let mut out = vec![(0.0, 0.0); channels];
     // v(T) for converting coalitions, and the list for sparse subset scans
@@ -723,7 +741,7 @@ pub fn shapley_credit(
             return Err(n);
         }
         let enumerate = (1usize << n) <= 4 * observed.len().max(1);
-        let phi = coalition_shapley(c, &rate, &observed, enumerate);
+        let phi = coalition_shapley(c, &rate, &observed, enumerate, ordered);
         let total: f64 = phi.iter().sum();
         for (i, &ch) in c.iter().enumerate() {
             let share = if total != 0.0 {
@@ -771,7 +789,7 @@ mod shapley_tests {
             (&[0, 2], 1.0, 1.0),
             (&[0, 1, 2], 3.0, 3.0),
         ]);
-        let r = shapley_credit(&c, 3).unwrap();
+        let r = shapley_credit(&c, 3, false).unwrap();
         let expect = [4.5, 2.5, 2.0];
         for (i, e) in expect.iter().enumerate() {
             assert!((r[i].0 - e).abs() < 1e-12, "{i}: {:?}", r[i]);
@@ -825,7 +843,7 @@ mod shapley_tests {
             orders += 1.0;
         });
         for enumerate in [true, false] {
-            let phi = coalition_shapley(&full, &rate, &observed, enumerate);
+            let phi = coalition_shapley(&full, &rate, &observed, enumerate, false);
             for i in 0..6 {
                 assert!(
                     (phi[i] - brute[i] / orders).abs() < 1e-12,
@@ -835,11 +853,87 @@ mod shapley_tests {
         }
     }
 
+    /// Ordered coalitions: the journey's channels in first-touch order; v(T) is the rate
+    /// of T's channels in that order, and other orders of the same channels must not
+    /// count. Checked against the average marginal contribution over all 720 orders of
+    /// the players, on both the enumerating and the scanning path.
+    #[test]
+    fn ordered_values_equal_the_permutation_average_on_both_paths() {
+        let c: Vec<u32> = vec![3, 1, 4, 0, 2, 5]; // first-touch order of the journey
+        let mut x: u64 = 11;
+        let mut owned: Vec<(Vec<u32>, f64)> = Vec::new();
+        for mask in 1u32..64 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let sub: Vec<u32> = (0..6)
+                .filter(|i| mask & (1 << i) != 0)
+                .map(|i| c[i])
+                .collect();
+            if (x >> 60) % 3 != 0 {
+                owned.push((sub.clone(), ((x >> 30) % 1000) as f64 / 1000.0));
+            }
+            if sub.len() >= 2 {
+                // the same channels in another order: a different coalition, never a subset of c
+                let mut other = sub;
+                other.reverse();
+                owned.push((other, 5.0));
+            }
+        }
+        let rate: HashMap<&[u32], f64> = owned.iter().map(|(k, v)| (k.as_slice(), *v)).collect();
+        let observed: Vec<(&[u32], f64)> = owned.iter().map(|(k, v)| (k.as_slice(), *v)).collect();
+        // v of a set of players = rate of their subsequence of c
+        let v = |members: &[u32]| {
+            let sub: Vec<u32> = c
+                .iter()
+                .copied()
+                .filter(|ch| members.contains(ch))
+                .collect();
+            rate.get(sub.as_slice()).copied().unwrap_or(0.0)
+        };
+        let mut brute = [0.0f64; 6];
+        let mut orders = 0.0;
+        let mut perm: Vec<u32> = (0..6).collect();
+        fn heap(k: usize, a: &mut Vec<u32>, f: &mut dyn FnMut(&[u32])) {
+            if k == 1 {
+                f(a);
+                return;
+            }
+            for i in 0..k {
+                heap(k - 1, a, f);
+                if k.is_multiple_of(2) {
+                    a.swap(i, k - 1)
+                } else {
+                    a.swap(0, k - 1)
+                }
+            }
+        }
+        heap(6, &mut perm, &mut |order: &[u32]| {
+            let mut prefix: Vec<u32> = Vec::new();
+            for &ch in order {
+                let before = v(&prefix);
+                prefix.push(ch);
+                brute[ch as usize] += v(&prefix) - before;
+            }
+            orders += 1.0;
+        });
+        for enumerate in [true, false] {
+            let phi = coalition_shapley(&c, &rate, &observed, enumerate, true);
+            for (i, &ch) in c.iter().enumerate() {
+                assert!(
+                    (phi[i] - brute[ch as usize] / orders).abs() < 1e-12,
+                    "enumerate {enumerate} channel {ch}: {} vs {}",
+                    phi[i],
+                    brute[ch as usize] / orders
+                );
+            }
+        }
+    }
+
     #[test]
     fn too_many_channels_is_an_error() {
         let big: Vec<u32> = (0..21).collect();
         let c = coalitions(&[(&big, 1.0, 1.0)]);
-        assert_eq!(shapley_credit(&c, 21), Err(21));
+        assert_eq!(shapley_credit(&c, 21, false), Err(21));
+        assert_eq!(shapley_credit(&c, 21, true), Err(21));
     }
 
     #[test]
@@ -847,7 +941,7 @@ mod shapley_tests {
         // v(AB) = 0.5 but v(A) = v(B) = 1 → φ = (0.25, 0.25)·… sums to 0.5, fine; make it cancel:
         // v(A)=1, v(B)=1, v(AB) tiny positive conversions over huge journeys ≈ 0 → φ sum ≈ 0
         let c = coalitions(&[(&[0], 1.0, 1.0), (&[1], 1.0, 1.0), (&[0, 1], 1.0, 1e300)]);
-        let r = shapley_credit(&c, 2).unwrap();
+        let r = shapley_credit(&c, 2, false).unwrap();
         assert!((r[0].0 + r[1].0 - 3.0).abs() < 1e-9, "{r:?}");
     }
 }

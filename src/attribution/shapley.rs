@@ -1,6 +1,6 @@
-//! `shapley_attribution(path, conversions, value [, non_conversions])`: exact Shapley
-//! values with the conversion-rate characteristic function, as an aggregate whose state
-//! (statistics per distinct channel set) merges.
+//! `shapley_attribution(path, conversions, value [, non_conversions [, ordered]])`: exact
+//! Shapley values with the conversion-rate characteristic function, as an aggregate whose
+//! state (statistics per distinct channel set, or sequence when ordered) merges.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -10,7 +10,7 @@ use datafusion::arrow::array::{
 };
 
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, FieldRef, Float64Type};
-use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
@@ -20,17 +20,19 @@ use super::input::JourneyRows;
 use super::markov::{result_item_fields, result_type};
 use super::model::{CoalitionStats, SHAPLEY_MAX_CHANNELS, shapley_credit, to_nanos};
 use crate::args::{
-    Kind, Param, check_arg_types, doc_section, list_of, param, scalar_list, signature, state_field,
+    Kind, Param, aggregate_literal, check_arg_types, doc_section, list_of, param, scalar_list,
+    signature, state_field,
 };
 
 const NAME: &str = "shapley_attribution";
 const SEP: char = '\u{1f}';
 
-const PARAMS: [Param; 4] = [
+const PARAMS: [Param; 5] = [
     param("path", Kind::StringList),
     param("conversions", Kind::Number),
     param("value", Kind::Number),
     param("non_conversions", Kind::Number),
+    param("ordered", Kind::Boolean),
 ];
 
 /// The `shapley_attribution` aggregate function.
@@ -58,16 +60,27 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
          subset sum, never a loop over permutations), and C's conversions and value are split in \
          proportion to them (equally if they sum to 0), so totals are conserved. Exact for up to 20 \
          distinct channels in one journey; more is an error naming the coalition size.\n\n\
+         `ordered => true` is the ordered variant (DP6 MAM's `order=True`): a journey's coalition \
+         is its distinct channels in the order of their first touch, so A > B and B > A are \
+         different coalitions, and v(T) for T ⊆ C is the rate of T's channels in C's order; \
+         computed exactly the same way.\n\n\
          Input as for `markov_attribution` (one row per journey, or per path with \
-         `non_conversions`). Returns a list of structs {channel, removal_effect, conversions, value} \
+         `non_conversions`; `non_conversions => NULL, ordered => true` for one row per journey). Returns a list of structs {channel, removal_effect, conversions, value} \
          sorted by channel, where for Shapley `removal_effect` holds the channel's share of the \
          credited conversions. NULL paths are skipped; NULL channels are a channel named NULL.",
-        "shapley_attribution(path, conversions, value [, non_conversions])",
+        "shapley_attribution(path, conversions, value [, non_conversions [, ordered]])",
     )
-    .with_argument("path", "The journey's channels, a list of strings (order and repeats do not matter).")
+    .with_argument(
+        "path",
+        "The journey's channels in time order, a list of strings (repeats do not matter; order only when ordered).",
+    )
     .with_argument("conversions", "Conversions of the journey (or of all journeys with this path).")
     .with_argument("value", "Conversion value of the journey (or total value of the path).")
     .with_argument("non_conversions", "Journeys with this path that did not convert (path-count input).")
+    .with_argument(
+        "ordered",
+        "Boolean literal: coalitions keep the order of first touch (DP6 MAM's order=True); default false.",
+    )
     .with_sql_example(
         "```sql\n\
          > SELECT c.channel AS channel, round(c.conversions, 4) AS conv\n\
@@ -113,9 +126,17 @@ impl AggregateUDFImpl for ShapleyAttribution {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let ordered = match aggregate_literal(NAME, &args, 4, PARAMS[4].name)? {
+            None | Some(ScalarValue::Boolean(None)) => false,
+            Some(ScalarValue::Boolean(Some(b))) => b,
+            Some(other) => {
+                return plan_err!("{NAME}: argument 'ordered' must be true or false, got {other}");
+            }
+        };
         Ok(Box::new(ShapleyAccumulator {
             coalitions: HashMap::new(),
             has_non_conversions: args.exprs.len() >= 4,
+            ordered,
         }))
     }
 
@@ -124,11 +145,13 @@ impl AggregateUDFImpl for ShapleyAttribution {
     }
 }
 
-/// Coalitions keyed by their sorted distinct channel names joined with U+001F.
+/// Coalitions keyed by their distinct channel names (sorted, or in first-touch order
+/// when `ordered`) joined with U+001F.
 #[derive(Debug)]
 struct ShapleyAccumulator {
     coalitions: HashMap<String, CoalitionStats>,
     has_non_conversions: bool,
+    ordered: bool,
 }
 
 impl Accumulator for ShapleyAccumulator {
@@ -142,8 +165,20 @@ impl Accumulator for ShapleyAccumulator {
             if set.is_empty() {
                 continue;
             }
-            set.sort_unstable();
-            set.dedup();
+            if self.ordered {
+                // keep each channel's first touch (n ≤ a few dozen: quadratic is fine)
+                let mut kept = 0;
+                for j in 0..set.len() {
+                    if !set[..kept].contains(&set[j]) {
+                        set[kept] = set[j];
+                        kept += 1;
+                    }
+                }
+                set.truncate(kept);
+            } else {
+                set.sort_unstable();
+                set.dedup();
+            }
             if set.len() > SHAPLEY_MAX_CHANNELS {
                 return exec_err!(
                     "{NAME}: a journey has {} distinct channels; exact Shapley values support at most {SHAPLEY_MAX_CHANNELS}",
@@ -207,7 +242,7 @@ impl Accumulator for ShapleyAccumulator {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        // channel ids in name order, so coalitions (sorted id lists) are canonical
+        // channel ids in name order, so coalitions (sorted id lists unless ordered) are canonical
         let mut names: Vec<&str> = self.coalitions.keys().flat_map(|k| k.split(SEP)).collect();
         names.sort_unstable();
         names.dedup();
@@ -221,7 +256,7 @@ impl Accumulator for ShapleyAccumulator {
             .iter()
             .map(|(k, s)| (k.split(SEP).map(|n| id[n]).collect(), *s))
             .collect();
-        let credit = match shapley_credit(&coalitions, names.len()) {
+        let credit = match shapley_credit(&coalitions, names.len(), self.ordered) {
             Ok(c) => c,
             Err(n) => {
                 return exec_err!(
