@@ -81,8 +81,10 @@ pub enum MiningError {
 
 /// Every itemset (up to `max_len` items) contained in at least `min_count` baskets.
 /// `baskets` are distinct baskets (item ids sorted, no duplicates) with their multiplicity.
-/// Eclat: depth-first over items in ascending id order, intersecting sorted basket-id
-/// lists. The result is in depth-first order: deterministic for the same input.
+/// Eclat: depth-first over items in ascending id order, intersecting the sets of baskets
+/// holding each itemset ([`Tids`]: a bitset when dense, a sorted id list when sparse,
+/// whichever is smaller). The result is in depth-first order: deterministic for the same
+/// input.
 pub fn frequent_itemsets(
     baskets: &[(Vec<u32>, u64)],
     n_items: usize,
@@ -90,19 +92,21 @@ pub fn frequent_itemsets(
     max_len: usize,
     limit: usize,
 ) -> Result<Vec<Itemset>, MiningError> {
-    // vertical layout: for every item the ids of the baskets holding it
-    let mut tids: Vec<Vec<u32>> = vec![Vec::new(); n_items];
+    let layout = Layout::new(baskets);
+    // vertical layout: for every item the ids of the baskets holding it, ascending
+    let mut lists: Vec<Vec<u32>> = vec![Vec::new(); n_items];
     for (b, (items, _)) in baskets.iter().enumerate() {
+        let id = layout.id[b];
         for &i in items {
-            tids[i as usize].push(b as u32);
+            lists[i as usize].push(id);
         }
     }
-    let weight = |t: &[u32]| -> u64 { t.iter().map(|&b| baskets[b as usize].1).sum() };
-    let mut roots: Vec<(u32, Vec<u32>, u64)> = Vec::new();
-    for (item, t) in tids.into_iter().enumerate() {
-        let w = weight(&t);
+    let mut roots: Vec<(u32, Tids, u64)> = Vec::new();
+    for (item, mut t) in lists.into_iter().enumerate() {
+        t.sort_unstable();
+        let w = layout.sparse_weight(&t);
         if w >= min_count && w > 0 {
-            roots.push((item as u32, t, w));
+            roots.push((item as u32, layout.compact(t), w));
         }
     }
     let mut out = Vec::new();
@@ -113,7 +117,7 @@ pub fn frequent_itemsets(
     extend(
         &roots,
         &mut prefix,
-        baskets,
+        &layout,
         min_count,
         max_len,
         limit,
@@ -122,10 +126,124 @@ pub fn frequent_itemsets(
     Ok(out)
 }
 
+/// A set of basket ids: a bitset over [`Layout`]'s numbering (dense) or the ids in
+/// ascending order (sparse). Dense when the bitset is the smaller of the two.
+#[derive(Debug, Clone, PartialEq)]
+enum Tids {
+    Dense(Vec<u64>),
+    Sparse(Vec<u32>),
+}
+
+/// The numbering of the baskets the tid-sets use: baskets grouped by weight, each group
+/// starting on a 64-bit word, so a bitset's weighted count is Σ weight × popcount over
+/// each group's words.
+struct Layout {
+    /// basket index → id
+    id: Vec<u32>,
+    /// id → weight (0 for the padding ids)
+    weight: Vec<u64>,
+    /// (first word, end word, weight) of every group
+    groups: Vec<(usize, usize, u64)>,
+    words: usize,
+}
+
+impl Layout {
+    fn new(baskets: &[(Vec<u32>, u64)]) -> Self {
+        let mut by_weight: Vec<u32> = (0..baskets.len() as u32).collect();
+        by_weight.sort_unstable_by_key(|&b| (baskets[b as usize].1, b));
+        let mut id = vec![0u32; baskets.len()];
+        let mut weight = Vec::new();
+        let mut groups = Vec::new();
+        let mut k = 0;
+        while k < by_weight.len() {
+            let w = baskets[by_weight[k] as usize].1;
+            let first = weight.len() / 64;
+            while k < by_weight.len() && baskets[by_weight[k] as usize].1 == w {
+                id[by_weight[k] as usize] = weight.len() as u32;
+                weight.push(w);
+                k += 1;
+            }
+            weight.resize(weight.len().div_ceil(64) * 64, 0);
+            groups.push((first, weight.len() / 64, w));
+        }
+        let words = weight.len() / 64;
+        Self {
+            id,
+            weight,
+            groups,
+            words,
+        }
+    }
+
+    fn sparse_weight(&self, ids: &[u32]) -> u64 {
+        ids.iter().map(|&b| self.weight[b as usize]).sum()
+    }
+
+    /// The smaller representation of a sorted id list.
+    fn compact(&self, ids: Vec<u32>) -> Tids {
+        if ids.len() > 2 * self.words {
+            let mut bits = vec![0u64; self.words];
+            for &b in &ids {
+                bits[b as usize / 64] |= 1 << (b % 64);
+            }
+            Tids::Dense(bits)
+        } else {
+            Tids::Sparse(ids)
+        }
+    }
+
+    /// a ∩ b and its weighted count.
+    fn intersect(&self, a: &Tids, b: &Tids) -> (Tids, u64) {
+        match (a, b) {
+            (Tids::Dense(x), Tids::Dense(y)) => {
+                let mut out = vec![0u64; self.words];
+                let (mut weight, mut ones) = (0u64, 0usize);
+                for &(first, end, w) in &self.groups {
+                    let mut n = 0u64;
+                    for i in first..end {
+                        let v = x[i] & y[i];
+                        out[i] = v;
+                        n += u64::from(v.count_ones());
+                    }
+                    weight += w * n;
+                    ones += n as usize;
+                }
+                if ones > 2 * self.words {
+                    (Tids::Dense(out), weight)
+                } else {
+                    let mut ids = Vec::with_capacity(ones);
+                    for (i, &v) in out.iter().enumerate() {
+                        let mut v = v;
+                        while v != 0 {
+                            ids.push((i * 64) as u32 + v.trailing_zeros());
+                            v &= v - 1;
+                        }
+                    }
+                    (Tids::Sparse(ids), weight)
+                }
+            }
+            (Tids::Dense(bits), Tids::Sparse(ids)) | (Tids::Sparse(ids), Tids::Dense(bits)) => {
+                let out: Vec<u32> = ids
+                    .iter()
+                    .copied()
+                    .filter(|&b| bits[b as usize / 64] >> (b % 64) & 1 == 1)
+                    .collect();
+                let w = self.sparse_weight(&out);
+                (Tids::Sparse(out), w)
+            }
+            (Tids::Sparse(x), Tids::Sparse(y)) => {
+                let out = intersect(x, y);
+                let w = self.sparse_weight(&out);
+                (Tids::Sparse(out), w)
+            }
+        }
+    }
+}
+
 fn extend(
-    class: &[(u32, Vec<u32>, u64)],
+    class: &[(u32, Tids, u64)],
     prefix: &mut Vec<u32>,
-    baskets: &[(Vec<u32>, u64)],
+    layout: &Layout,
     min_count: u64,
     max_len: usize,
     limit: usize,
@@ -143,14 +261,13 @@ fn extend(
         if prefix.len() < max_len {
             let mut next = Vec::new();
             for (item2, t2, _) in &class[k + 1..] {
-                let common = intersect(t, t2);
-                let w2: u64 = common.iter().map(|&b| baskets[b as usize].1).sum();
+                let (common, w2) = layout.intersect(t, t2);
                 if w2 >= min_count && w2 > 0 {
                     next.push((*item2, common, w2));
                 }
             }
             if !next.is_empty() {
-                extend(&next, prefix, baskets, min_count, max_len, limit, out)?;
+                extend(&next, prefix, layout, min_count, max_len, limit, out)?;
             }
         }
         prefix.pop();
@@ -271,6 +388,69 @@ mod tests {
         assert_eq!(overlap(4, 3, 2), Some(2.0 / 3.0));
         assert_eq!(jaccard(0, 0, 0), None);
         assert_eq!(overlap(0, 3, 0), None);
+    }
+
+    /// Random weighted baskets big enough that frequent items' tid-sets are bitsets and
+    /// rare ones lists (both mixed intersections happen): every itemset up to 3 items and
+    /// its count against brute force.
+    #[test]
+    fn eclat_with_bitsets_and_lists_equals_brute_force() {
+        let mut x: u64 = 3;
+        let mut rand = |m: u64| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (x >> 33) % m
+        };
+        let n_items = 12u32;
+        let mut baskets: Vec<(Vec<u32>, u64)> = Vec::new();
+        for _ in 0..3000 {
+            // item i present with probability 1.5/(i² + 2): the head dense, the tail sparse
+            let items: Vec<u32> = (0..n_items)
+                .filter(|&i| rand(1000) * (u64::from(i * i) + 2) < 1500)
+                .collect();
+            let weight = [1, 1, 1, 2, 3, 7][rand(6) as usize];
+            baskets.push((items, weight));
+        }
+        let min_count = 40;
+        let sets = frequent_itemsets(&baskets, n_items as usize, min_count, 3, 1_000_000).unwrap();
+        let layout = Layout::new(&baskets);
+        let dense = |item: u32| {
+            let ids: Vec<u32> = baskets
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.0.contains(&item))
+                .map(|(k, _)| layout.id[k])
+                .collect();
+            matches!(layout.compact(ids), Tids::Dense(_))
+        };
+        assert!(
+            dense(0) && !dense(n_items - 1),
+            "both representations are exercised"
+        );
+        let mut brute = Vec::new();
+        let count = |set: &[u32]| -> u64 {
+            baskets
+                .iter()
+                .filter(|(b, _)| set.iter().all(|i| b.contains(i)))
+                .map(|b| b.1)
+                .sum()
+        };
+        for mask in 1u32..(1 << n_items) {
+            if mask.count_ones() <= 3 {
+                let set: Vec<u32> = (0..n_items).filter(|i| mask >> i & 1 == 1).collect();
+                let k = count(&set);
+                if k >= min_count {
+                    brute.push((set, k));
+                }
+            }
+        }
+        let mut got: Vec<(Vec<u32>, u64)> =
+            sets.iter().map(|s| (s.items.clone(), s.count)).collect();
+        got.sort();
+        brute.sort();
+        assert!(brute.len() > 30, "{}", brute.len());
+        assert_eq!(got, brute);
     }
 
     #[test]
