@@ -92,27 +92,65 @@ pub fn frequent_itemsets(
     max_len: usize,
     limit: usize,
 ) -> Result<Vec<Itemset>, MiningError> {
-    let layout = Layout::new(baskets);
-    // vertical layout: for every item the ids of the baskets holding it, ascending
-    let mut lists: Vec<Vec<u32>> = vec![Vec::new(); n_items];
-    for (b, (items, _)) in baskets.iter().enumerate() {
-        let id = layout.id[b];
-        for &i in items {
-            lists[i as usize].push(id);
-        }
-    }
-    let mut roots: Vec<(u32, Tids, u64)> = Vec::new();
-    for (item, mut t) in lists.into_iter().enumerate() {
-        t.sort_unstable();
-        let w = layout.sparse_weight(&t);
-        if w >= min_count && w > 0 {
-            roots.push((item as u32, layout.compact(t), w));
-        }
-    }
+    mine(baskets, n_items, min_count, max_len, limit, BITSET_BUDGET)
+}
+
+/// [`frequent_itemsets`] with the memory `budget` for bitsets ([`Layout::new`]).
+fn mine(
+    baskets: &[(Vec<u32>, u64)],
+    n_items: usize,
+    min_count: u64,
+    max_len: usize,
+    limit: usize,
+    budget: usize,
+) -> Result<Vec<Itemset>, MiningError> {
     let mut out = Vec::new();
     if max_len == 0 {
         return Ok(out);
     }
+    // singletons: weighted counts over every basket
+    let mut item_weight = vec![0u64; n_items];
+    for (items, w) in baskets {
+        for &i in items {
+            item_weight[i as usize] += w;
+        }
+    }
+    let frequent: Vec<bool> = item_weight
+        .iter()
+        .map(|&w| w >= min_count && w > 0)
+        .collect();
+    // Larger itemsets: only baskets with at least two frequent items can hold one (every
+    // item of a frequent itemset is frequent), so the tid-sets cover just those.
+    let useful: Vec<usize> = (0..baskets.len())
+        .filter(|&b| {
+            baskets[b]
+                .0
+                .iter()
+                .filter(|&&i| frequent[i as usize])
+                .nth(1)
+                .is_some()
+        })
+        .collect();
+    let roots_count = frequent.iter().filter(|&&f| f).count();
+    let layout = Layout::new(baskets, &useful, roots_count, budget);
+    // vertical layout: for every frequent item the ids of the useful baskets holding it
+    let mut lists: Vec<Vec<u32>> = vec![Vec::new(); n_items];
+    for (&b, &id) in useful.iter().zip(&layout.id) {
+        for &i in &baskets[b].0 {
+            if frequent[i as usize] {
+                lists[i as usize].push(id);
+            }
+        }
+    }
+    let roots: Vec<(u32, Tids, u64)> = lists
+        .into_iter()
+        .enumerate()
+        .filter(|(item, _)| frequent[*item])
+        .map(|(item, mut t)| {
+            t.sort_unstable();
+            (item as u32, layout.compact(t), item_weight[item])
+        })
+        .collect();
     let mut prefix = Vec::new();
     extend(
         &roots,
@@ -127,51 +165,68 @@ pub fn frequent_itemsets(
 }
 
 /// A set of basket ids: a bitset over [`Layout`]'s numbering (dense) or the ids in
-/// ascending order (sparse). Dense when the bitset is the smaller of the two.
+/// ascending order (sparse); see [`Layout::compact`] for which.
 #[derive(Debug, Clone, PartialEq)]
 enum Tids {
     Dense(Vec<u64>),
     Sparse(Vec<u32>),
 }
 
+/// Bitsets of all the frequent items at the depth Eclat reaches typically (4 levels) may
+/// take this much memory; beyond it sets are dense only where a bitset is the smaller form.
+const BITSET_BUDGET: usize = 256 << 20;
+
 /// The numbering of the baskets the tid-sets use: baskets grouped by weight, each group
 /// starting on a 64-bit word, so a bitset's weighted count is Σ weight × popcount over
 /// each group's words.
 struct Layout {
-    /// basket index → id
+    /// position in the `useful` list → id
     id: Vec<u32>,
     /// id → weight (0 for the padding ids)
     weight: Vec<u64>,
     /// (first word, end word, weight) of every group
     groups: Vec<(usize, usize, u64)>,
     words: usize,
+    /// sets with more ids than this are bitsets
+    dense_above: usize,
 }
 
 impl Layout {
-    fn new(baskets: &[(Vec<u32>, u64)]) -> Self {
-        let mut by_weight: Vec<u32> = (0..baskets.len() as u32).collect();
-        by_weight.sort_unstable_by_key(|&b| (baskets[b as usize].1, b));
-        let mut id = vec![0u32; baskets.len()];
+    /// Numbers the baskets `useful` (indexes into `baskets`) for `roots` frequent items.
+    fn new(baskets: &[(Vec<u32>, u64)], useful: &[usize], roots: usize, budget: usize) -> Self {
+        let mut by_weight: Vec<u32> = (0..useful.len() as u32).collect();
+        let w = |k: u32| baskets[useful[k as usize]].1;
+        by_weight.sort_unstable_by_key(|&k| (w(k), k));
+        let mut id = vec![0u32; useful.len()];
         let mut weight = Vec::new();
         let mut groups = Vec::new();
         let mut k = 0;
         while k < by_weight.len() {
-            let w = baskets[by_weight[k] as usize].1;
+            let g = w(by_weight[k]);
             let first = weight.len() / 64;
-            while k < by_weight.len() && baskets[by_weight[k] as usize].1 == w {
+            while k < by_weight.len() && w(by_weight[k]) == g {
                 id[by_weight[k] as usize] = weight.len() as u32;
-                weight.push(w);
+                weight.push(g);
                 k += 1;
             }
             weight.resize(weight.len().div_ceil(64) * 64, 0);
-            groups.push((first, weight.len() / 64, w));
+            groups.push((first, weight.len() / 64, g));
         }
         let words = weight.len() / 64;
+        // A bitset intersection costs ~1 ns per word, a list merge a few ns per id: bitsets
+        // win from about words / 8 ids on, when `budget` affords them; otherwise a set is a
+        // bitset only when that is also the smaller form (2 ids per word).
+        let dense_above = if words * 8 * roots.max(1) * 4 <= budget {
+            words / 8
+        } else {
+            2 * words
+        };
         Self {
             id,
             weight,
             groups,
             words,
+            dense_above,
         }
     }
 
@@ -179,9 +234,9 @@ impl Layout {
         ids.iter().map(|&b| self.weight[b as usize]).sum()
     }
 
-    /// The smaller representation of a sorted id list.
+    /// The representation of a sorted id list: a bitset above `dense_above` ids.
     fn compact(&self, ids: Vec<u32>) -> Tids {
-        if ids.len() > 2 * self.words {
+        if ids.len() > self.dense_above {
             let mut bits = vec![0u64; self.words];
             for &b in &ids {
                 bits[b as usize / 64] |= 1 << (b % 64);
@@ -208,7 +263,7 @@ impl Layout {
                     weight += w * n;
                     ones += n as usize;
                 }
-                if ones > 2 * self.words {
+                if ones > self.dense_above {
                     (Tids::Dense(out), weight)
                 } else {
                     let mut ids = Vec::with_capacity(ones);
@@ -413,8 +468,9 @@ mod tests {
             baskets.push((items, weight));
         }
         let min_count = 40;
-        let sets = frequent_itemsets(&baskets, n_items as usize, min_count, 3, 1_000_000).unwrap();
-        let layout = Layout::new(&baskets);
+        let all: Vec<usize> = (0..baskets.len()).collect();
+        // budget 0: bitsets only where smaller than lists, so the tail stays sparse
+        let layout = Layout::new(&baskets, &all, n_items as usize, 0);
         let dense = |item: u32| {
             let ids: Vec<u32> = baskets
                 .iter()
@@ -445,12 +501,16 @@ mod tests {
                 }
             }
         }
-        let mut got: Vec<(Vec<u32>, u64)> =
-            sets.iter().map(|s| (s.items.clone(), s.count)).collect();
-        got.sort();
         brute.sort();
         assert!(brute.len() > 30, "{}", brute.len());
-        assert_eq!(got, brute);
+        // both budgets: mixed bitsets and lists, and (the default) bitsets almost everywhere
+        for budget in [0, BITSET_BUDGET] {
+            let sets = mine(&baskets, n_items as usize, min_count, 3, 1_000_000, budget).unwrap();
+            let mut got: Vec<(Vec<u32>, u64)> =
+                sets.iter().map(|s| (s.items.clone(), s.count)).collect();
+            got.sort();
+            assert_eq!(got, brute, "budget {budget}");
+        }
     }
 
     #[test]
