@@ -11,6 +11,10 @@ use datafusion::prelude::SessionContext;
 use datafusion_marketing::generate::sim::{
     CustomerRow, EventRow, ItemRow, OrderRow, Sink, TouchRow, World, simulate_customer,
 };
+use datafusion_marketing::kernels::{
+    Dual, MarkovCounts, Pattern, Real, Times, bgnbd_ll_indexed, frequent_itemsets,
+    ln_hyp2f1_a_b_a1, pareto_row_ll, sort_patterns,
+};
 
 struct Count(u64);
 
@@ -200,6 +204,10 @@ fn similarity(c: &mut Criterion) {
             "SELECT sum(cardinality(item_pairs(items))) FROM b",
         ),
         (
+            "item_pair_keys_100k_baskets",
+            "SELECT sum(cardinality(item_pair_keys(items))) FROM b",
+        ),
+        (
             "cosine_similarity_100k_rows",
             "SELECT sum(cosine_similarity(x, x)) FROM v",
         ),
@@ -218,12 +226,163 @@ fn similarity(c: &mut Criterion) {
     g.finish();
 }
 
+/// A deterministic pseudo-random stream (no RNG crate: the same data every run).
+fn stream(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut x = seed;
+    move |m| {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (x >> 33) % m
+    }
+}
+
+/// The Markov solve alone (transition counts already aggregated): 50,000 journeys over 15
+/// channels, orders 1 and 3 — one absorbing-chain solve per channel plus the base one.
+fn markov_solve(c: &mut Criterion) {
+    const CHANNELS: [&str; 15] = [
+        "paid_search",
+        "organic_search",
+        "direct",
+        "email",
+        "display",
+        "social",
+        "affiliate",
+        "referral",
+        "video",
+        "push",
+        "sms",
+        "retargeting",
+        "partner",
+        "podcast",
+        "tv",
+    ];
+    let mut g = c.benchmark_group("markov_solve");
+    g.sample_size(10);
+    for order in [1, 3] {
+        let mut rand = stream(7);
+        let mut counts = MarkovCounts::new(order);
+        let mut path: Vec<&str> = Vec::new();
+        for _ in 0..50_000 {
+            path.clear();
+            let len = 1 + rand(4) + rand(4);
+            for _ in 0..len {
+                let k = rand(15) * rand(15) / 14; // skewed towards the first channels
+                path.push(CHANNELS[k as usize]);
+            }
+            let converted = (rand(100) < 5 + 2 * len) as u64 as f64;
+            counts.add_path(&path, converted, 1.0 - converted, 50.0 * converted, false);
+        }
+        g.bench_function(format!("removal_effects_order_{order}_15_channels"), |b| {
+            b.iter(|| counts.removal_effects())
+        });
+    }
+    g.finish();
+}
+
+/// 100,000 customer patterns (x, t_x, T) in days, as a summary of a year of orders gives.
+fn patterns(n: usize) -> Vec<Pattern> {
+    let mut rand = stream(11);
+    let mut rows: Vec<Pattern> = (0..n)
+        .map(|_| {
+            let t = 30.0 + rand(700) as f64;
+            let x = if rand(3) == 0 {
+                0.0
+            } else {
+                (rand(8) * rand(8) / 7) as f64
+            };
+            let tx = if x == 0.0 {
+                0.0
+            } else {
+                (rand(t as u64) + 1).min(t as u64) as f64
+            };
+            Pattern { x, tx, t, w: 1.0 }
+        })
+        .collect();
+    sort_patterns(&mut rows);
+    rows
+}
+
+/// One evaluation of the BG/NBD log-likelihood with its exact gradient (dual numbers), the
+/// unit of work of every BFGS step; and the Pareto/NBD one, whose hypergeometric term
+/// dominates; and that ₂F₁(a, b; a+1; z) alone at small and large z.
+fn clv_likelihoods(c: &mut Criterion) {
+    let rows = patterns(100_000);
+    let times = Times::new(&rows);
+    let vars = |p: [f64; 4]| -> [Dual<4>; 4] { std::array::from_fn(|i| Dual::var(p[i], i, 1.0)) };
+    let mut g = c.benchmark_group("clv_likelihood");
+    g.throughput(Throughput::Elements(rows.len() as u64));
+    g.sample_size(20);
+    let bg = vars([0.8, 20.0, 0.9, 3.0]);
+    g.bench_function("bgnbd_ll_gradient_100k_patterns", |b| {
+        b.iter(|| bgnbd_ll_indexed(&bg, &rows, &times))
+    });
+    let pareto_rows = &rows[..10_000];
+    for (label, beta) in [("near_alpha", 22.0), ("far_from_alpha", 200.0)] {
+        let p = vars([0.8, 20.0, 0.6, beta]);
+        g.bench_function(
+            format!("pareto_nbd_ll_gradient_10k_patterns_beta_{label}"),
+            |b| {
+                b.iter(|| {
+                    pareto_rows.iter().fold(Dual::<4>::cst(0.0), |s, r| {
+                        s + pareto_row_ll(&p, r.x, r.tx, r.t)
+                    })
+                })
+            },
+        );
+    }
+    g.finish();
+    let mut g = c.benchmark_group("hyp2f1");
+    for z in [0.1, 0.5, 0.9] {
+        g.bench_function(format!("ln_hyp2f1_a_b_a1_f64_z{z}"), |b| {
+            b.iter(|| ln_hyp2f1_a_b_a1(std::hint::black_box(12.5), 1.6, std::hint::black_box(z)))
+        });
+        let [a, bb, zz] = [
+            Dual::<4>::var(12.5, 0, 1.0),
+            Dual::var(1.6, 1, 1.0),
+            Dual::var(z, 2, 1.0),
+        ];
+        g.bench_function(format!("ln_hyp2f1_a_b_a1_dual4_z{z}"), |b| {
+            b.iter(|| ln_hyp2f1_a_b_a1(std::hint::black_box(a), bb, std::hint::black_box(zz)))
+        });
+    }
+    g.finish();
+}
+
+/// Eclat alone on 200,000 distinct baskets (weights 1-3) over 2,000 skewed items.
+fn eclat(c: &mut Criterion) {
+    let mut rand = stream(5);
+    let baskets: Vec<(Vec<u32>, u64)> = (0..200_000)
+        .map(|_| {
+            let mut items: Vec<u32> = (0..2 + rand(12))
+                .map(|_| (rand(2000) * rand(2000) / 2000) as u32)
+                .collect();
+            items.sort_unstable();
+            items.dedup();
+            (items, 1 + rand(3))
+        })
+        .collect();
+    let mut g = c.benchmark_group("eclat");
+    g.sample_size(10);
+    g.bench_function("frequent_itemsets_200k_baskets_support_0.005", |b| {
+        b.iter(|| {
+            frequent_itemsets(&baskets, 2000, 2000, usize::MAX, 10_000_000)
+                .unwrap()
+                .len()
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     generator,
     rfm_segment,
     quantile_score,
     clv_fits,
-    similarity
+    clv_likelihoods,
+    markov_solve,
+    similarity,
+    eclat
 );
 criterion_main!(benches);

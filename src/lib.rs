@@ -52,6 +52,16 @@ use datafusion::execution::context::SessionConfig;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
 use datafusion::prelude::SessionContext;
 
+/// The numerical kernels behind the SQL functions, exposed for the criterion benches
+/// (`benches/kernels.rs`) so regressions show at the function level. Not a stable API.
+#[doc(hidden)]
+pub mod kernels {
+    pub use crate::attribution::model::{CoalitionStats, MarkovCounts, shapley_credit};
+    pub use crate::clv::model::{Pattern, Times, bgnbd_ll_indexed, pareto_row_ll, sort_patterns};
+    pub use crate::clv::real::{Dual, Real, ln_hyp2f1_a_b_a1};
+    pub use crate::similarity::model::frequent_itemsets;
+}
+
 /// Singleton constructors for every function, as in DataFusion's own function crates.
 pub mod functions {
     pub use crate::attribution::{
