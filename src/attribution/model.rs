@@ -868,7 +868,7 @@ mod shapley_tests {
                 .filter(|i| mask & (1 << i) != 0)
                 .map(|i| c[i])
                 .collect();
-            if (x >> 60) % 3 != 0 {
+            if !(x >> 60).is_multiple_of(3) {
                 owned.push((sub.clone(), ((x >> 30) % 1000) as f64 / 1000.0));
             }
             if sub.len() >= 2 {
