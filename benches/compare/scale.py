@@ -12,10 +12,13 @@ files of ~1M-row row groups; reused when present):
 - interactions(user_id, item_id): `rows` interactions, 8 per user (rows / 8 users), items over 20,000
   with a cubic skew towards low ids (a few best sellers, a long tail).
 
-Runs (each a fresh process with `--memory-limit`, default 4G, spill files in WORK/spill):
+Runs (each a fresh process with `--memory-limit`, default 4G, spill files in WORK/spill, at most `--disk-limit` of
+them, default 30G):
 - rfm: `rfm('orders', ...)` scores and segments for every customer, grouped by segment;
 - item similarity: `item_similarity('interactions', ..., 'cosine', 20)` (under a memory limit the
-  'auto' algorithm counts pairs with DataFusion's spilling hash aggregate), summarised.
+  'auto' algorithm counts pairs with DataFusion's spilling hash aggregate), summarised. Its cost is the pairs:
+  28 per user here (8 items), 3.5 billion at 1B rows, whose counting spills up to 16 bytes per pair: the 1B-row
+  run needs more spill space than a 40 GB disk holds (BENCHMARKS.md), so it is run at 100M rows too.
 Needs only Python's standard library.
 """
 import argparse
@@ -80,11 +83,12 @@ def spilled(plan):
     return total, count
 
 
-def run(binary, lake, sql, memory_limit, spill_dir):
+def run(binary, lake, sql, memory_limit, spill_dir, disk_limit):
     with tempfile.NamedTemporaryFile("r", suffix=".time") as t:
         start = time.perf_counter()
         p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", t.name, binary, "--lake", str(lake),
-                            "--memory-limit", memory_limit, "--spill-dir", str(spill_dir), "--maxrows", "inf",
+                            "--memory-limit", memory_limit, "--spill-dir", str(spill_dir), "--disk-limit", disk_limit,
+                            "--maxrows", "inf",
                             "-c", sql], capture_output=True, text=True)
         wall = time.perf_counter() - start
         rss = int(t.read().split()[-1]) / 1024
@@ -99,6 +103,7 @@ def main():
     ap.add_argument("--work", type=Path, default=Path("~/.cache/dfm-bench/scale").expanduser())
     ap.add_argument("--bin", default="target/release/datafusion-marketing")
     ap.add_argument("--memory-limit", default="4G")
+    ap.add_argument("--disk-limit", default="30G", help="most spill space (a run beyond it fails with an error)")
     ap.add_argument("--only", choices=sorted(RUNS), action="append", help="run only this workload (repeatable)")
     a = ap.parse_args()
     lake = a.work / f"rows-{a.rows}"
@@ -111,7 +116,7 @@ def main():
         table, sql = RUNS[key]
         generate(a.bin, ORDERS if table == "orders" else INTERACTIONS, lake / table, a.rows)
         log(f"running {key} on {a.rows:,} rows under --memory-limit {a.memory_limit}")
-        wall, rss, plan, error = run(a.bin, lake, sql, a.memory_limit, spill_dir)
+        wall, rss, plan, error = run(a.bin, lake, sql, a.memory_limit, spill_dir, a.disk_limit)
         if error:
             failed = True
             print(f"| {key} | {a.rows:,} | {a.memory_limit} | {wall:.0f} | {rss:.0f} | — | — | FAILED: {error} |")

@@ -775,6 +775,38 @@ mod shapley_tests {
             .collect()
     }
 
+    /// Shapley values by brute force: each player's marginal contribution v(prefix + it) −
+    /// v(prefix) averaged over all n! orders of players 0..n (Heap's algorithm).
+    fn permutation_average(n: usize, v: impl Fn(&[u32]) -> f64) -> Vec<f64> {
+        fn heap(k: usize, a: &mut Vec<u32>, f: &mut dyn FnMut(&[u32])) {
+            if k == 1 {
+                f(a);
+                return;
+            }
+            for i in 0..k {
+                heap(k - 1, a, f);
+                if k.is_multiple_of(2) {
+                    a.swap(i, k - 1)
+                } else {
+                    a.swap(0, k - 1)
+                }
+            }
+        }
+        let mut total = vec![0.0f64; n];
+        let mut orders = 0.0;
+        let mut perm: Vec<u32> = (0..n as u32).collect();
+        heap(n, &mut perm, &mut |order: &[u32]| {
+            let mut prefix: Vec<u32> = Vec::new();
+            for &ch in order {
+                let before = v(&prefix);
+                prefix.push(ch);
+                total[ch as usize] += v(&prefix) - before;
+            }
+            orders += 1.0;
+        });
+        total.iter().map(|t| t / orders).collect()
+    }
+
     /// The DP6 9-path fixture worked by hand (A=0, B=1, C=2, every journey converts):
     /// coalition ABC (3 journeys) has v(A)=v(B)=v(C)=v(AB)=v(AC)=v(ABC)=1, v(BC)=0, so
     /// φ = (2/3, 1/6, 1/6) → 2, 0.5, 0.5 conversions; AB and AC split evenly; singles
@@ -813,40 +845,17 @@ mod shapley_tests {
         let rate: HashMap<&[u32], f64> = owned.iter().map(|(k, v)| (k.as_slice(), *v)).collect();
         let observed: Vec<(&[u32], f64)> = owned.iter().map(|(k, v)| (k.as_slice(), *v)).collect();
         let full: Vec<u32> = (0..6).collect();
-        let v = |set: &[u32]| rate.get(set).copied().unwrap_or(0.0);
-        // brute force: average marginal contribution over all 720 orders
-        let mut brute = [0.0f64; 6];
-        let mut orders = 0.0;
-        let mut perm = full.clone();
-        fn heap(k: usize, a: &mut Vec<u32>, f: &mut dyn FnMut(&[u32])) {
-            if k == 1 {
-                f(a);
-                return;
-            }
-            for i in 0..k {
-                heap(k - 1, a, f);
-                if k.is_multiple_of(2) {
-                    a.swap(i, k - 1)
-                } else {
-                    a.swap(0, k - 1)
-                }
-            }
-        }
-        heap(6, &mut perm, &mut |order: &[u32]| {
-            let mut prefix: Vec<u32> = Vec::new();
-            for &ch in order {
-                let before = v(&prefix);
-                prefix.push(ch);
-                prefix.sort_unstable();
-                brute[ch as usize] += v(&prefix) - before;
-            }
-            orders += 1.0;
-        });
+        let v = |players: &[u32]| {
+            let mut set = players.to_vec();
+            set.sort_unstable();
+            rate.get(set.as_slice()).copied().unwrap_or(0.0)
+        };
+        let brute = permutation_average(6, v);
         for enumerate in [true, false] {
             let phi = coalition_shapley(&full, &rate, &observed, enumerate, false);
             for i in 0..6 {
                 assert!(
-                    (phi[i] - brute[i] / orders).abs() < 1e-12,
+                    (phi[i] - brute[i]).abs() < 1e-12,
                     "enumerate {enumerate} channel {i}"
                 );
             }
@@ -889,40 +898,15 @@ mod shapley_tests {
                 .collect();
             rate.get(sub.as_slice()).copied().unwrap_or(0.0)
         };
-        let mut brute = [0.0f64; 6];
-        let mut orders = 0.0;
-        let mut perm: Vec<u32> = (0..6).collect();
-        fn heap(k: usize, a: &mut Vec<u32>, f: &mut dyn FnMut(&[u32])) {
-            if k == 1 {
-                f(a);
-                return;
-            }
-            for i in 0..k {
-                heap(k - 1, a, f);
-                if k.is_multiple_of(2) {
-                    a.swap(i, k - 1)
-                } else {
-                    a.swap(0, k - 1)
-                }
-            }
-        }
-        heap(6, &mut perm, &mut |order: &[u32]| {
-            let mut prefix: Vec<u32> = Vec::new();
-            for &ch in order {
-                let before = v(&prefix);
-                prefix.push(ch);
-                brute[ch as usize] += v(&prefix) - before;
-            }
-            orders += 1.0;
-        });
+        let brute = permutation_average(6, v);
         for enumerate in [true, false] {
             let phi = coalition_shapley(&c, &rate, &observed, enumerate, true);
             for (i, &ch) in c.iter().enumerate() {
                 assert!(
-                    (phi[i] - brute[ch as usize] / orders).abs() < 1e-12,
+                    (phi[i] - brute[ch as usize]).abs() < 1e-12,
                     "enumerate {enumerate} channel {ch}: {} vs {}",
                     phi[i],
-                    brute[ch as usize] / orders
+                    brute[ch as usize]
                 );
             }
         }

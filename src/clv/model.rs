@@ -15,7 +15,7 @@ use super::real::{Dual, Real, hyp2f1, ln_hyp2f1_a_b_a1, log_add_exp, log_sub_exp
 /// Rows per chunk of a likelihood sum. Chunks depend only on the number of rows (never on
 /// the machine's cores) and their partial sums are added in chunk order, so a fit gives the
 /// same bits on any machine, while up to one thread per core evaluates the chunks.
-const CHUNK_ROWS: usize = 16 * 1024;
+const CHUNK_ROWS: usize = 4 * 1024;
 
 /// Σ over the chunks of `0..n` of `f(chunk)`, chunks evaluated in parallel and added in
 /// order.
@@ -31,25 +31,29 @@ fn chunked_sum<R: Real>(n: usize, f: impl Fn(Range<usize>) -> R + Sync) -> R {
             *part = f(range(c));
         }
     } else {
+        // threads take the next chunk from a shared counter (per-row costs vary: Pareto/NBD's
+        // hypergeometric terms) and record (chunk, sum) in vectors allocated here (a new
+        // thread's first allocation costs fresh, zeroed pages)
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut done: Vec<Vec<(usize, R)>> =
+            (0..threads).map(|_| Vec::with_capacity(chunks)).collect();
         std::thread::scope(|scope| {
-            let f = &f;
-            let handles: Vec<_> = (0..threads)
-                .map(|k| {
-                    scope.spawn(move || {
-                        (k..chunks)
-                            .step_by(threads)
-                            .map(|c| (c, f(range(c))))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            for h in handles {
-                let done = h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-                for (c, v) in done {
-                    parts[c] = v;
-                }
+            for out in done.iter_mut() {
+                let (f, next) = (&f, &next);
+                scope.spawn(move || {
+                    loop {
+                        let c = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if c >= chunks {
+                            break;
+                        }
+                        out.push((c, f(range(c))));
+                    }
+                });
             }
         });
+        for (c, v) in done.into_iter().flatten() {
+            parts[c] = v;
+        }
     }
     parts.into_iter().fold(R::cst(0.0), |a, b| a + b)
 }
