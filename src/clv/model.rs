@@ -31,25 +31,29 @@ fn chunked_sum<R: Real>(n: usize, f: impl Fn(Range<usize>) -> R + Sync) -> R {
             *part = f(range(c));
         }
     } else {
-        // threads take the next chunk from a shared counter (per-row costs vary: Pareto/NBD's
-        // hypergeometric terms) and record (chunk, sum) in vectors allocated here (a new
-        // thread's first allocation costs fresh, zeroed pages)
+        // The caller and up to threads − 1 helpers take the next chunk from a shared counter
+        // (per-row costs vary: Pareto/NBD's hypergeometric terms) and record (chunk, sum) in
+        // vectors allocated here (a new thread's first allocation costs fresh, zeroed pages).
+        // A helper the system refuses to start is simply absent: the others do its share.
         let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = |out: &mut Vec<(usize, R)>| {
+            loop {
+                let c = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if c >= chunks {
+                    break;
+                }
+                out.push((c, f(range(c))));
+            }
+        };
         let mut done: Vec<Vec<(usize, R)>> =
             (0..threads).map(|_| Vec::with_capacity(chunks)).collect();
         std::thread::scope(|scope| {
-            for out in done.iter_mut() {
-                let (f, next) = (&f, &next);
-                scope.spawn(move || {
-                    loop {
-                        let c = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if c >= chunks {
-                            break;
-                        }
-                        out.push((c, f(range(c))));
-                    }
-                });
+            let (mine, helpers) = done.split_first_mut().expect("threads >= 2");
+            for out in helpers {
+                let work = &work;
+                let _ = std::thread::Builder::new().spawn_scoped(scope, move || work(out));
             }
+            work(mine);
         });
         for (c, v) in done.into_iter().flatten() {
             parts[c] = v;
