@@ -367,6 +367,24 @@ pub fn aggregate_literal(
     }
 }
 
+/// An aggregate's optional boolean-literal argument `i`: false when absent or NULL;
+/// anything but a boolean literal is a planning error naming the function and the argument.
+pub fn aggregate_bool_literal(
+    function: &str,
+    args: &datafusion::logical_expr::function::AccumulatorArgs,
+    i: usize,
+    what: &str,
+) -> Result<bool> {
+    use datafusion::common::ScalarValue;
+    match aggregate_literal(function, args, i, what)? {
+        None | Some(ScalarValue::Boolean(None)) => Ok(false),
+        Some(ScalarValue::Boolean(Some(b))) => Ok(b),
+        Some(other) => {
+            plan_err!("{function}: argument '{what}' must be true or false, got {other}")
+        }
+    }
+}
+
 /// An optional integer-literal argument `i` of a table function: None when absent or NULL;
 /// a value outside `min..=max` or a non-integer is a planning error naming the argument.
 pub fn integer_literal_arg(

@@ -56,7 +56,7 @@ use datafusion::prelude::SessionContext;
 /// (`benches/kernels.rs`) so regressions show at the function level. Not a stable API.
 #[doc(hidden)]
 pub mod kernels {
-    pub use crate::attribution::model::{CoalitionStats, MarkovCounts, shapley_credit};
+    pub use crate::attribution::model::MarkovCounts;
     pub use crate::clv::model::{Pattern, Times, bgnbd_ll_indexed, pareto_row_ll, sort_patterns};
     pub use crate::clv::real::{Dual, Real, ln_hyp2f1_a_b_a1};
     pub use crate::similarity::model::frequent_itemsets;

@@ -17,8 +17,8 @@ use datafusion::logical_expr::{
 use super::input::JourneyRows;
 use super::model::MarkovCounts;
 use crate::args::{
-    Kind, Param, aggregate_literal, check_arg_types, doc_section, list_of, param, scalar_list,
-    signature, state_field,
+    Kind, Param, aggregate_bool_literal, aggregate_literal, check_arg_types, doc_section, list_of,
+    param, scalar_list, signature, state_field,
 };
 
 const NAME: &str = "markov_attribution";
@@ -159,16 +159,7 @@ impl AggregateUDFImpl for MarkovAttribution {
                 }
             },
         };
-        let collapse = match literal_arg(&args, 5)? {
-            None => false,
-            Some(ScalarValue::Boolean(Some(b))) => b,
-            Some(ScalarValue::Boolean(None)) => false,
-            Some(other) => {
-                return plan_err!(
-                    "{NAME}: argument 'collapse_repeats' must be true or false, got {other}"
-                );
-            }
-        };
+        let collapse = aggregate_bool_literal(NAME, &args, 5, PARAMS[5].name)?;
         Ok(Box::new(MarkovAccumulator {
             counts: MarkovCounts::new(order),
             collapse,

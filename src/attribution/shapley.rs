@@ -10,7 +10,7 @@ use datafusion::arrow::array::{
 };
 
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, FieldRef, Float64Type};
-use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
@@ -20,7 +20,7 @@ use super::input::JourneyRows;
 use super::markov::{result_item_fields, result_type};
 use super::model::{CoalitionStats, SHAPLEY_MAX_CHANNELS, shapley_credit, to_nanos};
 use crate::args::{
-    Kind, Param, aggregate_literal, check_arg_types, doc_section, list_of, param, scalar_list,
+    Kind, Param, aggregate_bool_literal, check_arg_types, doc_section, list_of, param, scalar_list,
     signature, state_field,
 };
 
@@ -126,13 +126,7 @@ impl AggregateUDFImpl for ShapleyAttribution {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let ordered = match aggregate_literal(NAME, &args, 4, PARAMS[4].name)? {
-            None | Some(ScalarValue::Boolean(None)) => false,
-            Some(ScalarValue::Boolean(Some(b))) => b,
-            Some(other) => {
-                return plan_err!("{NAME}: argument 'ordered' must be true or false, got {other}");
-            }
-        };
+        let ordered = aggregate_bool_literal(NAME, &args, 4, PARAMS[4].name)?;
         Ok(Box::new(ShapleyAccumulator {
             coalitions: HashMap::new(),
             has_non_conversions: args.exprs.len() >= 4,
