@@ -424,38 +424,122 @@ impl Default for FitOptions {
 
 /// Maximise `ll` (total log-likelihood of `customers` customers) over positive parameters
 /// by BFGS on their logarithms, starting from `start`.
+#[cfg(test)]
 pub fn fit<const N: usize>(
     ll: impl Fn(&[Dual<N>; N]) -> Dual<N>,
     customers: f64,
     start: [f64; N],
     opts: FitOptions,
 ) -> Fit<N> {
-    let objective = |theta: &[f64; N]| -> (f64, [f64; N]) {
-        let p: [Dual<N>; N] = std::array::from_fn(|i| {
-            let v = theta[i].exp();
-            Dual::var(v, i, v)
-        });
-        let mut f = -(ll(&p) / customers);
-        for pi in p {
-            f = f + pi * pi * opts.penalizer;
+    fit_levels(|p, _| ll(p), &[customers], start, opts)
+}
+
+/// Rows a coarse level of a fit keeps at least; data with fewer than [`LEVEL_FACTOR`] times
+/// this many distinct patterns is fitted in one level.
+const LEVEL_MIN_ROWS: usize = 8 * 1024;
+/// Each coarser level keeps about one pattern in this many.
+const LEVEL_FACTOR: usize = 8;
+/// Gradient tolerance of the coarse levels: their optimum differs from the full data's by
+/// their sampling error anyway, so they only need to get close.
+const LEVEL_GTOL: f64 = 1e-5;
+
+/// Coarse levels of a warm start, coarsest last: each keeps about one in [`LEVEL_FACTOR`] rows
+/// of the finer one by systematic sampling proportional to the counts (a row is taken once per
+/// multiple of total / kept its running count crosses, and weighted by the number of
+/// crossings × total / kept, so the total count is kept and heavy rows are not lost). Rows stay
+/// in their canonical order, so the levels depend only on the data.
+pub fn coarse_levels<T: Copy>(
+    rows: &[T],
+    min_rows: usize,
+    weight: impl Fn(&T) -> f64,
+    with_weight: impl Fn(T, f64) -> T,
+) -> Vec<Vec<T>> {
+    let mut levels: Vec<Vec<T>> = Vec::new();
+    loop {
+        let finer: &[T] = levels.last().map_or(rows, |l| l.as_slice());
+        let keep = finer.len() / LEVEL_FACTOR;
+        if keep < min_rows {
+            return levels;
         }
-        (f.v, f.d)
+        let total: f64 = finer.iter().map(&weight).sum();
+        let step = total / keep as f64;
+        let mut level = Vec::with_capacity(keep + 1);
+        let (mut running, mut taken) = (0.0, 0.0);
+        for row in finer {
+            running += weight(row);
+            // crossings of step/2, 3·step/2, ... (centred systematic sampling)
+            let crossed = ((running / step) + 0.5).floor();
+            if crossed > taken {
+                level.push(with_weight(*row, (crossed - taken) * step));
+                taken = crossed;
+            }
+        }
+        levels.push(level);
+    }
+}
+
+/// Maximise a total log-likelihood over positive parameters by BFGS on their logarithms,
+/// coarse to fine: `ll(p, level)` evaluates level `level` of `customers.len()` levels, 0 being
+/// all the data and each next one a coarser sample (see [`coarse_levels`]); `customers[level]`
+/// is that level's total count. The coarsest level starts from `start`; each finer one starts
+/// from the coarser optimum with its inverse-Hessian estimate, so the full data typically
+/// needs a handful of evaluations instead of dozens. Only level 0 decides the result: its
+/// BFGS runs to the full tolerance.
+pub fn fit_levels<const N: usize>(
+    ll: impl Fn(&[Dual<N>; N], usize) -> Dual<N>,
+    customers: &[f64],
+    start: [f64; N],
+    opts: FitOptions,
+) -> Fit<N> {
+    let objective = |level: usize| {
+        let ll = &ll;
+        move |theta: &[f64; N]| -> (f64, [f64; N]) {
+            let p: [Dual<N>; N] = std::array::from_fn(|i| {
+                let v = theta[i].exp();
+                Dual::var(v, i, v)
+            });
+            let mut f = -(ll(&p, level) / customers[level]);
+            for pi in p {
+                f = f + pi * pi * opts.penalizer;
+            }
+            (f.v, f.d)
+        }
     };
-    let theta0 = start.map(f64::ln);
-    let (theta, converged, iterations) = bfgs(
-        objective,
-        theta0,
+    let mut theta = start.map(f64::ln);
+    let mut hessian = None;
+    let mut iterations = 0;
+    for level in (1..customers.len()).rev() {
+        let run = bfgs(
+            objective(level),
+            theta,
+            hessian,
+            opts.max_iterations,
+            LEVEL_GTOL.max(opts.gradient_tolerance),
+        );
+        iterations += run.iterations;
+        // a coarse level that does not converge (e.g. runs off to a boundary) is no start
+        if run.converged {
+            theta = run.x;
+            hessian = Some(run.inverse_hessian);
+        }
+    }
+    let run = bfgs(
+        objective(0),
+        theta,
+        hessian,
         opts.max_iterations,
         opts.gradient_tolerance,
     );
-    let params = theta.map(f64::exp);
-    let log_likelihood = ll(&params.map(Dual::<N>::cst)).v;
+    let params = run.x.map(f64::exp);
+    // the objective is −ll / customers + penalty: recover ll without another evaluation
+    let penalty: f64 = params.iter().map(|p| p * p * opts.penalizer).sum();
+    let log_likelihood = -(run.fx - penalty) * customers[0];
     Fit {
         params,
         log_likelihood,
-        customers,
-        converged: converged && log_likelihood.is_finite(),
-        iterations,
+        customers: customers[0],
+        converged: run.converged && log_likelihood.is_finite(),
+        iterations: iterations + run.iterations,
     }
 }
 
@@ -472,30 +556,32 @@ fn max_abs<const N: usize>(a: &[f64; N]) -> f64 {
 pub const MAX_LOG_PARAMETER: f64 = 25.0;
 
 /// BFGS with a backtracking Armijo line search (steps capped so no log-parameter moves by
-/// more than 2 at once). Returns (argmin, converged, iterations).
+/// more than 2 at once), from `x0` and an inverse-Hessian estimate `h0` (scaled identity when
+/// `None`).
 pub fn bfgs<const N: usize>(
     f: impl Fn(&[f64; N]) -> (f64, [f64; N]),
     x0: [f64; N],
+    h0: Option<[[f64; N]; N]>,
     max_iterations: u32,
     gtol: f64,
-) -> ([f64; N], bool, u32) {
+) -> Bfgs<N> {
     let identity = || -> [[f64; N]; N] {
         std::array::from_fn(|i| std::array::from_fn(|j| if i == j { 1.0 } else { 0.0 }))
     };
     let mut x = x0;
     let (mut fx, mut g) = f(&x);
     if !fx.is_finite() || g.iter().any(|v| !v.is_finite()) {
-        return (x, false, 0);
+        return Bfgs::new(x, fx, identity(), false, 0);
     }
-    let mut h = identity();
-    let mut scaled = false;
+    let mut scaled = h0.is_some();
+    let mut h = h0.unwrap_or_else(identity);
     let mut stalled = 0;
     // at a minimum the gradient cannot go below the rounding noise of the sums it is made of;
     // when the objective stops decreasing, accept a gradient this small as converged
     let stall_gtol = 1e-6;
     for it in 0..max_iterations {
         if max_abs(&g) < gtol {
-            return (x, true, it);
+            return Bfgs::new(x, fx, h, true, it);
         }
         let mut d: [f64; N] = std::array::from_fn(|i| -dot(&h[i], &g));
         let mut slope = dot(&g, &d);
@@ -522,12 +608,12 @@ pub fn bfgs<const N: usize>(
         let Some((xn, fnew, gnew)) = accepted else {
             // no decrease is possible at machine precision: a stationary point if the
             // gradient is small on the objective's own scale
-            return (x, max_abs(&g) < stall_gtol, it);
+            return Bfgs::new(x, fx, h, max_abs(&g) < stall_gtol, it);
         };
         if fx - fnew <= 1e-15 * fx.abs().max(1.0) {
             stalled += 1;
             if stalled >= 3 && max_abs(&gnew) < stall_gtol {
-                return (xn, true, it + 1);
+                return Bfgs::new(xn, fnew, h, true, it + 1);
             }
         } else {
             stalled = 0;
@@ -557,10 +643,39 @@ pub fn bfgs<const N: usize>(
         g = gnew;
         if max_abs(&x) > MAX_LOG_PARAMETER {
             // running off to 0 or infinity: the likelihood has no interior maximum
-            return (x, false, it + 1);
+            return Bfgs::new(x, fx, h, false, it + 1);
         }
     }
-    (x, max_abs(&g) < gtol, max_iterations)
+    Bfgs::new(x, fx, h, max_abs(&g) < gtol, max_iterations)
+}
+
+/// Where a [`bfgs`] run stopped.
+#[derive(Debug, Clone, Copy)]
+pub struct Bfgs<const N: usize> {
+    pub x: [f64; N],
+    /// The objective at `x`.
+    pub fx: f64,
+    pub inverse_hessian: [[f64; N]; N],
+    pub converged: bool,
+    pub iterations: u32,
+}
+
+impl<const N: usize> Bfgs<N> {
+    fn new(
+        x: [f64; N],
+        fx: f64,
+        inverse_hessian: [[f64; N]; N],
+        converged: bool,
+        iterations: u32,
+    ) -> Self {
+        Self {
+            x,
+            fx,
+            inverse_hessian,
+            converged,
+            iterations,
+        }
+    }
 }
 
 /// A purchase model is not identified without a single repeat purchase (the likelihood
@@ -570,14 +685,53 @@ fn identified(mut fit: Fit<4>, rows: &[Pattern]) -> Fit<4> {
     fit
 }
 
+/// A purchase model's data at each level of a coarse-to-fine fit (see [`fit_levels`]).
+struct PatternLevels<'a> {
+    full: &'a [Pattern],
+    coarse: Vec<Vec<Pattern>>,
+    times: Vec<Times>,
+    customers: Vec<f64>,
+}
+
+impl<'a> PatternLevels<'a> {
+    /// `rows` (level 0, sorted) and its coarse samples; with `times` the distinct-time tables
+    /// the BG/NBD-family likelihoods index.
+    fn new(full: &'a [Pattern], times: bool) -> Self {
+        let coarse = coarse_levels(full, LEVEL_MIN_ROWS, |r| r.w, |r, w| Pattern { w, ..r });
+        let mut levels = Self {
+            full,
+            coarse,
+            times: Vec::new(),
+            customers: Vec::new(),
+        };
+        let n = levels.coarse.len() + 1;
+        if times {
+            levels.times = (0..n).map(|l| Times::new(levels.rows(l))).collect();
+        }
+        levels.customers = (0..n)
+            .map(|l| levels.rows(l).iter().map(|r| r.w).sum())
+            .collect();
+        levels
+    }
+
+    fn rows(&self, level: usize) -> &[Pattern] {
+        level_rows(self.full, &self.coarse, level)
+    }
+}
+
+/// Level `level` of a coarse-to-fine fit: the data itself, or one of its coarse samples.
+fn level_rows<'a, T>(full: &'a [T], coarse: &'a [Vec<T>], level: usize) -> &'a [T] {
+    if level == 0 { full } else { &coarse[level - 1] }
+}
+
 /// Starting point and fit of BG/NBD (r, α, a, b).
 pub fn fit_bgnbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
-    let (n, start) = start_rate(rows);
-    let times = Times::new(rows);
+    let (_, start) = start_rate(rows);
+    let levels = PatternLevels::new(rows, true);
     identified(
-        fit(
-            |p| bgnbd_ll_indexed(p, rows, &times),
-            n,
+        fit_levels(
+            |p, l| bgnbd_ll_indexed(p, levels.rows(l), &levels.times[l]),
+            &levels.customers,
             [start[0], start[1], 1.0, 1.0],
             opts,
         ),
@@ -587,12 +741,12 @@ pub fn fit_bgnbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
 
 /// Fit of MBG/NBD (r, α, a, b).
 pub fn fit_mbgnbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
-    let (n, start) = start_rate(rows);
-    let times = Times::new(rows);
+    let (_, start) = start_rate(rows);
+    let levels = PatternLevels::new(rows, true);
     identified(
-        fit(
-            |p| mbgnbd_ll_indexed(p, rows, &times),
-            n,
+        fit_levels(
+            |p, l| mbgnbd_ll_indexed(p, levels.rows(l), &levels.times[l]),
+            &levels.customers,
             [start[0], start[1], 1.0, 1.0],
             opts,
         ),
@@ -603,11 +757,12 @@ pub fn fit_mbgnbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
 /// Fit of Pareto/NBD (r, α, s, β), started at α = β (where the hypergeometric argument
 /// |α − β| / (max(α, β) + t) is 0 and its series cheapest).
 pub fn fit_pareto_nbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
-    let (n, start) = start_rate(rows);
+    let (_, start) = start_rate(rows);
+    let levels = PatternLevels::new(rows, false);
     identified(
-        fit(
-            |p| pareto_nbd_ll(p, rows),
-            n,
+        fit_levels(
+            |p, l| pareto_nbd_ll(p, levels.rows(l)),
+            &levels.customers,
             [start[0], start[1], 1.0, start[1]],
             opts,
         ),
@@ -619,9 +774,13 @@ pub fn fit_pareto_nbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
 pub fn fit_gamma_gamma(rows: &[Spend], opts: FitOptions) -> Fit<3> {
     let n: f64 = rows.iter().map(|r| r.w).sum();
     let mean_m = rows.iter().map(|r| r.m * r.w).sum::<f64>() / n;
-    fit(
-        |p| gamma_gamma_ll(p, rows),
-        n,
+    let coarse = coarse_levels(rows, LEVEL_MIN_ROWS, |r| r.w, |r, w| Spend { w, ..r });
+    let customers: Vec<f64> = (0..=coarse.len())
+        .map(|l| level_rows(rows, &coarse, l).iter().map(|r| r.w).sum())
+        .collect();
+    fit_levels(
+        |p, l| gamma_gamma_ll(p, level_rows(rows, &coarse, l)),
+        &customers,
         [1.0, 2.0, mean_m.max(1e-9)],
         opts,
     )
@@ -989,13 +1148,139 @@ mod tests {
         );
     }
 
+    /// Customers drawn from a BG/NBD process (r = 1, α = 20, a = 1, b = 3; daily ages of
+    /// 10–310, whole-day times) plus a few heavy patterns, as sorted distinct patterns.
+    fn random_patterns(n: usize, seed: u64) -> Vec<Pattern> {
+        let mut state = seed;
+        let mut unit = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        let mut rows: Vec<Pattern> = (0..n)
+            .map(|_| {
+                let t = (10.0 + 300.0 * unit()).floor();
+                let lambda = -unit().ln() / 20.0;
+                let p = 1.0 - unit().powf(1.0 / 3.0);
+                let (mut x, mut tx, mut now) = (0.0, 0.0, 0.0);
+                loop {
+                    now += -unit().ln() / lambda;
+                    if now > t {
+                        break;
+                    }
+                    x += 1.0;
+                    tx = now.floor();
+                    if unit() < p {
+                        break;
+                    }
+                }
+                let w = if unit() < 0.01 { 300.0 } else { 1.0 };
+                Pattern { x, tx, t, w }
+            })
+            .collect();
+        sort_patterns(&mut rows);
+        rows.dedup_by(|b, a| {
+            let same = (a.x, a.tx, a.t) == (b.x, b.tx, b.t);
+            if same {
+                a.w += b.w;
+            }
+            same
+        });
+        rows
+    }
+
+    #[test]
+    fn coarse_levels_keep_order_total_and_heavy_rows() {
+        let rows = random_patterns(40_000, 3);
+        let levels = coarse_levels(&rows, 100, |r| r.w, |r, w| Pattern { w, ..r });
+        assert!(levels.len() >= 2, "{} levels", levels.len());
+        let total: f64 = rows.iter().map(|r| r.w).sum();
+        let mut finer = rows.as_slice();
+        for (i, level) in levels.iter().enumerate() {
+            assert!(level.len() >= 100 && level.len() <= finer.len() / LEVEL_FACTOR + 1);
+            let sum: f64 = level.iter().map(|r| r.w).sum();
+            assert!((sum - total).abs() < 1e-9 * total, "{sum} vs {total}");
+            // a subsequence of the finer level, in its order
+            let mut it = finer.iter();
+            for r in level {
+                assert!(it.any(|f| (f.x, f.tx, f.t) == (r.x, r.tx, r.t)));
+            }
+            // every row heavier than the sampling step is kept
+            let step = total / (finer.len() / LEVEL_FACTOR) as f64;
+            let key = |r: &Pattern| [r.x.to_bits(), r.tx.to_bits(), r.t.to_bits()];
+            let kept: std::collections::HashSet<[u64; 3]> = level.iter().map(key).collect();
+            let heavy: Vec<&Pattern> = finer.iter().filter(|r| r.w >= step).collect();
+            assert!(i > 0 || !heavy.is_empty());
+            assert!(heavy.iter().all(|r| kept.contains(&key(r))));
+            finer = level;
+        }
+        assert!(coarse_levels(&rows[..100], 200, |r| r.w, |r, w| Pattern { w, ..r }).is_empty());
+    }
+
+    /// The coarse-to-fine fit ends where a plain BFGS from the same start ends (only level 0
+    /// decides), with fewer evaluations of the full data.
+    #[test]
+    fn warm_started_fit_equals_the_single_level_fit() {
+        let rows = random_patterns(30_000, 11);
+        let coarse = coarse_levels(&rows, 200, |r| r.w, |r, w| Pattern { w, ..r });
+        assert!(!coarse.is_empty());
+        let times: Vec<Times> = (0..=coarse.len())
+            .map(|l| Times::new(level_rows(&rows, &coarse, l)))
+            .collect();
+        let customers: Vec<f64> = (0..=coarse.len())
+            .map(|l| level_rows(&rows, &coarse, l).iter().map(|r| r.w).sum())
+            .collect();
+        let full_evaluations = std::sync::atomic::AtomicUsize::new(0);
+        let opts = FitOptions::default();
+        let start = [1.0, 20.0, 1.0, 1.0];
+        let warm = fit_levels(
+            |p, l| {
+                if l == 0 {
+                    full_evaluations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                bgnbd_ll_indexed(p, level_rows(&rows, &coarse, l), &times[l])
+            },
+            &customers,
+            start,
+            opts,
+        );
+        let warm_evaluations = full_evaluations.swap(0, std::sync::atomic::Ordering::Relaxed);
+        let cold = fit(
+            |p| {
+                full_evaluations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                bgnbd_ll_indexed(p, &rows, &times[0])
+            },
+            customers[0],
+            start,
+            opts,
+        );
+        let cold_evaluations = full_evaluations.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(warm.converged && cold.converged, "{warm:?} {cold:?}");
+        for (w, c) in warm.params.iter().zip(cold.params) {
+            assert!(
+                (w - c).abs() < 1e-6 * c,
+                "{:?} vs {:?}",
+                warm.params,
+                cold.params
+            );
+        }
+        let direct = bgnbd_ll_indexed(&warm.params, &rows, &times[0]);
+        assert!((warm.log_likelihood - direct).abs() < 1e-9 * direct.abs());
+        assert!(
+            warm_evaluations * 2 < cold_evaluations,
+            "{warm_evaluations} evaluations of the full data warm, {cold_evaluations} cold"
+        );
+    }
+
     #[test]
     fn bfgs_finds_the_minimum_of_a_quadratic() {
         let f = |x: &[f64; 2]| {
             let (a, b) = (x[0] - 1.0, x[1] + 2.0);
             (a * a + 10.0 * b * b + a * b, [2.0 * a + b, 20.0 * b + a])
         };
-        let (x, converged, _) = bfgs(f, [5.0, 5.0], 100, 1e-12);
+        let run = bfgs(f, [5.0, 5.0], None, 100, 1e-12);
+        let (x, converged) = (run.x, run.converged);
         assert!(converged);
         assert!((x[0] - 1.0).abs() < 1e-10 && (x[1] + 2.0).abs() < 1e-10);
     }
