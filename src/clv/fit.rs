@@ -9,7 +9,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StringArray, StructArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type};
-use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::common::{HashMap, Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
@@ -509,7 +509,6 @@ impl FitAccumulator {
 
     fn fit_struct(&mut self) -> Result<ScalarValue> {
         let kind = self.kind;
-        self.patterns.compress();
         if self.patterns.is_empty() {
             return ScalarValue::try_from(DataType::Struct(model_fields(kind)));
         }
@@ -519,15 +518,12 @@ impl FitAccumulator {
         };
         let (params, fit_ll, customers, converged, iterations): (Vec<f64>, f64, f64, bool, u32) =
             if kind == ModelKind::GammaGamma {
-                let mut rows: Vec<Spend> = self
-                    .patterns
-                    .iter()
-                    .map(|(k, &w)| Spend {
-                        x: f64::from_bits(k[0]),
-                        m: f64::from_bits(k[1]),
-                        w,
-                    })
-                    .collect();
+                let mut rows: Vec<Spend> = Vec::with_capacity(self.patterns.len());
+                rows.extend(self.patterns.iter().map(|(k, &w)| Spend {
+                    x: f64::from_bits(k[0]),
+                    m: f64::from_bits(k[1]),
+                    w,
+                }));
                 model::sort_spends(&mut rows);
                 let Fit {
                     params,
@@ -544,16 +540,13 @@ impl FitAccumulator {
                     iterations,
                 )
             } else {
-                let mut rows: Vec<Pattern> = self
-                    .patterns
-                    .iter()
-                    .map(|(k, &w)| Pattern {
-                        x: f64::from_bits(k[0]),
-                        tx: f64::from_bits(k[1]),
-                        t: f64::from_bits(k[2]),
-                        w,
-                    })
-                    .collect();
+                let mut rows: Vec<Pattern> = Vec::with_capacity(self.patterns.len());
+                rows.extend(self.patterns.iter().map(|(k, &w)| Pattern {
+                    x: f64::from_bits(k[0]),
+                    tx: f64::from_bits(k[1]),
+                    t: f64::from_bits(k[2]),
+                    w,
+                }));
                 model::sort_patterns(&mut rows);
                 let fit = match kind {
                     ModelKind::BgNbd => model::fit_bgnbd(&rows, opts),
@@ -676,7 +669,6 @@ impl Accumulator for FitAccumulator {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        self.patterns.compress();
         let entries: Vec<(&[u64; 3], &f64)> = self.patterns.iter().collect();
         let col = |i: usize| -> ScalarValue {
             scalar_list(Arc::new(Float64Array::from_iter_values(
@@ -703,91 +695,34 @@ impl Accumulator for FitAccumulator {
     }
 }
 
-/// Distinct patterns (bit patterns of their numbers) with counts: appended, and sorted and
-/// merged whenever the buffer doubles (cheaper than hashing every row; at most twice the
-/// distinct patterns in memory). Non-negative numbers sort by their bits as by value, so the
-/// compressed entries are in the order the fits sum them.
+/// Distinct patterns (bit patterns of their numbers) with counts, in a hash table: one
+/// lookup per row, state entries in any order (counts are whole numbers, so merged sums are
+/// exact in any order); the fit sorts the patterns once into its canonical order.
 #[derive(Debug, Default)]
 struct Histogram {
-    entries: Vec<([u64; 3], f64)>,
-    compressed: usize,
-    /// The radix sort's second buffer, kept between compressions.
-    scratch: Vec<([u64; 3], f64)>,
+    counts: HashMap<[u64; 3], f64>,
 }
 
 impl Histogram {
     fn add(&mut self, key: [u64; 3], w: f64) {
-        self.entries.push((key, w));
-        if self.entries.len() >= 2 * self.compressed.max(4096) {
-            self.compress();
-        }
-    }
-
-    /// Sort by key and merge equal keys (counts are whole numbers, so the sums are exact).
-    fn compress(&mut self) {
-        radix_sort(&mut self.entries, &mut self.scratch);
-        self.entries.dedup_by(|later, kept| {
-            if later.0 == kept.0 {
-                kept.1 += later.1;
-                true
-            } else {
-                false
-            }
-        });
-        self.compressed = self.entries.len();
+        *self.counts.entry(key).or_insert(0.0) += w;
     }
 
     fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.counts.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.counts.len()
     }
 
     fn iter(&self) -> impl Iterator<Item = (&[u64; 3], &f64)> {
-        self.entries.iter().map(|(k, w)| (k, w))
+        self.counts.iter()
     }
 
-    /// Bytes held (both buffers).
+    /// Bytes held: the table's slots and their control bytes.
     fn size(&self) -> usize {
-        (self.entries.capacity() + self.scratch.capacity()) * std::mem::size_of::<([u64; 3], f64)>()
-    }
-}
-
-/// Sort entries by key (lexicographic on the three words): least-significant-digit radix
-/// sort on bytes, skipping every byte position where all keys agree (the numbers of a
-/// summary — whole frequencies, day counts — vary in a few bytes of their 24, so this is a
-/// handful of linear passes instead of a comparison sort). Stable; `scratch` is reused.
-fn radix_sort(entries: &mut Vec<([u64; 3], f64)>, scratch: &mut Vec<([u64; 3], f64)>) {
-    const DIGITS: usize = 24;
-    let n = entries.len();
-    if n < 64 {
-        entries.sort_by_key(|e| e.0);
-        return;
-    }
-    // digit d: byte d % 8 of word 2 − d / 8 (d = 0 is the least significant)
-    let byte = |e: &([u64; 3], f64), d: usize| ((e.0[2 - d / 8] >> (8 * (d % 8))) & 0xff) as usize;
-    let mut counts = vec![[0usize; 256]; DIGITS];
-    for e in entries.iter() {
-        for (d, c) in counts.iter_mut().enumerate() {
-            c[byte(e, d)] += 1;
-        }
-    }
-    scratch.clear();
-    scratch.resize(n, ([0; 3], 0.0));
-    for (d, c) in counts.iter().enumerate() {
-        if c.iter().any(|&k| k == n) {
-            continue;
-        }
-        let mut offsets = [0usize; 256];
-        let mut sum = 0;
-        for (o, &k) in offsets.iter_mut().zip(c) {
-            *o = sum;
-            sum += k;
-        }
-        for e in entries.iter() {
-            let b = byte(e, d);
-            scratch[offsets[b]] = *e;
-            offsets[b] += 1;
-        }
-        std::mem::swap(entries, scratch);
+        self.counts.capacity() * (std::mem::size_of::<([u64; 3], f64)>() + 1)
     }
 }
 
@@ -806,46 +741,3 @@ fit_udaf!(bgnbd_fit, ModelKind::BgNbd);
 fit_udaf!(pareto_nbd_fit, ModelKind::ParetoNbd);
 fit_udaf!(mbgnbd_fit, ModelKind::MbgNbd);
 fit_udaf!(gamma_gamma_fit, ModelKind::GammaGamma);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn radix_sort_orders_like_a_comparison_sort() {
-        let mut state: u64 = 5;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        let mut scratch = Vec::new();
-        for n in [0, 1, 63, 64, 1000, 50_000] {
-            // numbers like a summary's (few varying bytes) and arbitrary bits, with duplicates
-            let mut entries: Vec<([u64; 3], f64)> = (0..n)
-                .map(|i| {
-                    let k = if i % 2 == 0 {
-                        [
-                            ((next() % 40) as f64).to_bits(),
-                            ((next() % 900) as f64).to_bits(),
-                            (0.5 * (next() % 2000) as f64).to_bits(),
-                        ]
-                    } else {
-                        [next() % 3, next(), next() % 5]
-                    };
-                    (k, i as f64)
-                })
-                .collect();
-            let mut expected = entries.clone();
-            expected.sort_by_key(|e| e.0); // stable, like the radix sort
-            radix_sort(&mut entries, &mut scratch);
-            assert_eq!(entries, expected, "n = {n}");
-        }
-        // every key equal: every digit skipped, order kept
-        let mut same: Vec<([u64; 3], f64)> = (0..100).map(|i| ([7, 7, 7], i as f64)).collect();
-        let before = same.clone();
-        radix_sort(&mut same, &mut scratch);
-        assert_eq!(same, before);
-    }
-}
