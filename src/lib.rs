@@ -57,7 +57,9 @@ use datafusion::prelude::SessionContext;
 #[doc(hidden)]
 pub mod kernels {
     pub use crate::attribution::model::MarkovCounts;
-    pub use crate::clv::model::{Pattern, Times, bgnbd_ll_indexed, pareto_row_ll, sort_patterns};
+    pub use crate::clv::model::{
+        Pattern, Times, bgnbd_ll_gradient, bgnbd_ll_indexed, pareto_row_ll, sort_patterns,
+    };
     pub use crate::clv::real::{Dual, Real, ln_hyp2f1_a_b_a1};
     pub use crate::similarity::model::frequent_itemsets;
 }

@@ -9,7 +9,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StringArray, StructArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type};
-use datafusion::common::{HashMap, Result, ScalarValue, exec_err, plan_err};
+use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
@@ -509,6 +509,7 @@ impl FitAccumulator {
 
     fn fit_struct(&mut self) -> Result<ScalarValue> {
         let kind = self.kind;
+        self.patterns.compress();
         if self.patterns.is_empty() {
             return ScalarValue::try_from(DataType::Struct(model_fields(kind)));
         }
@@ -658,17 +659,18 @@ impl Accumulator for FitAccumulator {
                 .iter()
                 .map(|c| c.as_primitive::<Float64Type>())
                 .collect();
-            for j in 0..cols[0].len() {
-                self.add(
-                    [cols[0].value(j), cols[1].value(j), cols[2].value(j)],
-                    cols[3].value(j),
-                );
-            }
+            // a state is one sorted run: append it whole, then merge if the buffer has doubled
+            self.patterns.entries.extend((0..cols[0].len()).map(|j| {
+                let key = [cols[0].value(j), cols[1].value(j), cols[2].value(j)];
+                (key.map(canonical), cols[3].value(j))
+            }));
+            self.patterns.maybe_compress();
         }
         Ok(())
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        self.patterns.compress();
         let entries: Vec<(&[u64; 3], &f64)> = self.patterns.iter().collect();
         let col = |i: usize| -> ScalarValue {
             scalar_list(Arc::new(Float64Array::from_iter_values(
@@ -695,34 +697,65 @@ impl Accumulator for FitAccumulator {
     }
 }
 
-/// Distinct patterns (bit patterns of their numbers) with counts, in a hash table: one
-/// lookup per row, state entries in any order (counts are whole numbers, so merged sums are
-/// exact in any order); the fit sorts the patterns once into its canonical order.
+/// Distinct patterns (bit patterns of their numbers) with counts: appended, and sorted and
+/// merged whenever the buffer has doubled since the last merge (and holds at least
+/// [`FIRST_COMPRESS`] entries), so it holds at most about twice the distinct patterns. The
+/// sort is the stable one, which finds the already sorted prefix (and the sorted states of
+/// other partitions, appended whole) and merges runs instead of sorting everything again;
+/// non-negative numbers sort by their bits as by value, so the entries end in the order the
+/// fits sum them.
 #[derive(Debug, Default)]
 struct Histogram {
-    counts: HashMap<[u64; 3], f64>,
+    entries: Vec<([u64; 3], f64)>,
+    compressed: usize,
 }
+
+/// Entries a histogram buffers before its first sort (2 MiB).
+const FIRST_COMPRESS: usize = 1 << 16;
 
 impl Histogram {
     fn add(&mut self, key: [u64; 3], w: f64) {
-        *self.counts.entry(key).or_insert(0.0) += w;
+        self.entries.push((key, w));
+        self.maybe_compress();
+    }
+
+    fn maybe_compress(&mut self) {
+        if self.entries.len() >= (2 * self.compressed).max(FIRST_COMPRESS) {
+            self.compress();
+        }
+    }
+
+    /// Sort by key and merge equal keys (counts are whole numbers, so the sums are exact).
+    fn compress(&mut self) {
+        if self.entries.len() == self.compressed {
+            return;
+        }
+        self.entries.sort_by_key(|e| e.0);
+        self.entries.dedup_by(|later, kept| {
+            if later.0 == kept.0 {
+                kept.1 += later.1;
+                true
+            } else {
+                false
+            }
+        });
+        self.compressed = self.entries.len();
     }
 
     fn is_empty(&self) -> bool {
-        self.counts.is_empty()
+        self.entries.is_empty()
     }
 
     fn len(&self) -> usize {
-        self.counts.len()
+        self.entries.len()
     }
 
     fn iter(&self) -> impl Iterator<Item = (&[u64; 3], &f64)> {
-        self.counts.iter()
+        self.entries.iter().map(|(k, w)| (k, w))
     }
 
-    /// Bytes held: the table's slots and their control bytes.
     fn size(&self) -> usize {
-        self.counts.capacity() * (std::mem::size_of::<([u64; 3], f64)>() + 1)
+        self.entries.capacity() * std::mem::size_of::<([u64; 3], f64)>()
     }
 }
 
@@ -741,3 +774,45 @@ fit_udaf!(bgnbd_fit, ModelKind::BgNbd);
 fit_udaf!(pareto_nbd_fit, ModelKind::ParetoNbd);
 fit_udaf!(mbgnbd_fit, ModelKind::MbgNbd);
 fit_udaf!(gamma_gamma_fit, ModelKind::GammaGamma);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows and whole sorted runs (other partitions' states) through the doubling merges
+    /// give the exact sorted counts.
+    #[test]
+    fn histogram_counts_like_a_sorted_map() {
+        let mut state: u64 = 5;
+        let mut next = move |m: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % m
+        };
+        let mut expected = std::collections::BTreeMap::<[u64; 3], f64>::new();
+        let mut h = Histogram::default();
+        let mut other = Histogram::default();
+        for i in 0..5 * FIRST_COMPRESS {
+            let key = [
+                (next(40) as f64).to_bits(),
+                (next(300) as f64).to_bits(),
+                (next(50) as f64 * 0.5).to_bits(),
+            ];
+            *expected.entry(key).or_default() += 1.0;
+            if i % 3 == 0 {
+                other.add(key, 1.0);
+            } else {
+                h.add(key, 1.0);
+            }
+        }
+        assert!(h.compressed > 0, "merged on the way");
+        other.compress();
+        h.entries.extend(other.entries.iter().copied());
+        h.maybe_compress();
+        h.compress();
+        let got: Vec<([u64; 3], f64)> = h.iter().map(|(k, w)| (*k, *w)).collect();
+        let want: Vec<([u64; 3], f64)> = expected.into_iter().collect();
+        assert_eq!(got, want);
+    }
+}

@@ -102,6 +102,10 @@ fn sort_on_two_threads<T: Copy + Send>(
     rows: &mut [T],
     cmp: impl Fn(&T, &T) -> std::cmp::Ordering + Sync,
 ) {
+    if rows.is_sorted_by(|a, b| cmp(a, b).is_le()) {
+        // the fits' histograms arrive sorted
+        return;
+    }
     let cores = std::thread::available_parallelism().map_or(1, |t| t.get());
     if rows.len() < 1 << 16 || cores < 2 {
         rows.sort_unstable_by(cmp);
@@ -644,9 +648,12 @@ pub fn fit_levels<const N: usize>(
     start: [f64; N],
     opts: FitOptions,
 ) -> Fit<N> {
+    let evaluations: Vec<std::sync::atomic::AtomicU32> =
+        customers.iter().map(|_| Default::default()).collect();
     let objective = |level: usize| {
-        let ll = &ll;
+        let (ll, evaluations) = (&ll, &evaluations);
         move |theta: &[f64; N]| -> (f64, [f64; N]) {
+            evaluations[level].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let p: [Dual<N>; N] = std::array::from_fn(|i| {
                 let v = theta[i].exp();
                 Dual::var(v, i, v)
@@ -670,6 +677,13 @@ pub fn fit_levels<const N: usize>(
             LEVEL_GTOL.max(opts.gradient_tolerance),
         );
         iterations += run.iterations;
+        log::debug!(
+            "fit level {level} ({} customers): {} iterations, {} evaluations, converged {}",
+            customers[level],
+            run.iterations,
+            evaluations[level].load(std::sync::atomic::Ordering::Relaxed),
+            run.converged
+        );
         // a coarse level that does not converge (e.g. runs off to a boundary) is no start
         if run.converged {
             theta = run.x;
@@ -682,6 +696,13 @@ pub fn fit_levels<const N: usize>(
         hessian,
         opts.max_iterations,
         opts.gradient_tolerance,
+    );
+    log::debug!(
+        "fit level 0 ({} customers): {} iterations, {} evaluations, converged {}",
+        customers[0],
+        run.iterations,
+        evaluations[0].load(std::sync::atomic::Ordering::Relaxed),
+        run.converged
     );
     let params = run.x.map(f64::exp);
     // the objective is −ll / customers + penalty: recover ll without another evaluation
