@@ -170,21 +170,63 @@ pub struct Times {
 
 impl Times {
     pub fn new(rows: &[Pattern]) -> Self {
-        // distinct values by hashing their bits (a few thousand among millions of rows),
-        // then sorted; cheaper than sorting every row's times
-        let mut index: HashMap<u64, u32> = HashMap::new();
+        Self::whole_numbers(rows).unwrap_or_else(|| Self::hashed(rows))
+    }
+
+    /// Whole-period times (day, week or month counts) below 2²²: indexed through a table of
+    /// the values present, no hashing.
+    fn whole_numbers(rows: &[Pattern]) -> Option<Self> {
+        const LIMIT: f64 = (1u32 << 22) as f64;
+        let mut max = 0.0f64;
         for r in rows {
-            index.entry(r.tx.to_bits()).or_insert(0);
-            index.entry(r.t.to_bits()).or_insert(0);
+            for v in [r.tx, r.t] {
+                if !((0.0..LIMIT).contains(&v) && v.fract() == 0.0) {
+                    return None;
+                }
+                max = max.max(v);
+            }
         }
-        let mut values: Vec<f64> = index.keys().map(|&b| f64::from_bits(b)).collect();
-        values.sort_unstable_by(f64::total_cmp);
-        for (i, v) in values.iter().enumerate() {
-            index.insert(v.to_bits(), i as u32);
+        let mut rank = vec![u32::MAX; max as usize + 1];
+        for r in rows {
+            rank[r.tx as usize] = 0;
+            rank[r.t as usize] = 0;
         }
-        let tx = rows.iter().map(|r| index[&r.tx.to_bits()]).collect();
-        let t = rows.iter().map(|r| index[&r.t.to_bits()]).collect();
-        Self { values, tx, t }
+        let mut values = Vec::new();
+        for (v, slot) in rank.iter_mut().enumerate() {
+            if *slot == 0 {
+                *slot = values.len() as u32;
+                values.push(v as f64);
+            }
+        }
+        let tx = rows.iter().map(|r| rank[r.tx as usize]).collect();
+        let t = rows.iter().map(|r| rank[r.t as usize]).collect();
+        Some(Self { values, tx, t })
+    }
+
+    /// Any other times: distinct values by hashing their bits (one lookup per time), then
+    /// sorted and the indexes renumbered.
+    fn hashed(rows: &[Pattern]) -> Self {
+        let mut index: HashMap<u64, u32> = HashMap::new();
+        let mut first_seen: Vec<f64> = Vec::new();
+        let mut id = |v: f64| -> u32 {
+            *index.entry(v.to_bits()).or_insert_with(|| {
+                first_seen.push(v);
+                (first_seen.len() - 1) as u32
+            })
+        };
+        let tx: Vec<u32> = rows.iter().map(|r| id(r.tx)).collect();
+        let t: Vec<u32> = rows.iter().map(|r| id(r.t)).collect();
+        let mut order: Vec<u32> = (0..first_seen.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| first_seen[a as usize].total_cmp(&first_seen[b as usize]));
+        let mut renumber = vec![0u32; order.len()];
+        for (rank, &o) in order.iter().enumerate() {
+            renumber[o as usize] = rank as u32;
+        }
+        Self {
+            values: order.iter().map(|&o| first_seen[o as usize]).collect(),
+            tx: tx.into_iter().map(|i| renumber[i as usize]).collect(),
+            t: t.into_iter().map(|i| renumber[i as usize]).collect(),
+        }
     }
 
     /// ln(alpha + time) for every distinct time.
@@ -770,9 +812,11 @@ pub fn bfgs<const N: usize>(
         for _ in 0..50 {
             let xn: [f64; N] = std::array::from_fn(|i| x[i] + step * d[i]);
             let (fnew, gnew) = f(&xn);
+            // Armijo, up to the objective's rounding (near the optimum the decrease a step
+            // makes is below it, and backtracking would only waste evaluations)
             if fnew.is_finite()
                 && gnew.iter().all(|v| v.is_finite())
-                && fnew <= fx + 1e-4 * step * slope
+                && fnew <= fx + 1e-4 * step * slope + 4.0 * f64::EPSILON * fx.abs()
             {
                 accepted = Some((xn, fnew, gnew));
                 break;
@@ -1403,6 +1447,36 @@ mod tests {
             for i in 0..4 {
                 assert_eq!(d.d[i], g[i] * at[i]);
             }
+        }
+    }
+
+    /// Whole-number and fractional times index the same sorted distinct values.
+    #[test]
+    fn times_index_whole_and_fractional_times() {
+        let rows = random_patterns(5_000, 8);
+        let whole = Times::whole_numbers(&rows).expect("day counts");
+        let hashed = Times::hashed(&rows);
+        assert_eq!(whole.values, hashed.values);
+        assert_eq!((&whole.tx, &whole.t), (&hashed.tx, &hashed.t));
+        assert!(whole.values.is_sorted());
+        for (i, r) in rows.iter().enumerate() {
+            assert_eq!(whole.values[whole.tx[i] as usize], r.tx);
+            assert_eq!(whole.values[whole.t[i] as usize], r.t);
+        }
+        let weeks: Vec<Pattern> = rows
+            .iter()
+            .map(|r| Pattern {
+                tx: r.tx / 7.0,
+                t: r.t / 7.0,
+                ..*r
+            })
+            .collect();
+        assert!(Times::whole_numbers(&weeks).is_none());
+        let times = Times::new(&weeks);
+        assert!(times.values.windows(2).all(|w| w[0] < w[1]));
+        for (i, r) in weeks.iter().enumerate() {
+            assert_eq!(times.values[times.tx[i] as usize], r.tx);
+            assert_eq!(times.values[times.t[i] as usize], r.t);
         }
     }
 
