@@ -83,13 +83,14 @@ def spilled(plan):
     return total, count
 
 
-def run(binary, lake, sql, memory_limit, spill_dir, disk_limit):
+def run(binary, lake, sql, memory_limit, spill_dir, disk_limit, spill_compression):
+    setting = f"SET datafusion.execution.spill_compression = '{spill_compression}'"
     with tempfile.NamedTemporaryFile("r", suffix=".time") as t:
         start = time.perf_counter()
         p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", t.name, binary, "--lake", str(lake),
                             "--memory-limit", memory_limit, "--spill-dir", str(spill_dir), "--disk-limit", disk_limit,
                             "--maxrows", "inf",
-                            "-c", sql], capture_output=True, text=True)
+                            "-c", setting, "-c", sql], capture_output=True, text=True)
         wall = time.perf_counter() - start
         rss = int(t.read().split()[-1]) / 1024
     if p.returncode != 0:
@@ -104,6 +105,8 @@ def main():
     ap.add_argument("--bin", default="target/release/datafusion-marketing")
     ap.add_argument("--memory-limit", default="4G")
     ap.add_argument("--disk-limit", default="30G", help="most spill space (a run beyond it fails with an error)")
+    ap.add_argument("--spill-compression", default="uncompressed", choices=["uncompressed", "lz4_frame", "zstd"],
+                    help="codec of the spill files (DataFusion's datafusion.execution.spill_compression)")
     ap.add_argument("--only", choices=sorted(RUNS), action="append", help="run only this workload (repeatable)")
     a = ap.parse_args()
     lake = a.work / f"rows-{a.rows}"
@@ -115,8 +118,8 @@ def main():
     for key in a.only or sorted(RUNS):
         table, sql = RUNS[key]
         generate(a.bin, ORDERS if table == "orders" else INTERACTIONS, lake / table, a.rows)
-        log(f"running {key} on {a.rows:,} rows under --memory-limit {a.memory_limit}")
-        wall, rss, plan, error = run(a.bin, lake, sql, a.memory_limit, spill_dir, a.disk_limit)
+        log(f"running {key} on {a.rows:,} rows under --memory-limit {a.memory_limit}, spills {a.spill_compression}")
+        wall, rss, plan, error = run(a.bin, lake, sql, a.memory_limit, spill_dir, a.disk_limit, a.spill_compression)
         if error:
             failed = True
             print(f"| {key} | {a.rows:,} | {a.memory_limit} | {wall:.0f} | {rss:.0f} | — | — | FAILED: {error} |")
