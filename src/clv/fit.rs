@@ -169,8 +169,13 @@ fn section() -> datafusion::logical_expr::DocSection {
 
 const COMMON_DOC: &str = "Fits by maximum likelihood: BFGS on the logarithms of the parameters with the \
     exact gradient of the log-likelihood (computed by forward-mode differentiation of the \
-    same code), from a data-derived start, to a gradient below 1e-9 (or 1e-6 once the \
-    objective stops decreasing at machine precision). Returns a struct {model, parameters…, \
+    same code, or written out by hand and tested against it), from a data-derived start, to a \
+    gradient below 1e-9 (or 1e-6 once the objective stops decreasing at machine precision). \
+    With 16,384 or more distinct patterns the fit goes coarse to fine: it first fits \
+    systematic samples of about 1/8, 1/64, … of the patterns (proportional to their counts), \
+    then each finer level from the coarser optimum and curvature; only the run on all the data \
+    decides the result and `converged`, and `iterations` counts every level's iterations. \
+    Returns a struct {model, parameters…, \
     log_likelihood (total, without the penalty), customers, converged, iterations, period}; \
     `converged` is false when the optimizer stopped without reaching the tolerance — check it \
     rather than trusting the numbers. The objective is the mean negative log-likelihood plus \
