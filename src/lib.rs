@@ -105,6 +105,7 @@ pub fn all_scalar_functions() -> Vec<Arc<ScalarUDF>> {
 /// Every aggregate function of the crate.
 pub fn all_aggregate_functions() -> Vec<Arc<AggregateUDF>> {
     [
+        rfm::aggregate_functions(),
         attribution::aggregate_functions(),
         clv::aggregate_functions(),
         similarity::aggregate_functions(),

@@ -113,3 +113,35 @@ async fn segments_are_the_named_cells_and_cover_every_buyer() {
     }
     assert!(rows > 2000);
 }
+
+/// `exact_sum` gives the bits of the DECIMAL(38, 10) route for every customer of the lake
+/// (amounts with cents, summed as doubles), on 1 and 16 partitions and batches of 7 rows.
+#[tokio::test]
+async fn exact_sum_equals_the_decimal_route_bit_for_bit() {
+    let sql = "SELECT customer_id, exact_sum(amount * 1.0001) AS e, \
+               CAST(sum(CAST(amount * 1.0001 AS DECIMAL(38, 10))) AS DOUBLE) AS d \
+               FROM orders GROUP BY customer_id ORDER BY customer_id";
+    let mut answers = Vec::new();
+    for config in [
+        SessionConfig::new().with_target_partitions(1),
+        SessionConfig::new()
+            .with_target_partitions(16)
+            .with_batch_size(7),
+    ] {
+        let ctx = context(config).await;
+        let mut bits = Vec::new();
+        for b in query(&ctx, sql).await {
+            let (e, d) = (
+                b.column(1).as_primitive::<Float64Type>(),
+                b.column(2).as_primitive::<Float64Type>(),
+            );
+            for i in 0..b.num_rows() {
+                assert_eq!(e.value(i).to_bits(), d.value(i).to_bits(), "row {i}");
+                bits.push(e.value(i).to_bits());
+            }
+        }
+        assert!(bits.len() > 1000);
+        answers.push(bits);
+    }
+    assert!(answers[0] == answers[1], "partitioning changed an exact sum");
+}

@@ -1,5 +1,6 @@
 //! RFM: recency / frequency / monetary scoring and segments.
 
+pub mod exact_sum;
 pub mod model;
 pub mod quantile;
 pub mod segment;
@@ -8,14 +9,20 @@ pub mod table;
 use std::sync::Arc;
 
 use datafusion::catalog::TableFunctionImpl;
-use datafusion::logical_expr::{Documentation, ScalarUDF, WindowUDF};
+use datafusion::logical_expr::{AggregateUDF, Documentation, ScalarUDF, WindowUDF};
 
+pub use exact_sum::exact_sum;
 pub use quantile::quantile_score;
 pub use segment::rfm_segment;
 
 /// The family's scalar functions.
 pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
     vec![rfm_segment()]
+}
+
+/// The family's aggregate functions.
+pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
+    vec![exact_sum()]
 }
 
 /// The family's window functions.
@@ -35,6 +42,11 @@ pub fn table_functions() -> Vec<(
 /// DataFrame API helpers.
 pub mod expr_fn {
     use datafusion::logical_expr::Expr;
+
+    /// `exact_sum(value)`: an order-independent sum of a float column.
+    pub fn exact_sum(value: Expr) -> Expr {
+        super::exact_sum().call(vec![value])
+    }
 
     /// `rfm_segment(r, f, m)` with the default `'rfm11'` scheme.
     pub fn rfm_segment(r_score: Expr, f_score: Expr, m_score: Expr) -> Expr {

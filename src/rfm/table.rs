@@ -20,7 +20,7 @@ use datafusion::logical_expr::{Documentation, Expr, LogicalPlanBuilder, cast, id
 use datafusion::prelude::coalesce;
 use futures::FutureExt;
 
-use super::{quantile_score, rfm_segment};
+use super::{exact_sum, quantile_score, rfm_segment};
 use crate::args::{doc_section, string_literal_arg};
 
 const NAME: &str = "rfm";
@@ -182,13 +182,18 @@ impl TableFunctionImpl for RfmTableFunction {
             vec![
                 max(ident(&ts)).alias("last_ts"),
                 count(lit(1)).alias("frequency"),
-                // summed exactly in DECIMAL(38, 10): a float sum would depend on the
-                // order rows arrive in, i.e. on partitioning and batch size
+                // summed exactly in units of 1e-10 (DECIMAL(38, 10)): a float sum would
+                // depend on the order rows arrive in, i.e. on partitioning and batch size;
+                // floats through `exact_sum` (the same bits without the per-row cast)
                 coalesce(vec![
-                    cast(
-                        sum(cast(ident(&amount), DataType::Decimal128(38, 10))),
-                        DataType::Float64,
-                    ),
+                    if amount_type.is_floating() {
+                        exact_sum().call(vec![ident(&amount)])
+                    } else {
+                        cast(
+                            sum(cast(ident(&amount), DataType::Decimal128(38, 10))),
+                            DataType::Float64,
+                        )
+                    },
                     lit(0.0),
                 ])
                 .alias("monetary"),
