@@ -118,7 +118,7 @@ impl AggregateUDFImpl for ExactSum {
 fn to_units(v: f64) -> Result<i128> {
     let units = (UNITS_PER_ONE * v).round();
     // below 1e38 units, i.e. values below 1e28 in magnitude
-    if !(units.abs() < 1e38) {
+    if !units.is_finite() || units.abs() >= 1e38 {
         return exec_err!(
             "{NAME}: value {v} is not a finite number below 1e28 in magnitude (values are summed in units of 1e-10)"
         );
