@@ -143,5 +143,8 @@ async fn exact_sum_equals_the_decimal_route_bit_for_bit() {
         assert!(bits.len() > 1000);
         answers.push(bits);
     }
-    assert!(answers[0] == answers[1], "partitioning changed an exact sum");
+    assert!(
+        answers[0] == answers[1],
+        "partitioning changed an exact sum"
+    );
 }
