@@ -13,7 +13,7 @@ use datafusion_marketing::generate::sim::{
 };
 use datafusion_marketing::kernels::{
     Dual, MarkovCounts, Pattern, Real, Times, bgnbd_ll_gradient, bgnbd_ll_indexed,
-    frequent_itemsets, ln_hyp2f1_a_b_a1, pareto_row_ll, sort_patterns,
+    frequent_itemsets, ln_hyp2f1_a_b_a1, pareto_ll_gradient, pareto_row_ll, sort_patterns,
 };
 
 struct Count(u64);
@@ -334,6 +334,13 @@ fn clv_likelihoods(c: &mut Criterion) {
                     })
                 })
             },
+        );
+        // the hand-written gradient the fits use (whole rows, time table built once)
+        let pareto_times = Times::new(pareto_rows);
+        let values = [0.8, 20.0, 0.6, beta];
+        g.bench_function(
+            format!("pareto_nbd_ll_hand_gradient_10k_patterns_beta_{label}"),
+            |b| b.iter(|| pareto_ll_gradient(&values, pareto_rows, &pareto_times)),
         );
     }
     g.finish();

@@ -385,3 +385,60 @@ async fn same_answer_on_1_and_16_partitions_and_tiny_batches() {
         .await
     );
 }
+
+/// CDNOW's 2,357 customers repeated 85 times with T stretched by k hundredths of a week
+/// (times in hundredths of a week: whole numbers, the packed histogram): ~200,000 customers
+/// and as many distinct patterns, so the coarse-to-fine path (more than 16,384 patterns) and
+/// the histogram merges (above 65,536 entries, and 16 partition states) run.
+const MANY_PATTERNS: &str = "WITH s AS (
+    SELECT CAST(x AS DOUBLE) AS x, round(t_x * 100) AS tx, round(\"T\" * 100) + k.value AS t, zbar
+    FROM cdnow CROSS JOIN generate_series(1, 85) AS k)
+SELECT bgnbd_fit(x, tx, t) AS bg, gamma_gamma_fit(x, zbar) AS gg FROM s";
+
+#[tokio::test]
+async fn many_patterns_same_bits_on_1_and_16_partitions() {
+    let run = |partitions: usize| async move {
+        let ctx = cdnow(
+            SessionConfig::new()
+                .with_target_partitions(partitions)
+                .with_batch_size(1000),
+        )
+        .await;
+        let batches = query(&ctx, MANY_PATTERNS).await;
+        let bg = batches[0].column(0).as_struct();
+        let converged = bg
+            .column_by_name("converged")
+            .unwrap()
+            .as_boolean()
+            .value(0);
+        let customers = bg.column_by_name("customers").unwrap();
+        let customers = cast(customers, &DataType::Int64).unwrap();
+        assert_eq!(
+            customers
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                .value(0),
+            2357 * 85
+        );
+        assert!(converged, "{}", pretty(&batches));
+        // the parameters' bits, not their printed digits
+        ["r", "alpha", "a", "b", "log_likelihood"]
+            .iter()
+            .map(|f| {
+                bg.column_by_name(f)
+                    .unwrap()
+                    .as_primitive::<Float64Type>()
+                    .value(0)
+                    .to_bits()
+            })
+            .chain(["p", "q", "v"].iter().map(|f| {
+                let gg = batches[0].column(1).as_struct();
+                gg.column_by_name(f)
+                    .unwrap()
+                    .as_primitive::<Float64Type>()
+                    .value(0)
+                    .to_bits()
+            }))
+            .collect::<Vec<u64>>()
+    };
+    assert_eq!(run(1).await, run(16).await);
+}

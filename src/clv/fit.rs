@@ -16,6 +16,7 @@ use datafusion::logical_expr::{
 };
 
 use super::model::{self, Fit, FitOptions, Pattern, Period, Spend};
+use super::real::is_whole;
 use crate::args::{
     Kind, Param, aggregate_literal, check_arg_types, doc_section, f64_column, list_of, param,
     scalar_list, signature_with_short_forms, state_field,
@@ -464,8 +465,7 @@ impl FitAccumulator {
     }
 
     fn add(&mut self, key: [f64; 3], w: f64) {
-        self.patterns
-            .add([canonical(key[0]), canonical(key[1]), canonical(key[2])], w);
+        self.patterns.add(key, w);
     }
 
     /// Validate and add one purchase-model row.
@@ -474,7 +474,7 @@ impl FitAccumulator {
         if !(x.is_finite() && tx.is_finite() && t.is_finite()) {
             return exec_err!("{f}: frequency, recency and T must be finite, got ({x}, {tx}, {t})");
         }
-        if x < 0.0 || x.fract() != 0.0 {
+        if x < 0.0 || !is_whole(x) {
             return exec_err!("{f}: frequency must be a whole number >= 0, got {x}");
         }
         if tx < 0.0 || tx > t {
@@ -496,7 +496,7 @@ impl FitAccumulator {
         if !(x.is_finite() && m.is_finite()) {
             return exec_err!("{f}: frequency and monetary_value must be finite, got ({x}, {m})");
         }
-        if x < 0.0 || x.fract() != 0.0 {
+        if x < 0.0 || !is_whole(x) {
             return exec_err!("{f}: frequency must be a whole number >= 0, got {x}");
         }
         if x == 0.0 {
@@ -525,7 +525,7 @@ impl FitAccumulator {
         let (params, fit_ll, customers, converged, iterations): (Vec<f64>, f64, f64, bool, u32) =
             if kind == ModelKind::GammaGamma {
                 let mut rows: Vec<Spend> = Vec::with_capacity(self.patterns.len());
-                rows.extend(self.patterns.iter().map(|(k, &w)| Spend {
+                rows.extend(self.patterns.iter().map(|(k, w)| Spend {
                     x: f64::from_bits(k[0]),
                     m: f64::from_bits(k[1]),
                     w,
@@ -547,7 +547,7 @@ impl FitAccumulator {
                 )
             } else {
                 let mut rows: Vec<Pattern> = Vec::with_capacity(self.patterns.len());
-                rows.extend(self.patterns.iter().map(|(k, &w)| Pattern {
+                rows.extend(self.patterns.iter().map(|(k, w)| Pattern {
                     x: f64::from_bits(k[0]),
                     tx: f64::from_bits(k[1]),
                     t: f64::from_bits(k[2]),
@@ -664,22 +664,21 @@ impl Accumulator for FitAccumulator {
                 .iter()
                 .map(|c| c.as_primitive::<Float64Type>())
                 .collect();
-            // a state is one sorted run: append it whole, then merge if the buffer has doubled
-            self.patterns.entries.extend((0..cols[0].len()).map(|j| {
+            // a state is one sorted run of distinct keys
+            self.patterns.merge_run((0..cols[0].len()).map(|j| {
                 let key = [cols[0].value(j), cols[1].value(j), cols[2].value(j)];
-                (key.map(canonical), cols[3].value(j))
+                (key, cols[3].value(j))
             }));
-            self.patterns.maybe_compress();
         }
         Ok(())
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         self.patterns.compress();
-        let entries: Vec<(&[u64; 3], &f64)> = self.patterns.iter().collect();
+        let h = &self.patterns;
         let col = |i: usize| -> ScalarValue {
             scalar_list(Arc::new(Float64Array::from_iter_values(
-                entries.iter().map(|e| f64::from_bits(e.0[i])),
+                h.iter().map(|e| f64::from_bits(e.0[i])),
             )))
         };
         Ok(vec![
@@ -687,7 +686,7 @@ impl Accumulator for FitAccumulator {
             col(1),
             col(2),
             scalar_list(Arc::new(Float64Array::from_iter_values(
-                entries.iter().map(|e| *e.1),
+                h.iter().map(|e| e.1),
             ))),
             ScalarValue::Utf8(self.period.clone()),
         ])
@@ -702,65 +701,223 @@ impl Accumulator for FitAccumulator {
     }
 }
 
-/// Distinct patterns (bit patterns of their numbers) with counts: appended, and sorted and
-/// merged whenever the buffer has doubled since the last merge (and holds at least
-/// [`FIRST_COMPRESS`] entries), so it holds at most about twice the distinct patterns. The
-/// sort is the stable one, which finds the already sorted prefix (and the sorted states of
-/// other partitions, appended whole) and merges runs instead of sorting everything again;
-/// non-negative numbers sort by their bits as by value, so the entries end in the order the
-/// fits sum them.
+/// Distinct patterns with counts: appended, and sorted and merged whenever the buffer has
+/// doubled since the last merge (and holds at least [`FIRST_COMPRESS`] entries), so it holds
+/// at most about twice the distinct patterns (or [`FIRST_COMPRESS`] entries).
+///
+/// While every key is whole-period data (x < 2²⁰, t_x and T < 2²², whole numbers — day, week
+/// or month counts) the keys are packed into one u64, x·2⁴⁴ + t_x·2²² + T, whose order is the
+/// (x, t_x, T) order: half the memory, and the new entries are radix-sorted (a few passes over
+/// the digits that vary) and merged into the sorted prefix. The first key that does not pack
+/// moves everything to the general form, the bits of each number (non-negative numbers sort
+/// by their bits as by value), sorted by the stable sort, which finds the sorted prefix (and
+/// the sorted states of other partitions, appended whole) and merges runs. Either way the
+/// entries end in the order the fits sum them.
 #[derive(Debug, Default)]
 struct Histogram {
+    packed: Vec<(u64, f64)>,
     entries: Vec<([u64; 3], f64)>,
+    general: bool,
     compressed: usize,
 }
 
-/// Entries a histogram buffers before its first sort (2 MiB).
+/// Entries a histogram buffers before its first sort.
 const FIRST_COMPRESS: usize = 1 << 16;
 
+/// `key` packed into one order-preserving u64, if its numbers are small whole numbers.
+fn pack(key: [f64; 3]) -> Option<u64> {
+    const LIMITS: [f64; 3] = [
+        (1u64 << 20) as f64,
+        (1u64 << 22) as f64,
+        (1u64 << 22) as f64,
+    ];
+    let mut packed = 0u64;
+    for (v, limit) in key.into_iter().zip(LIMITS) {
+        // also false for NaN; −0.0 packs as 0
+        if !((0.0..limit).contains(&v) && is_whole(v)) {
+            return None;
+        }
+        packed = (packed << 22) | v as u64;
+    }
+    Some(packed)
+}
+
+/// `v` sorted by key: least-significant-digit radix sort on 11-bit digits, skipping the
+/// digits every key has the same (day counts below 2,048 and frequencies below 2,048 take
+/// three passes); small inputs by comparison.
+fn radix_sorted(mut v: Vec<(u64, f64)>) -> Vec<(u64, f64)> {
+    const BITS: usize = 11;
+    const BUCKETS: usize = 1 << BITS;
+    const MASK: u64 = BUCKETS as u64 - 1;
+    if v.len() < 4096 {
+        v.sort_unstable_by_key(|e| e.0);
+        return v;
+    }
+    let (or, and) = v
+        .iter()
+        .fold((0u64, u64::MAX), |(o, a), e| (o | e.0, a & e.0));
+    let shifts: Vec<usize> = (0..64)
+        .step_by(BITS)
+        .filter(|&s| ((or ^ and) >> s) & MASK != 0)
+        .collect();
+    let mut counts = vec![[0usize; BUCKETS]; shifts.len()];
+    for e in &v {
+        for (c, &s) in counts.iter_mut().zip(&shifts) {
+            c[((e.0 >> s) & MASK) as usize] += 1;
+        }
+    }
+    let mut other = vec![(0u64, 0.0f64); v.len()];
+    for (c, &s) in counts.iter().zip(&shifts) {
+        let mut next = [0usize; BUCKETS];
+        let mut sum = 0;
+        for (n, &count) in next.iter_mut().zip(c.iter()) {
+            *n = sum;
+            sum += count;
+        }
+        for e in &v {
+            let b = ((e.0 >> s) & MASK) as usize;
+            other[next[b]] = *e;
+            next[b] += 1;
+        }
+        std::mem::swap(&mut v, &mut other);
+    }
+    v
+}
+
+/// Two key-sorted runs merged into one, equal keys' counts added (`head` has distinct keys,
+/// `tail` may repeat them).
+fn merge_sorted(head: Vec<(u64, f64)>, tail: Vec<(u64, f64)>) -> Vec<(u64, f64)> {
+    let mut out: Vec<(u64, f64)> = Vec::with_capacity(head.len() + tail.len());
+    let (mut h, mut t) = (head.iter().peekable(), tail.iter().peekable());
+    loop {
+        let e = match (h.peek(), t.peek()) {
+            (Some(a), Some(b)) if a.0 <= b.0 => h.next(),
+            (Some(_), Some(_)) => t.next(),
+            (Some(_), None) => h.next(),
+            (None, _) => t.next(),
+        };
+        let Some(&e) = e else { break };
+        match out.last_mut() {
+            Some(last) if last.0 == e.0 => last.1 += e.1,
+            _ => out.push(e),
+        }
+    }
+    out
+}
+
+/// The general key (bits of each number) of a packed one.
+fn unpack(k: u64) -> [u64; 3] {
+    const MASK: u64 = (1 << 22) - 1;
+    [k >> 44, (k >> 22) & MASK, k & MASK].map(|v| (v as f64).to_bits())
+}
+
 impl Histogram {
-    fn add(&mut self, key: [u64; 3], w: f64) {
-        self.entries.push((key, w));
+    /// Append without merging.
+    fn push(&mut self, key: [f64; 3], w: f64) {
+        if !self.general {
+            if let Some(k) = pack(key) {
+                self.packed.push((k, w));
+                return;
+            }
+            self.make_general();
+        }
+        self.entries.push((key.map(canonical), w));
+    }
+
+    fn add(&mut self, key: [f64; 3], w: f64) {
+        self.push(key, w);
         self.maybe_compress();
     }
 
+    /// Add another histogram's entries (a partition's state): when they pack and are sorted
+    /// by key, merged in one pass into this one's sorted entries; otherwise appended (the
+    /// stable sort of the general form finds them as a run) and merged if the buffer has
+    /// doubled.
+    fn merge_run(&mut self, run: impl Iterator<Item = ([f64; 3], f64)> + Clone) {
+        if !self.general {
+            let mut packed: Vec<(u64, f64)> = Vec::with_capacity(run.size_hint().0);
+            let sorted_run = run.clone().all(|(key, w)| match pack(key) {
+                Some(k) if packed.last().is_none_or(|last| last.0 < k) => {
+                    packed.push((k, w));
+                    true
+                }
+                _ => false,
+            });
+            if sorted_run {
+                self.compress();
+                let head = std::mem::take(&mut self.packed);
+                self.packed = merge_sorted(head, packed);
+                self.compressed = self.len();
+                return;
+            }
+        }
+        for (key, w) in run {
+            self.push(key, w);
+        }
+        self.maybe_compress();
+    }
+
+    /// Move the packed entries to the general form (same order, so a sorted prefix stays
+    /// sorted).
+    fn make_general(&mut self) {
+        self.general = true;
+        self.entries.reserve(self.packed.len());
+        self.entries
+            .extend(self.packed.iter().map(|&(k, w)| (unpack(k), w)));
+        self.packed = Vec::new();
+    }
+
+    fn len(&self) -> usize {
+        self.packed.len() + self.entries.len()
+    }
+
     fn maybe_compress(&mut self) {
-        if self.entries.len() >= (2 * self.compressed).max(FIRST_COMPRESS) {
+        if self.len() >= (2 * self.compressed).max(FIRST_COMPRESS) {
             self.compress();
         }
     }
 
     /// Sort by key and merge equal keys (counts are whole numbers, so the sums are exact).
     fn compress(&mut self) {
-        if self.entries.len() == self.compressed {
+        if self.len() == self.compressed {
             return;
         }
-        self.entries.sort_by_key(|e| e.0);
-        self.entries.dedup_by(|later, kept| {
-            if later.0 == kept.0 {
-                kept.1 += later.1;
-                true
-            } else {
-                false
-            }
-        });
-        self.compressed = self.entries.len();
+        if self.general {
+            self.entries.sort_by_key(|e| e.0);
+            self.entries.dedup_by(|later, kept| {
+                if later.0 == kept.0 {
+                    kept.1 += later.1;
+                    true
+                } else {
+                    false
+                }
+            });
+        } else {
+            // the sorted prefix, and the new entries radix-sorted and merged into it
+            let tail = self
+                .packed
+                .split_off(self.compressed.min(self.packed.len()));
+            let head = std::mem::take(&mut self.packed);
+            self.packed = merge_sorted(head, radix_sorted(tail));
+        }
+        self.compressed = self.len();
     }
 
     fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
-    fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (&[u64; 3], &f64)> {
-        self.entries.iter().map(|(k, w)| (k, w))
+    /// The entries (general keys) in their current order: sorted after [`Self::compress`].
+    fn iter(&self) -> impl Iterator<Item = ([u64; 3], f64)> + Clone + '_ {
+        self.packed
+            .iter()
+            .map(|&(k, w)| (unpack(k), w))
+            .chain(self.entries.iter().copied())
     }
 
     fn size(&self) -> usize {
-        self.entries.capacity() * std::mem::size_of::<([u64; 3], f64)>()
+        self.packed.capacity() * std::mem::size_of::<(u64, f64)>()
+            + self.entries.capacity() * std::mem::size_of::<([u64; 3], f64)>()
     }
 }
 
@@ -785,39 +942,117 @@ mod tests {
     use super::*;
 
     /// Rows and whole sorted runs (other partitions' states) through the doubling merges
-    /// give the exact sorted counts.
+    /// give the exact sorted counts: with whole-number keys (packed), with fractional ones
+    /// (general), and switching from packed to general midway.
     #[test]
     fn histogram_counts_like_a_sorted_map() {
-        let mut state: u64 = 5;
-        let mut next = move |m: u64| {
+        for fractional_from in [usize::MAX, 0, 3 * FIRST_COMPRESS] {
+            let mut state: u64 = 5;
+            let mut next = move |m: u64| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state % m
+            };
+            let mut expected = std::collections::BTreeMap::<[u64; 3], f64>::new();
+            let mut h = Histogram::default();
+            let mut other = Histogram::default();
+            for i in 0..5 * FIRST_COMPRESS {
+                let scale = if i >= fractional_from { 0.5 } else { 1.0 };
+                let key = [next(40) as f64, next(300) as f64, next(50) as f64 * scale];
+                *expected.entry(key.map(canonical)).or_default() += 1.0;
+                if i % 3 == 0 {
+                    other.add(key, 1.0);
+                } else {
+                    h.add(key, 1.0);
+                }
+            }
+            assert!(h.compressed > 0, "merged on the way");
+            assert_eq!(h.general, fractional_from != usize::MAX);
+            other.compress();
+            h.merge_run(other.iter().map(|(k, w)| (k.map(f64::from_bits), w)));
+            h.compress();
+            let got: Vec<([u64; 3], f64)> = h.iter().collect();
+            let want: Vec<([u64; 3], f64)> = expected.into_iter().collect();
+            assert_eq!(got, want, "fractional from row {fractional_from}");
+        }
+    }
+
+    /// The radix sort equals a comparison sort, on keys varying in some digits only and in
+    /// all of them, with repeated keys (stable: equal keys keep their order).
+    #[test]
+    fn radix_sort_equals_a_comparison_sort() {
+        let mut state: u64 = 11;
+        let mut next = move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            state % m
+            state
         };
-        let mut expected = std::collections::BTreeMap::<[u64; 3], f64>::new();
-        let mut h = Histogram::default();
-        let mut other = Histogram::default();
-        for i in 0..5 * FIRST_COMPRESS {
-            let key = [
-                (next(40) as f64).to_bits(),
-                (next(300) as f64).to_bits(),
-                (next(50) as f64 * 0.5).to_bits(),
-            ];
-            *expected.entry(key).or_default() += 1.0;
-            if i % 3 == 0 {
-                other.add(key, 1.0);
-            } else {
-                h.add(key, 1.0);
-            }
+        for mask in [0x07ff_0000_07ff_u64, u64::MAX, (1 << 44) | 0x3f] {
+            let v: Vec<(u64, f64)> = (0..20_000).map(|i| (next() & mask, i as f64)).collect();
+            let mut want = v.clone();
+            want.sort_by_key(|e| e.0);
+            assert_eq!(radix_sorted(v), want, "mask {mask:x}");
         }
-        assert!(h.compressed > 0, "merged on the way");
-        other.compress();
-        h.entries.extend(other.entries.iter().copied());
-        h.maybe_compress();
+        let head = vec![(1, 1.0), (4, 2.0), (9, 1.0)];
+        let tail = vec![(0, 1.0), (4, 1.0), (4, 1.0), (10, 3.0)];
+        assert_eq!(
+            merge_sorted(head, tail),
+            vec![(0, 1.0), (1, 1.0), (4, 4.0), (9, 1.0), (10, 3.0)]
+        );
+    }
+
+    /// Runs that are not sorted, or do not pack, are still merged exactly.
+    #[test]
+    fn merge_run_takes_unsorted_and_fractional_runs() {
+        let mut h = Histogram::default();
+        h.add([1.0, 2.0, 3.0], 1.0);
+        h.add([0.0, 0.0, 3.0], 2.0);
+        // sorted and packable: the one-pass merge
+        h.merge_run([([0.0, 0.0, 3.0], 1.0), ([2.0, 1.0, 3.0], 1.0)].into_iter());
+        assert!(!h.general);
+        // not sorted
+        h.merge_run([([2.0, 1.0, 3.0], 1.0), ([1.0, 2.0, 3.0], 4.0)].into_iter());
+        assert!(!h.general);
+        // a fractional time: the general form from then on
+        h.merge_run([([1.0, 0.5, 3.0], 1.0)].into_iter());
+        assert!(h.general);
         h.compress();
-        let got: Vec<([u64; 3], f64)> = h.iter().map(|(k, w)| (*k, *w)).collect();
-        let want: Vec<([u64; 3], f64)> = expected.into_iter().collect();
-        assert_eq!(got, want);
+        let got: Vec<([f64; 3], f64)> = h.iter().map(|(k, w)| (k.map(f64::from_bits), w)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ([0.0, 0.0, 3.0], 3.0),
+                ([1.0, 0.5, 3.0], 1.0),
+                ([1.0, 2.0, 3.0], 5.0),
+                ([2.0, 1.0, 3.0], 2.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn packed_keys_keep_the_order_and_the_numbers() {
+        let keys = [
+            [0.0, 0.0, 0.0],
+            [-0.0, 0.0, 5.0],
+            [1.0, 3.0, 4_194_303.0],
+            [2.0, 0.0, 1.0],
+            [1_048_575.0, 4_194_303.0, 4_194_303.0],
+        ];
+        let packed: Vec<u64> = keys.iter().map(|k| pack(*k).unwrap()).collect();
+        assert!(packed.is_sorted());
+        for (k, p) in keys.iter().zip(&packed) {
+            assert_eq!(unpack(*p), k.map(canonical));
+        }
+        for k in [
+            [0.5, 0.0, 1.0],
+            [1_048_576.0, 0.0, 1.0],
+            [1.0, 4_194_304.0, 4_194_305.0],
+            [1.0, f64::NAN, 2.0],
+            [-1.0, 0.0, 1.0],
+        ] {
+            assert_eq!(pack(k), None, "{k:?}");
+        }
     }
 }

@@ -11,7 +11,7 @@ use std::ops::Range;
 use datafusion::common::HashMap;
 
 use super::real::{
-    Dual, Real, digamma, hyp2f1, lgamma, ln_hyp2f1_a_b_a1, log_add_exp, log_sub_exp,
+    Dual, Hyp2f1Series, Real, digamma, hyp2f1, lgamma, ln_hyp2f1_a_b_a1, log_add_exp, log_sub_exp,
 };
 
 /// Rows per chunk of a likelihood sum. Chunks depend only on the number of rows (never on
@@ -19,14 +19,19 @@ use super::real::{
 /// same bits on any machine, while up to one thread per core evaluates the chunks.
 const CHUNK_ROWS: usize = 4 * 1024;
 
+/// The cores available to this process, read once (the standard library rereads the cgroup
+/// limits on every call).
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |t| t.get()))
+}
+
 /// Σ over the chunks of `0..n` of `f(chunk)`, chunks evaluated in parallel and added in
 /// order.
 fn chunked_sum<R: Real>(n: usize, f: impl Fn(Range<usize>) -> R + Sync) -> R {
     let chunks = n.div_ceil(CHUNK_ROWS).max(1);
     let range = |c: usize| c * CHUNK_ROWS..((c + 1) * CHUNK_ROWS).min(n);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |t| t.get())
-        .min(chunks);
+    let threads = cores().min(chunks);
     let mut parts = vec![R::cst(0.0); chunks];
     if threads <= 1 {
         for (c, part) in parts.iter_mut().enumerate() {
@@ -106,7 +111,7 @@ fn sort_on_two_threads<T: Copy + Send>(
         // the fits' histograms arrive sorted
         return;
     }
-    let cores = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let cores = cores();
     if rows.len() < 1 << 16 || cores < 2 {
         rows.sort_unstable_by(cmp);
         return;
@@ -180,11 +185,16 @@ impl Times {
         let mut max = 0.0f64;
         for r in rows {
             for v in [r.tx, r.t] {
-                if !((0.0..LIMIT).contains(&v) && v.fract() == 0.0) {
+                if !((0.0..LIMIT).contains(&v) && super::real::is_whole(v)) {
                     return None;
                 }
                 max = max.max(v);
             }
+        }
+        // a table far larger than the rows (a few customers with huge times) costs more than
+        // hashing them
+        if max as usize > 16 * rows.len() + 1024 {
+            return None;
         }
         let mut rank = vec![u32::MAX; max as usize + 1];
         for r in rows {
@@ -554,7 +564,9 @@ pub fn pareto_row_ll<R: Real>(p: &[R; 4], x: f64, tx: f64, t: f64) -> R {
     a1 + log_add_exp(alive, s.ln() + ln_a0 - (r + s + x).ln())
 }
 
-/// Total Pareto/NBD log-likelihood, parameters (r, α, s, β); rows summed in parallel chunks.
+/// Total Pareto/NBD log-likelihood, parameters (r, α, s, β); rows summed in parallel chunks
+/// (the dual-number reference of [`pareto_ll_gradient`]).
+#[cfg(test)]
 pub fn pareto_nbd_ll<R: Real>(p: &[R; 4], rows: &[Pattern]) -> R {
     chunked_sum(rows.len(), |range| {
         let mut total = R::cst(0.0);
@@ -563,6 +575,172 @@ pub fn pareto_nbd_ll<R: Real>(p: &[R; 4], rows: &[Pattern]) -> R {
         }
         total
     })
+}
+
+/// The Pareto/NBD log-likelihood and its gradient with respect to (r, α, s, β), written out
+/// on f64 for the fits (the same sum as [`pareto_nbd_ll`] on [`Dual`] numbers): per run of
+/// equal x the head A₁ = lnΓ(r+x) − lnΓ(r) + r ln α + s ln β once, per distinct time the
+/// logarithms and reciprocals of α + t and β + t once, and per row
+/// ℓ = A₁ + logaddexp(u, v) with u = −(r+x) ln(α+T) − s ln(β+T) (alive at T) and
+/// v = ln s + ln A₀ − ln(r+s+x), ln A₀ = logsubexp(f₁, f₂), fᵢ = ln ₂F₁(a, b; a+1; zᵢ) − a ln qᵢ
+/// (a = r+s+x, qᵢ = max(α, β) + tᵢ, zᵢ = |α − β| / qᵢ for t₁ = t_x, t₂ = T), the chain rule
+/// through the hypergeometric partials of [`Hyp2f1Series`] (once per distinct time of a run of equal x). Rows whose argument
+/// needs the quadrature (z > 0.9) are evaluated on dual numbers.
+pub fn pareto_ll_gradient(p: &[f64; 4], rows: &[Pattern], times: &Times) -> (f64, [f64; 4]) {
+    let [_, alpha, _, beta] = *p;
+    let table = |c: f64| -> (Vec<f64>, Vec<f64>) {
+        times
+            .values
+            .iter()
+            .map(|&v| ((c + v).ln(), 1.0 / (c + v)))
+            .unzip()
+    };
+    let ((ln_at, inv_at), (ln_bt, inv_bt)) = (table(alpha), table(beta));
+    let sum = chunked_sum(rows.len(), |range| {
+        let (v, g) =
+            pareto_gradient_rows(p, rows, times, [&ln_at, &inv_at, &ln_bt, &inv_bt], range);
+        Dual { v, d: g }
+    });
+    (sum.v, sum.d)
+}
+
+/// Most distinct times for which [`pareto_gradient_rows`] memoizes the hypergeometric terms
+/// per time (a table of that many entries per chunk).
+const MEMO_TIMES: usize = 4 * CHUNK_ROWS;
+
+fn pareto_gradient_rows(
+    p: &[f64; 4],
+    rows: &[Pattern],
+    times: &Times,
+    [ln_at, inv_at, ln_bt, inv_bt]: [&[f64]; 4],
+    range: Range<usize>,
+) -> (f64, [f64; 4]) {
+    let [r, alpha, s, beta] = *p;
+    let (lg_r, psi_r, ln_alpha, ln_beta, ln_s) =
+        (lgamma(r), digamma(r), alpha.ln(), beta.ln(), s.ln());
+    // which parameter is the larger ("hi", in qᵢ and zᵢ) and which carries b
+    let alpha_lo = alpha < beta;
+    let (lo, hi) = if alpha_lo {
+        (alpha, beta)
+    } else {
+        (beta, alpha)
+    };
+    let diff = hi - lo;
+    let (ln_ht, inv_ht) = if alpha_lo {
+        (ln_bt, inv_bt)
+    } else {
+        (ln_at, inv_at)
+    };
+    let duals: [Dual<4>; 4] = std::array::from_fn(|i| Dual::var(p[i], i, 1.0));
+    let mut value = 0.0;
+    let mut grad = [0.0; 4];
+    let mut start = range.start;
+    // fᵢ depends on x and the time only: within a run of equal x it is computed once per
+    // distinct time (rows sharing a T, and the sorted t_x), on the run's cached series
+    let mut series = Hyp2f1Series::default();
+    let memo_times = times.values.len() <= MEMO_TIMES;
+    let mut memo: Vec<(u32, [f64; 5])> = if memo_times {
+        vec![(0, [0.0; 5]); times.values.len()]
+    } else {
+        Vec::new()
+    };
+    let mut run_id = 0u32;
+    for run in runs_by_x(&rows[range], |p| p.x) {
+        let x = run[0].x;
+        let (rx, rsx) = (r + x, r + s + x);
+        let b = if alpha_lo { rx } else { s + 1.0 };
+        series.reset(rsx, b);
+        run_id += 1;
+        let (ln_rsx, inv_rsx) = (rsx.ln(), 1.0 / rsx);
+        let head = lgamma(rx) - lg_r + r * ln_alpha + s * ln_beta;
+        let head_grad = [digamma(rx) - psi_r + ln_alpha, r / alpha, ln_beta, s / beta];
+        let mut weight = 0.0;
+        for (k, row) in run.iter().enumerate() {
+            let i = start + k;
+            let (it, itx) = (times.t[i] as usize, times.tx[i] as usize);
+            let w = row.w;
+            if diff / (hi + row.tx) > 0.9 {
+                // the whole row, head included, on dual numbers
+                let d = pareto_row_ll(&duals, x, row.tx, row.t);
+                value += w * d.v;
+                for (g, dj) in grad.iter_mut().zip(d.d) {
+                    *g += w * dj;
+                }
+                continue;
+            }
+            weight += w;
+            // f₁ at t_x, f₂ at T, each with ∂/∂a, ∂/∂b, ∂/∂hi, ∂/∂lo
+            let u = -(rx * ln_at[it]) - s * ln_bt[it];
+            let u_grad = [-ln_at[it], -rx * inv_at[it], -ln_bt[it], -s * inv_bt[it]];
+            let mut f = |time: usize| -> [f64; 5] {
+                if memo_times && memo[time].0 == run_id {
+                    return memo[time].1;
+                }
+                let (ln_q, inv_q) = (ln_ht[time], inv_ht[time]);
+                let z = diff * inv_q;
+                let [g, ga, gb, gz] = series.partials(z);
+                let v = [
+                    g - rsx * ln_q,
+                    ga - ln_q,
+                    gb,
+                    gz * (1.0 - z) * inv_q - rsx * inv_q,
+                    -gz * inv_q,
+                ];
+                if memo_times {
+                    memo[time] = (run_id, v);
+                }
+                v
+            };
+            let f1 = f(itx);
+            let f2 = f(it);
+            // ln A₀ = f₁ + ln(1 − e), e = exp(f₂ − f₁); −∞ when t_x = T (no such term)
+            let e = (f2[0] - f1[0]).exp();
+            let mut row_value = u;
+            let mut row_grad = u_grad;
+            if e < 1.0 {
+                let one_minus_e = -(f2[0] - f1[0]).exp_m1();
+                let ln_a0 = f1[0] + one_minus_e.ln();
+                let (w1, w2) = (1.0 / one_minus_e, e / one_minus_e);
+                // ∂ ln A₀ in (a, b, hi, lo)
+                let d: [f64; 4] = std::array::from_fn(|j| w1 * f1[j + 1] - w2 * f2[j + 1]);
+                let v = ln_s + ln_a0 - ln_rsx;
+                let mut v_grad = [d[0] - inv_rsx, 0.0, d[0] + 1.0 / s - inv_rsx, 0.0];
+                if alpha_lo {
+                    v_grad[0] += d[1];
+                    v_grad[3] += d[2];
+                    v_grad[1] += d[3];
+                } else {
+                    v_grad[2] += d[1];
+                    v_grad[1] += d[2];
+                    v_grad[3] += d[3];
+                }
+                // logaddexp(u, v) and its weights σ(u − v), σ(v − u)
+                let dd = u - v;
+                let ex = (-dd.abs()).exp();
+                row_value = u.max(v) + super::real::ln_1p(ex);
+                let sigma_u = if dd > 0.0 {
+                    1.0 / (1.0 + ex)
+                } else {
+                    ex / (1.0 + ex)
+                };
+                row_grad =
+                    std::array::from_fn(|j| sigma_u * u_grad[j] + (1.0 - sigma_u) * v_grad[j]);
+            } else if row.tx < row.t {
+                // f₂ ≥ f₁ with t_x < T: lost precision (the dual path gives NaN too)
+                row_value = f64::NAN;
+            }
+            value += w * row_value;
+            for (g, rg) in grad.iter_mut().zip(row_grad) {
+                *g += w * rg;
+            }
+        }
+        value += head * weight;
+        for (g, hg) in grad.iter_mut().zip(head_grad) {
+            *g += hg * weight;
+        }
+        start += run.len();
+    }
+    (value, grad)
 }
 
 /// Total Gamma-Gamma log-likelihood, parameters (p, q, v); rows sorted by x, all x > 0 and
@@ -803,6 +981,8 @@ pub fn bfgs<const N: usize>(
         let mut slope = dot(&g, &d);
         if slope >= 0.0 || !slope.is_finite() {
             h = identity();
+            // the fresh identity gets the curvature scaling at the next update
+            scaled = false;
             d = g.map(|v| -v);
             slope = dot(&g, &d);
         }
@@ -979,10 +1159,13 @@ pub fn fit_mbgnbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
 /// |α − β| / (max(α, β) + t) is 0 and its series cheapest).
 pub fn fit_pareto_nbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
     let (_, start) = start_rate(rows);
-    let levels = PatternLevels::new(rows, false);
+    let levels = PatternLevels::new(rows, true);
     identified(
         fit_levels(
-            |p, l| pareto_nbd_ll(p, levels.rows(l)),
+            |p, l| {
+                let (v, g) = pareto_ll_gradient(&p.map(|d| d.v), levels.rows(l), &levels.times[l]);
+                with_gradient(p, v, g)
+            },
             &levels.customers,
             [start[0], start[1], 1.0, start[1]],
             opts,
@@ -1330,6 +1513,8 @@ mod tests {
         check_gradient(|p| mbgnbd_ll(p, &rows), [0.52, 6.2, 0.89, 1.6]);
         check_gradient(|p| pareto_nbd_ll(p, &rows), [0.55, 10.6, 0.61, 11.7]);
         check_gradient(|p| pareto_nbd_ll(p, &rows), [0.55, 12.6, 0.61, 3.7]);
+        // α = β, where the Pareto/NBD fits start (hypergeometric argument 0)
+        check_gradient(|p| pareto_nbd_ll(p, &rows), [0.55, 10.6, 0.61, 10.6]);
         let spends = vec![
             Spend {
                 x: 1.0,
@@ -1446,6 +1631,51 @@ mod tests {
             let d = with_gradient(&p, v, g);
             for i in 0..4 {
                 assert_eq!(d.d[i], g[i] * at[i]);
+            }
+        }
+    }
+
+    /// The hand-written Pareto/NBD gradient equals the dual-number one: α < β, α > β, α = β
+    /// (where fits start), a point where some rows need the quadrature (z > 0.9), and the
+    /// issue's numerically hard customers.
+    #[test]
+    fn pareto_hand_gradient_equals_the_dual_gradient() {
+        let mut rows = random_patterns(3_000, 6);
+        rows.extend(patterns());
+        for (x, tx, t) in [
+            (221.0, 103.43, 103.57),
+            (254.0, 97.14, 97.29),
+            (161.0, 94.71, 98.0),
+            (204.0, 98.57, 99.43),
+        ] {
+            rows.push(Pattern { x, tx, t, w: 1.0 });
+        }
+        sort_patterns(&mut rows);
+        let times = Times::new(&rows);
+        for at in [
+            [0.55, 10.6, 0.61, 11.7],
+            [0.55, 12.6, 0.61, 3.7],
+            [0.55, 10.6, 0.61, 10.6],
+            [0.5143, 2.8845, 0.2856, 14.1087],
+            [1.2, 0.05, 0.8, 300.0],
+            [2.0, 400.0, 0.3, 0.02],
+        ] {
+            let dual = pareto_nbd_ll(
+                &std::array::from_fn(|i| Dual::<4>::var(at[i], i, 1.0)),
+                &rows,
+            );
+            let (v, g) = pareto_ll_gradient(&at, &rows, &times);
+            assert!(dual.v.is_finite(), "{at:?}");
+            assert!(
+                (v - dual.v).abs() <= 1e-11 * dual.v.abs(),
+                "{at:?}: {v} vs {}",
+                dual.v
+            );
+            for (i, (gi, di)) in g.iter().zip(dual.d).enumerate() {
+                assert!(
+                    (gi - di).abs() <= 1e-8 * di.abs().max(1.0),
+                    "{at:?}: derivative {i}: {gi} vs {di}"
+                );
             }
         }
     }
