@@ -644,13 +644,13 @@ fn pareto_gradient_rows(
     } else {
         Vec::new()
     };
-    let mut run_id = 0u32;
-    for run in runs_by_x(&rows[range], |p| p.x) {
+    for (n, run) in runs_by_x(&rows[range], |p| p.x).enumerate() {
+        // memo stamps: 0 is "not computed"
+        let run_id = n as u32 + 1;
         let x = run[0].x;
         let (rx, rsx) = (r + x, r + s + x);
         let b = if alpha_lo { rx } else { s + 1.0 };
         series.reset(rsx, b);
-        run_id += 1;
         let (ln_rsx, inv_rsx) = (rsx.ln(), 1.0 / rsx);
         let head = lgamma(rx) - lg_r + r * ln_alpha + s * ln_beta;
         let head_grad = [digamma(rx) - psi_r + ln_alpha, r / alpha, ln_beta, s / beta];
