@@ -355,14 +355,7 @@ fn bgnbd_gradient_rows(
             let txix = &times.tx[start..start + run.len()];
             for ((row, &it), &itx) in run.iter().zip(tix).zip(txix) {
                 let (lt, ltx) = (ln_at[it as usize], ln_at[itx as usize]);
-                let d = ln_a4 + rx * (lt - ltx);
-                let e = (-d.abs()).exp();
-                let softplus = d.max(0.0) + super::real::ln_1p(e);
-                let sigma = if d > 0.0 {
-                    1.0 / (1.0 + e)
-                } else {
-                    e / (1.0 + e)
-                };
+                let (softplus, sigma) = softplus_sigma(ln_a4 + rx * (lt - ltx));
                 let w = row.w;
                 weight += w;
                 sum += w * (softplus - rx * lt);
@@ -390,6 +383,18 @@ fn bgnbd_gradient_rows(
         start += run.len();
     }
     (value, grad)
+}
+
+/// softplus(d) = ln(1 + eᵈ) and its derivative σ(d) = 1 / (1 + e⁻ᵈ), without overflow: one
+/// `exp` and one `ln` (the per-row cost of the hand-written gradients).
+fn softplus_sigma(d: f64) -> (f64, f64) {
+    let e = (-d.abs()).exp();
+    let sigma = if d > 0.0 {
+        1.0 / (1.0 + e)
+    } else {
+        e / (1.0 + e)
+    };
+    (d.max(0.0) + super::real::ln_1p(e), sigma)
 }
 
 /// A likelihood computed on `f64` with its gradient `g` with respect to the parameters, as a
@@ -451,6 +456,9 @@ fn mbgnbd_ll_rows<R: Real>(
     total
 }
 
+/// Largest hypergeometric argument ln A₀ sums as a series (beyond it, the quadrature).
+const SERIES_MAX_Z: f64 = 0.9;
+
 /// ln A₀ of the Pareto/NBD likelihood (Fader & Hardie note 008, in the form `lifetimes`
 /// uses: the larger of α and β in the hypergeometric argument z = |α − β| / (max + t)).
 /// For z ≤ 0.9 the hypergeometric series (≤ ~400 terms); beyond it, where the series would
@@ -466,7 +474,7 @@ fn pareto_ln_a0<R: Real>(p: &[R; 4], x: f64, tx: f64, t: f64) -> R {
     let diff = hi - lo;
     let rsx = r + s + x;
     let (q1, q2) = (hi + tx, hi + t);
-    if diff.val() / q1.val() > 0.9 {
+    if diff.val() / q1.val() > SERIES_MAX_Z {
         return rsx.ln() + ln_power_integral(alpha, r + x, beta, s + 1.0, tx, t);
     }
     let f1 = ln_hyp2f1_a_b_a1(rsx, b, diff / q1) - rsx * q1.ln();
@@ -584,8 +592,9 @@ pub fn pareto_nbd_ll<R: Real>(p: &[R; 4], rows: &[Pattern]) -> R {
 /// ℓ = A₁ + logaddexp(u, v) with u = −(r+x) ln(α+T) − s ln(β+T) (alive at T) and
 /// v = ln s + ln A₀ − ln(r+s+x), ln A₀ = logsubexp(f₁, f₂), fᵢ = ln ₂F₁(a, b; a+1; zᵢ) − a ln qᵢ
 /// (a = r+s+x, qᵢ = max(α, β) + tᵢ, zᵢ = |α − β| / qᵢ for t₁ = t_x, t₂ = T), the chain rule
-/// through the hypergeometric partials of [`Hyp2f1Series`] (once per distinct time of a run of equal x). Rows whose argument
-/// needs the quadrature (z > 0.9) are evaluated on dual numbers.
+/// through the hypergeometric partials of [`Hyp2f1Series`] (once per distinct time of a run
+/// of equal x). Rows whose argument needs the quadrature (z > [`SERIES_MAX_Z`]) are evaluated
+/// on dual numbers.
 pub fn pareto_ll_gradient(p: &[f64; 4], rows: &[Pattern], times: &Times) -> (f64, [f64; 4]) {
     let [_, alpha, _, beta] = *p;
     let table = |c: f64| -> (Vec<f64>, Vec<f64>) {
@@ -659,7 +668,7 @@ fn pareto_gradient_rows(
             let i = start + k;
             let (it, itx) = (times.t[i] as usize, times.tx[i] as usize);
             let w = row.w;
-            if diff / (hi + row.tx) > 0.9 {
+            if diff / (hi + row.tx) > SERIES_MAX_Z {
                 // the whole row, head included, on dual numbers
                 let d = pareto_row_ll(&duals, x, row.tx, row.t);
                 value += w * d.v;
@@ -694,11 +703,11 @@ fn pareto_gradient_rows(
             let f1 = f(itx);
             let f2 = f(it);
             // ln A₀ = f₁ + ln(1 − e), e = exp(f₂ − f₁); −∞ when t_x = T (no such term)
-            let e = (f2[0] - f1[0]).exp();
+            let e_minus_1 = (f2[0] - f1[0]).exp_m1();
             let mut row_value = u;
             let mut row_grad = u_grad;
-            if e < 1.0 {
-                let one_minus_e = -(f2[0] - f1[0]).exp_m1();
+            if e_minus_1 < 0.0 {
+                let (e, one_minus_e) = (e_minus_1 + 1.0, -e_minus_1);
                 let ln_a0 = f1[0] + one_minus_e.ln();
                 let (w1, w2) = (1.0 / one_minus_e, e / one_minus_e);
                 // ∂ ln A₀ in (a, b, hi, lo)
@@ -714,15 +723,9 @@ fn pareto_gradient_rows(
                     v_grad[1] += d[2];
                     v_grad[3] += d[3];
                 }
-                // logaddexp(u, v) and its weights σ(u − v), σ(v − u)
-                let dd = u - v;
-                let ex = (-dd.abs()).exp();
-                row_value = u.max(v) + super::real::ln_1p(ex);
-                let sigma_u = if dd > 0.0 {
-                    1.0 / (1.0 + ex)
-                } else {
-                    ex / (1.0 + ex)
-                };
+                // logaddexp(u, v) = v + softplus(u − v), weights σ(u − v) and σ(v − u)
+                let (softplus, sigma_u) = softplus_sigma(u - v);
+                row_value = v + softplus;
                 row_grad =
                     std::array::from_fn(|j| sigma_u * u_grad[j] + (1.0 - sigma_u) * v_grad[j]);
             } else if row.tx < row.t {
