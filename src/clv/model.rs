@@ -11,7 +11,8 @@ use std::ops::Range;
 use datafusion::common::HashMap;
 
 use super::real::{
-    Dual, Hyp2f1Series, Real, digamma, hyp2f1, lgamma, ln_hyp2f1_a_b_a1, log_add_exp, log_sub_exp,
+    Dual, Hyp2f1Series, Real, digamma, hyp2f1_many, lgamma, ln_hyp2f1_a_b_a1, log_add_exp,
+    log_sub_exp,
 };
 
 /// Rows per chunk of a likelihood sum. Chunks depend only on the number of rows (never on
@@ -1213,6 +1214,21 @@ pub fn bgnbd_p_alive(p: &[f64; 4], x: f64, tx: f64, t: f64) -> f64 {
 
 /// BG/NBD expected purchases in the next `horizon` periods for a customer (x, t_x, T).
 pub fn bgnbd_expected(p: &[f64; 4], horizon: f64, x: f64, tx: f64, t: f64) -> f64 {
+    let mut out = [0.0];
+    bgnbd_expected_many(p, &[horizon], x, tx, t, &mut out);
+    out[0]
+}
+
+/// [`bgnbd_expected`] for each of `horizons` into `out` (bit for bit): the denominator is
+/// computed once and the hypergeometric series share their coefficients ([`hyp2f1_many`]).
+pub fn bgnbd_expected_many(
+    p: &[f64; 4],
+    horizons: &[f64],
+    x: f64,
+    tx: f64,
+    t: f64,
+    out: &mut [f64],
+) {
     let [r, alpha, a, b] = *p;
     let denominator = if x > 0.0 {
         1.0 + (a / (b + x - 1.0)) * ((alpha + t) / (alpha + tx)).powf(r + x)
@@ -1222,12 +1238,15 @@ pub fn bgnbd_expected(p: &[f64; 4], horizon: f64, x: f64, tx: f64, t: f64) -> f6
     // (a+b+x−1)/(a−1) · [1 − ₂F₁(r+x, b+x; a+b+x−1; z) (1−z)^(r+x)], z = h/(α+T+h); by
     // Euler's transformation the bracket is 1 − (1−z)^(a−1) ₂F₁(a+b−1−r, a−1; a+b+x−1; z),
     // whose parameters do not grow with x (no overflow for frequent buyers).
-    let z = horizon / (alpha + t + horizon);
-    let numerator = |a: f64| {
-        let f = hyp2f1(a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, z);
-        (a + b + x - 1.0) / (a - 1.0) * (1.0 - (1.0 - z).powf(a - 1.0) * f)
+    let z: Vec<f64> = horizons.iter().map(|&h| h / (alpha + t + h)).collect();
+    let numerator = |a: f64, out: &mut [f64]| {
+        hyp2f1_many(a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, &z, out);
+        for (f, &z) in out.iter_mut().zip(&z) {
+            *f = (a + b + x - 1.0) / (a - 1.0) * (1.0 - (1.0 - z).powf(a - 1.0) * *f);
+        }
     };
-    with_removable_singularity(a, numerator) / denominator
+    with_removable_singularity(a, out, numerator);
+    out.iter_mut().for_each(|e| *e /= denominator);
 }
 
 /// MBG/NBD P(alive | x, t_x, T).
@@ -1239,25 +1258,46 @@ pub fn mbgnbd_p_alive(p: &[f64; 4], x: f64, tx: f64, t: f64) -> f64 {
 
 /// MBG/NBD expected purchases in the next `horizon` periods.
 pub fn mbgnbd_expected(p: &[f64; 4], horizon: f64, x: f64, tx: f64, t: f64) -> f64 {
-    let [r, alpha, a, b] = *p;
-    let denominator = 1.0 + (a / (b + x)) * ((alpha + t) / (alpha + tx)).powf(r + x);
-    let z = horizon / (alpha + t + horizon);
-    let numerator = |a: f64| {
-        let f = hyp2f1(a + b - r, a - 1.0, a + b + x, z);
-        (a + b + x) / (a - 1.0) * (1.0 - (1.0 - z).powf(a - 1.0) * f)
-    };
-    with_removable_singularity(a, numerator) / denominator
+    let mut out = [0.0];
+    mbgnbd_expected_many(p, &[horizon], x, tx, t, &mut out);
+    out[0]
 }
 
-/// `f(a)`, or for a within 1e-5 of 1 (where the closed form is 0/0) the linear
+/// [`mbgnbd_expected`] for each of `horizons` into `out` (bit for bit), sharing the work.
+pub fn mbgnbd_expected_many(
+    p: &[f64; 4],
+    horizons: &[f64],
+    x: f64,
+    tx: f64,
+    t: f64,
+    out: &mut [f64],
+) {
+    let [r, alpha, a, b] = *p;
+    let denominator = 1.0 + (a / (b + x)) * ((alpha + t) / (alpha + tx)).powf(r + x);
+    let z: Vec<f64> = horizons.iter().map(|&h| h / (alpha + t + h)).collect();
+    let numerator = |a: f64, out: &mut [f64]| {
+        hyp2f1_many(a + b - r, a - 1.0, a + b + x, &z, out);
+        for (f, &z) in out.iter_mut().zip(&z) {
+            *f = (a + b + x) / (a - 1.0) * (1.0 - (1.0 - z).powf(a - 1.0) * *f);
+        }
+    };
+    with_removable_singularity(a, out, numerator);
+    out.iter_mut().for_each(|e| *e /= denominator);
+}
+
+/// `f(a, out)`, or for a within 1e-5 of 1 (where the closed form is 0/0) the linear
 /// interpolation between a = 1 ± 1e-5 (error O(1e-10)).
-fn with_removable_singularity(a: f64, f: impl Fn(f64) -> f64) -> f64 {
+fn with_removable_singularity(a: f64, out: &mut [f64], f: impl Fn(f64, &mut [f64])) {
     const H: f64 = 1e-5;
     if (a - 1.0).abs() >= H {
-        return f(a);
+        return f(a, out);
     }
-    let (lo, hi) = (f(1.0 - H), f(1.0 + H));
-    lo + (a - (1.0 - H)) * (hi - lo) / (2.0 * H)
+    let mut hi = vec![0.0; out.len()];
+    f(1.0 - H, out);
+    f(1.0 + H, &mut hi);
+    for (lo, hi) in out.iter_mut().zip(hi) {
+        *lo += (a - (1.0 - H)) * (hi - *lo) / (2.0 * H);
+    }
 }
 
 /// Pareto/NBD P(alive | x, t_x, T).
@@ -1271,6 +1311,26 @@ pub fn pareto_nbd_p_alive(p: &[f64; 4], x: f64, tx: f64, t: f64) -> f64 {
 
 /// Pareto/NBD expected purchases in the next `horizon` periods.
 pub fn pareto_nbd_expected(p: &[f64; 4], horizon: f64, x: f64, tx: f64, t: f64) -> f64 {
+    let mut out = [0.0];
+    pareto_nbd_expected_many(p, &[horizon], x, tx, t, &mut out);
+    out[0]
+}
+
+/// [`pareto_nbd_expected`] for each of `horizons` into `out` (bit for bit): the customer's
+/// likelihood, the one expensive part, is computed once.
+pub fn pareto_nbd_expected_many(
+    p: &[f64; 4],
+    horizons: &[f64],
+    x: f64,
+    tx: f64,
+    t: f64,
+    out: &mut [f64],
+) {
+    assert_eq!(
+        horizons.len(),
+        out.len(),
+        "pareto_nbd_expected_many: one output per horizon"
+    );
     let [r, alpha, s, beta] = *p;
     let ll = pareto_row_ll(p, x, tx, t);
     let first =
@@ -1278,14 +1338,16 @@ pub fn pareto_nbd_expected(p: &[f64; 4], horizon: f64, x: f64, tx: f64, t: f64) 
             - (r + x) * (alpha + t).ln()
             - s * (beta + t).ln();
     let second = (r + x).ln() + (beta + t).ln() - (alpha + t).ln();
-    // (1 − ((β+T)/(β+T+h))^(s−1)) / (s−1), and its limit ln((β+T+h)/(β+T)) at s = 1
-    let l = -(horizon / (beta + t)).ln_1p();
-    let ratio = if (s - 1.0).abs() < 1e-12 {
-        -l
-    } else {
-        -((s - 1.0) * l).exp_m1() / (s - 1.0)
-    };
-    (first + second + ratio.ln() - ll).exp()
+    for (e, &horizon) in out.iter_mut().zip(horizons) {
+        // (1 − ((β+T)/(β+T+h))^(s−1)) / (s−1), and its limit ln((β+T+h)/(β+T)) at s = 1
+        let l = -(horizon / (beta + t)).ln_1p();
+        let ratio = if (s - 1.0).abs() < 1e-12 {
+            -l
+        } else {
+            -((s - 1.0) * l).exp_m1() / (s - 1.0)
+        };
+        *e = (first + second + ratio.ln() - ll).exp();
+    }
 }
 
 /// Gamma-Gamma expected mean spend of a customer with `x` repeat purchases of mean `m`:
@@ -1301,22 +1363,22 @@ pub fn gamma_gamma_expected_spend(params: &[f64; 3], x: f64, m: f64) -> f64 {
 }
 
 /// Discounted CLV: Σᵢ spend · (E(i·k) − E((i−1)·k)) / (1 + d)ⁱ over months i = 1..=months,
-/// with k periods per month and E(t) the expected purchases within t periods.
-pub fn discounted_value(
-    expected: impl Fn(f64) -> f64,
-    spend: f64,
-    months: u32,
-    periods_per_month: f64,
-    monthly_discount: f64,
-) -> f64 {
+/// with k periods per month and E(t) the expected purchases within t periods, given as
+/// `expected[i − 1]` = E(i·k) (see [`month_horizons`]).
+pub fn discounted_value(expected: &[f64], spend: f64, monthly_discount: f64) -> f64 {
     let mut value = 0.0;
     let mut previous = 0.0;
-    for i in 1..=months {
-        let e = expected(i as f64 * periods_per_month);
-        value += spend * (e - previous) / (1.0 + monthly_discount).powi(i as i32);
+    for (i, &e) in (1..).zip(expected) {
+        value += spend * (e - previous) / (1.0 + monthly_discount).powi(i);
         previous = e;
     }
     value
+}
+
+/// The horizons i·k, i = 1..=months, of [`discounted_value`] into `out`.
+pub fn month_horizons(months: u32, periods_per_month: f64, out: &mut Vec<f64>) {
+    out.clear();
+    out.extend((1..=months).map(|i| i as f64 * periods_per_month));
 }
 
 /// The period a purchase is floored to.
@@ -1856,6 +1918,74 @@ mod tests {
             Period::Month.of_micros(us(day(1969, 12, 31))),
             Period::Month.of_micros(0) - 1
         );
+    }
+
+    #[test]
+    fn expectations_over_many_horizons_equal_one_at_a_time() {
+        let mut horizons = Vec::new();
+        month_horizons(40, 30.0, &mut horizons);
+        assert_eq!(horizons[0], 30.0);
+        assert_eq!(horizons[39], 1200.0);
+        horizons.push(0.0);
+        type Many = fn(&[f64; 4], &[f64], f64, f64, f64, &mut [f64]);
+        type One = fn(&[f64; 4], f64, f64, f64, f64) -> f64;
+        let models: [(Many, One, [f64; 4]); 4] = [
+            (
+                bgnbd_expected_many,
+                bgnbd_expected,
+                [0.24, 30.0, 0.79, 2.43],
+            ),
+            // a at the removable singularity
+            (
+                bgnbd_expected_many,
+                bgnbd_expected,
+                [0.5, 5.0, 1.0 + 3e-6, 2.0],
+            ),
+            (
+                mbgnbd_expected_many,
+                mbgnbd_expected,
+                [0.52, 43.0, 0.89, 1.61],
+            ),
+            (
+                pareto_nbd_expected_many,
+                pareto_nbd_expected,
+                [0.55, 74.0, 0.61, 81.7],
+            ),
+        ];
+        for (many, one, p) in models {
+            for [x, tx, t] in [[0.0, 0.0, 200.0], [3.0, 100.0, 380.0], [60.0, 700.0, 701.0]] {
+                let mut out = vec![f64::NAN; horizons.len()];
+                many(&p, &horizons, x, tx, t, &mut out);
+                for (&h, &e) in horizons.iter().zip(&out) {
+                    assert_eq!(
+                        e.to_bits(),
+                        one(&p, h, x, tx, t).to_bits(),
+                        "{p:?} ({x}, {tx}, {t}) h {h}"
+                    );
+                    assert!(
+                        e.is_finite() && e >= 0.0,
+                        "{p:?} ({x}, {tx}, {t}) h {h}: {e}"
+                    );
+                }
+                assert_eq!(
+                    *out.last().unwrap(),
+                    0.0,
+                    "nothing is expected within 0 periods"
+                );
+                assert!(
+                    out.windows(2).take(39).all(|w| w[0] < w[1]),
+                    "{p:?}: {out:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn discounted_value_sums_the_monthly_increments() {
+        // E = 1, 3, 4 purchases within 1, 2, 3 months, spend 10, 10 % a month
+        let v = discounted_value(&[1.0, 3.0, 4.0], 10.0, 0.1);
+        assert!((v - (10.0 / 1.1 + 20.0 / 1.21 + 10.0 / 1.331)).abs() < 1e-12);
+        assert_eq!(discounted_value(&[], 10.0, 0.1), 0.0);
     }
 
     #[test]

@@ -208,12 +208,13 @@ fn purchase_names(kind: ModelKind) -> &'static [&'static str] {
     kind.params()
 }
 
-/// Expected purchases in `h` periods for a purchase model of `kind`.
-fn expected(kind: ModelKind, p: &[f64; 4], h: f64, x: f64, tx: f64, t: f64) -> f64 {
+/// Expected purchases within each of `horizons` periods for a purchase model of `kind`.
+fn expected(kind: ModelKind, p: &[f64; 4], horizons: &[f64], c: [f64; 3], out: &mut [f64]) {
+    let [x, tx, t] = c;
     match kind {
-        ModelKind::BgNbd => model::bgnbd_expected(p, h, x, tx, t),
-        ModelKind::MbgNbd => model::mbgnbd_expected(p, h, x, tx, t),
-        _ => model::pareto_nbd_expected(p, h, x, tx, t),
+        ModelKind::BgNbd => model::bgnbd_expected_many(p, horizons, x, tx, t, out),
+        ModelKind::MbgNbd => model::mbgnbd_expected_many(p, horizons, x, tx, t, out),
+        _ => model::pareto_nbd_expected_many(p, horizons, x, tx, t, out),
     }
 }
 
@@ -297,11 +298,9 @@ impl ScalarUDFImpl for Predict {
                                 "{name}: t must be a finite number of periods >= 0, got {h}"
                             );
                         }
-                        finite(
-                            name,
-                            expected(kind, &p, h, x, tx, t),
-                            "the expected number of purchases",
-                        )?
+                        let mut e = [0.0];
+                        expected(kind, &p, &[h], [x, tx, t], &mut e);
+                        finite(name, e[0], "the expected number of purchases")?
                     } else {
                         let (x, tx, t) = (v[0], v[1], v[2]);
                         check_customer(name, x, tx, t)?;
@@ -407,6 +406,7 @@ fn lifetime(name: &str, arrays: &[ArrayRef], rows: usize) -> Result<Float64Array
         }
     };
     let mut out = Vec::with_capacity(rows);
+    let (mut horizons, mut curve) = (Vec::new(), Vec::new());
     for i in 0..rows {
         let (Some(h), Some(d), Some(dpm)) = (
             value_or(&months, i, 12.0),
@@ -473,13 +473,10 @@ fn lifetime(name: &str, arrays: &[ArrayRef], rows: usize) -> Result<Float64Array
         check_customer(name, x, tx, t)?;
         let sp = spend_params(name, &spend_models, i)?;
         let e_spend = spend(name, &sp, x, m)?;
-        let value = model::discounted_value(
-            |horizon| expected(kind, &p, horizon, x, tx, t),
-            e_spend,
-            h as u32,
-            period.per_month(dpm),
-            d,
-        );
+        model::month_horizons(h as u32, period.per_month(dpm), &mut horizons);
+        curve.resize(horizons.len(), 0.0);
+        expected(kind, &p, &horizons, [x, tx, t], &mut curve);
+        let value = model::discounted_value(&curve, e_spend, d);
         out.push(Some(finite(name, value, "the lifetime value")?));
     }
     Ok(Float64Array::from(out))
