@@ -514,6 +514,7 @@ impl FitAccumulator {
 
     fn fit_struct(&mut self) -> Result<ScalarValue> {
         let kind = self.kind;
+        let started = std::time::Instant::now();
         self.patterns.compress();
         if self.patterns.is_empty() {
             return ScalarValue::try_from(DataType::Struct(model_fields(kind)));
@@ -567,6 +568,12 @@ impl FitAccumulator {
                     fit.iterations,
                 )
             };
+        log::debug!(
+            "{}: {} patterns sorted and fitted in {:?}",
+            kind.function(),
+            self.patterns.len(),
+            started.elapsed()
+        );
         let mut columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec![kind.tag()]))];
         for p in params {
             columns.push(Arc::new(Float64Array::from(vec![p])));
@@ -703,7 +710,8 @@ impl Accumulator for FitAccumulator {
 
 /// Distinct patterns with counts: appended, and sorted and merged whenever the buffer has
 /// doubled since the last merge (and holds at least [`FIRST_COMPRESS`] entries), so it holds
-/// at most about twice the distinct patterns (or [`FIRST_COMPRESS`] entries).
+/// at most about twice the distinct patterns (or [`FIRST_COMPRESS`] entries: 16 MiB packed,
+/// 32 MiB general; a partition of up to that many customers is sorted once, with no merges).
 ///
 /// While every key is whole-period data (x < 2²⁰, t_x and T < 2²², whole numbers — day, week
 /// or month counts) the keys are packed into one u64, x·2⁴⁴ + t_x·2²² + T, whose order is the
@@ -713,16 +721,30 @@ impl Accumulator for FitAccumulator {
 /// by their bits as by value), sorted by the stable sort, which finds the sorted prefix (and
 /// the sorted states of other partitions, appended whole) and merges runs. Either way the
 /// entries end in the order the fits sum them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Histogram {
     packed: Vec<(u64, f64)>,
     entries: Vec<([u64; 3], f64)>,
     general: bool,
     compressed: usize,
+    /// Entries buffered before the first sort ([`FIRST_COMPRESS`]; smaller in tests).
+    first_compress: usize,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self {
+            packed: Vec::new(),
+            entries: Vec::new(),
+            general: false,
+            compressed: 0,
+            first_compress: FIRST_COMPRESS,
+        }
+    }
 }
 
 /// Entries a histogram buffers before its first sort.
-const FIRST_COMPRESS: usize = 1 << 16;
+const FIRST_COMPRESS: usize = 1 << 20;
 
 /// `key` packed into one order-preserving u64, if its numbers are small whole numbers.
 fn pack(key: [f64; 3]) -> Option<u64> {
@@ -787,22 +809,46 @@ fn radix_sorted(mut v: Vec<(u64, f64)>) -> Vec<(u64, f64)> {
 /// Two key-sorted runs merged into one, equal keys' counts added (`head` has distinct keys,
 /// `tail` may repeat them).
 fn merge_sorted(head: Vec<(u64, f64)>, tail: Vec<(u64, f64)>) -> Vec<(u64, f64)> {
+    if head.is_empty() {
+        return dedup_sorted(tail);
+    }
     let mut out: Vec<(u64, f64)> = Vec::with_capacity(head.len() + tail.len());
-    let (mut h, mut t) = (head.iter().peekable(), tail.iter().peekable());
-    loop {
-        let e = match (h.peek(), t.peek()) {
-            (Some(a), Some(b)) if a.0 <= b.0 => h.next(),
-            (Some(_), Some(_)) => t.next(),
-            (Some(_), None) => h.next(),
-            (None, _) => t.next(),
+    let (mut i, mut j) = (0, 0);
+    while i < head.len() && j < tail.len() {
+        let e = if head[i].0 <= tail[j].0 {
+            i += 1;
+            head[i - 1]
+        } else {
+            j += 1;
+            tail[j - 1]
         };
-        let Some(&e) = e else { break };
-        match out.last_mut() {
-            Some(last) if last.0 == e.0 => last.1 += e.1,
-            _ => out.push(e),
-        }
+        push_combined(&mut out, e);
+    }
+    for &e in head[i..].iter().chain(&tail[j..]) {
+        push_combined(&mut out, e);
     }
     out
+}
+
+/// A key-sorted run with equal keys' counts added, in place.
+fn dedup_sorted(mut v: Vec<(u64, f64)>) -> Vec<(u64, f64)> {
+    v.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            kept.1 += later.1;
+        }
+        same
+    });
+    v
+}
+
+/// Append `e` to a key-sorted run, adding its count to the last entry when the keys are equal.
+#[inline]
+fn push_combined(out: &mut Vec<(u64, f64)>, e: (u64, f64)) {
+    match out.last_mut() {
+        Some(last) if last.0 == e.0 => last.1 += e.1,
+        _ => out.push(e),
+    }
 }
 
 /// The general key (bits of each number) of a packed one.
@@ -872,7 +918,7 @@ impl Histogram {
     }
 
     fn maybe_compress(&mut self) {
-        if self.len() >= (2 * self.compressed).max(FIRST_COMPRESS) {
+        if self.len() >= (2 * self.compressed).max(self.first_compress) {
             self.compress();
         }
     }
@@ -885,12 +931,11 @@ impl Histogram {
         if self.general {
             self.entries.sort_by_key(|e| e.0);
             self.entries.dedup_by(|later, kept| {
-                if later.0 == kept.0 {
+                let same = later.0 == kept.0;
+                if same {
                     kept.1 += later.1;
-                    true
-                } else {
-                    false
                 }
+                same
             });
         } else {
             // the sorted prefix, and the new entries radix-sorted and merged into it
@@ -946,7 +991,9 @@ mod tests {
     /// (general), and switching from packed to general midway.
     #[test]
     fn histogram_counts_like_a_sorted_map() {
-        for fractional_from in [usize::MAX, 0, 3 * FIRST_COMPRESS] {
+        // a small first sort, so the doubling merges happen within a quick test
+        const FIRST: usize = 1 << 12;
+        for fractional_from in [usize::MAX, 0, 3 * FIRST] {
             let mut state: u64 = 5;
             let mut next = move |m: u64| {
                 state ^= state << 13;
@@ -955,9 +1002,12 @@ mod tests {
                 state % m
             };
             let mut expected = std::collections::BTreeMap::<[u64; 3], f64>::new();
-            let mut h = Histogram::default();
-            let mut other = Histogram::default();
-            for i in 0..5 * FIRST_COMPRESS {
+            let small = || Histogram {
+                first_compress: FIRST,
+                ..Histogram::default()
+            };
+            let (mut h, mut other) = (small(), small());
+            for i in 0..20 * FIRST {
                 let scale = if i >= fractional_from { 0.5 } else { 1.0 };
                 let key = [next(40) as f64, next(300) as f64, next(50) as f64 * scale];
                 *expected.entry(key.map(canonical)).or_default() += 1.0;
@@ -998,8 +1048,16 @@ mod tests {
         let head = vec![(1, 1.0), (4, 2.0), (9, 1.0)];
         let tail = vec![(0, 1.0), (4, 1.0), (4, 1.0), (10, 3.0)];
         assert_eq!(
-            merge_sorted(head, tail),
+            merge_sorted(head, tail.clone()),
             vec![(0, 1.0), (1, 1.0), (4, 4.0), (9, 1.0), (10, 3.0)]
+        );
+        assert_eq!(
+            merge_sorted(Vec::new(), tail),
+            vec![(0, 1.0), (4, 2.0), (10, 3.0)]
+        );
+        assert_eq!(
+            merge_sorted(vec![(2, 1.0), (3, 1.0)], vec![(1, 1.0), (3, 2.0), (3, 1.0)]),
+            vec![(1, 1.0), (2, 1.0), (3, 4.0)]
         );
     }
 
