@@ -207,3 +207,42 @@ fn functions_doc_prints_the_catalog() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/functions.md")).unwrap();
     assert_eq!(stdout(&o), committed);
 }
+
+/// Row counts of each row group of a Parquet file.
+fn row_groups(path: &std::path::Path) -> Vec<i64> {
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    reader
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| g.num_rows())
+        .collect()
+}
+
+#[test]
+fn copy_writes_row_groups_of_the_generated_lake_size_unless_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let (default, set) = (
+        dir.path().join("default.parquet"),
+        dir.path().join("set.parquet"),
+    );
+    let copy = |path: &std::path::Path| {
+        format!(
+            "COPY (SELECT value FROM generate_series(1, 600000)) TO '{}' STORED AS PARQUET",
+            path.display()
+        )
+    };
+    let o = run(&["-q", "-c", &copy(&default)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(row_groups(&default), [262_144, 262_144, 75_712]);
+    let o = run(&[
+        "-q",
+        "-c",
+        "SET datafusion.execution.parquet.max_row_group_size = 500000",
+        "-c",
+        &copy(&set),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(row_groups(&set), [500_000, 100_000]);
+}

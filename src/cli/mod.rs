@@ -219,6 +219,13 @@ pub async fn build_context(args: &SqlArgs) -> Result<(SessionContext, PrintOptio
     if let Some(b) = args.batch_size {
         options.execution.batch_size = ConfigNonZeroUsize::try_new(b as usize)?;
     }
+    if std::env::var_os("DATAFUSION_EXECUTION_PARQUET_MAX_ROW_GROUP_SIZE").is_none() {
+        // Parquet written by COPY gets the generated lake's row groups (256Ki rows, not
+        // DataFusion's 1Mi): a scan splits a file across partitions by row group, so a
+        // million-row summary written with one row group would be read, aggregated and
+        // scored on one core
+        options.execution.parquet.max_row_group_size = crate::generate::writer::ROW_GROUP_ROWS;
+    }
     if std::env::var_os("DATAFUSION_EXPLAIN_FORMAT").is_none() {
         options.explain.format = ExplainFormat::Tree;
     }

@@ -23,8 +23,8 @@ use super::world::{CAMPAIGNS, CHANNELS, DAY_US, START_US};
 
 /// Rows buffered before a record batch is handed to the Parquet writer.
 const BATCH_ROWS: usize = 65_536;
-/// Rows per Parquet row group.
-const ROW_GROUP_ROWS: usize = 262_144;
+/// Rows per Parquet row group (also the CLI's default for files written by `COPY`).
+pub const ROW_GROUP_ROWS: usize = 262_144;
 
 fn ts_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, None)
