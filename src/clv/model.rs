@@ -1213,14 +1213,15 @@ pub fn bgnbd_p_alive(p: &[f64; 4], x: f64, tx: f64, t: f64) -> f64 {
 }
 
 /// BG/NBD expected purchases in the next `horizon` periods for a customer (x, t_x, T).
+#[cfg(test)]
 pub fn bgnbd_expected(p: &[f64; 4], horizon: f64, x: f64, tx: f64, t: f64) -> f64 {
     let mut out = [0.0];
     bgnbd_expected_many(p, &[horizon], x, tx, t, &mut out);
     out[0]
 }
 
-/// [`bgnbd_expected`] for each of `horizons` into `out` (bit for bit): the denominator is
-/// computed once and the hypergeometric series share their coefficients ([`hyp2f1_many`]).
+/// BG/NBD expected purchases within each of `horizons` periods into `out` (each bit for bit
+/// the one-horizon value): the denominator is computed once and the hypergeometric series share their coefficients ([`hyp2f1_many`]).
 pub fn bgnbd_expected_many(
     p: &[f64; 4],
     horizons: &[f64],
@@ -1257,13 +1258,15 @@ pub fn mbgnbd_p_alive(p: &[f64; 4], x: f64, tx: f64, t: f64) -> f64 {
 }
 
 /// MBG/NBD expected purchases in the next `horizon` periods.
+#[cfg(test)]
 pub fn mbgnbd_expected(p: &[f64; 4], horizon: f64, x: f64, tx: f64, t: f64) -> f64 {
     let mut out = [0.0];
     mbgnbd_expected_many(p, &[horizon], x, tx, t, &mut out);
     out[0]
 }
 
-/// [`mbgnbd_expected`] for each of `horizons` into `out` (bit for bit), sharing the work.
+/// MBG/NBD expected purchases within each of `horizons` periods into `out`, sharing the work
+/// as [`bgnbd_expected_many`] does.
 pub fn mbgnbd_expected_many(
     p: &[f64; 4],
     horizons: &[f64],
@@ -1310,14 +1313,15 @@ pub fn pareto_nbd_p_alive(p: &[f64; 4], x: f64, tx: f64, t: f64) -> f64 {
 }
 
 /// Pareto/NBD expected purchases in the next `horizon` periods.
+#[cfg(test)]
 pub fn pareto_nbd_expected(p: &[f64; 4], horizon: f64, x: f64, tx: f64, t: f64) -> f64 {
     let mut out = [0.0];
     pareto_nbd_expected_many(p, &[horizon], x, tx, t, &mut out);
     out[0]
 }
 
-/// [`pareto_nbd_expected`] for each of `horizons` into `out` (bit for bit): the customer's
-/// likelihood, the one expensive part, is computed once.
+/// Pareto/NBD expected purchases within each of `horizons` periods into `out`: the
+/// customer's likelihood, the one expensive part, is computed once.
 pub fn pareto_nbd_expected_many(
     p: &[f64; 4],
     horizons: &[f64],

@@ -413,6 +413,7 @@ impl Hyp2f1Series {
 
 /// ₂F₁(a, b; c; z) by its power series for 0 ≤ z < 1 and c not a non-positive integer
 /// (f64 only: predictions). NaN when it has not converged after [`MAX_SERIES_TERMS`] terms.
+#[cfg(test)]
 pub fn hyp2f1(a: f64, b: f64, c: f64, z: f64) -> f64 {
     let mut out = [0.0];
     hyp2f1_many(a, b, c, &[z], &mut out);
@@ -422,8 +423,8 @@ pub fn hyp2f1(a: f64, b: f64, c: f64, z: f64) -> f64 {
 /// ₂F₁(a, b; c; zᵢ) into `out[i]` for several arguments at once (a customer's horizons): the
 /// coefficient ratio (a+k)(b+k)/((c+k)(k+1)) of each term, with its division, is shared, and
 /// the arguments' terms are independent chains the CPU overlaps. Each value is bit for bit
-/// [`hyp2f1`] of its own argument: every lane runs the same operations and stops at the same
-/// term.
+/// the series of its argument alone: every lane runs the same operations and stops at the
+/// same term.
 pub fn hyp2f1_many(a: f64, b: f64, c: f64, z: &[f64], out: &mut [f64]) {
     assert_eq!(z.len(), out.len(), "hyp2f1_many: one output per argument");
     const LANES: usize = 16;
