@@ -246,3 +246,68 @@ fn copy_writes_row_groups_of_the_generated_lake_size_unless_set() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(row_groups(&set), [500_000, 100_000]);
 }
+
+/// `THP_enabled` of a running process's status (Linux ≥ 5.0).
+#[cfg(target_os = "linux")]
+fn thp_enabled(pid: u32) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .map(|v| v.trim().to_string())
+}
+
+/// The binary turns transparent huge pages off for itself, unless MIMALLOC_ALLOW_THP says
+/// otherwise: read from the kernel while the shell waits for input.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_binary_runs_without_transparent_huge_pages_unless_told() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let Some(ours) = thp_enabled(std::process::id()) else {
+        eprintln!("this kernel does not report THP_enabled; nothing to check");
+        return;
+    };
+    // a child inherits THP off from its parent: then only the default can be checked
+    let cases: &[(Option<&str>, &str)] = if ours == "0" {
+        &[(None, "0")]
+    } else {
+        &[(None, "0"), (Some("1"), "1")]
+    };
+    for &(allow, want) in cases {
+        let mut cmd = Command::new(bin());
+        cmd.arg("-q")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env_remove("MIMALLOC_ALLOW_THP");
+        if let Some(a) = allow {
+            cmd.env("MIMALLOC_ALLOW_THP", a);
+        }
+        let mut child = cmd.spawn().unwrap();
+        // a shell that never answers must not hang the suite
+        let (pid, done) = (child.id().to_string(), Arc::new(AtomicBool::new(false)));
+        let finished = Arc::clone(&done);
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(120));
+            if !finished.load(Ordering::SeqCst) {
+                let _ = Command::new("kill").arg(&pid).status();
+            }
+        });
+        // the shell is up once it answers a query
+        let stdin = child.stdin.as_mut().unwrap();
+        std::io::Write::write_all(stdin, b"SELECT 41 + 1 AS answer;\n").unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("42") {
+            line.clear();
+            let n = std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+            assert!(n > 0, "the shell ended before answering");
+        }
+        let got = thp_enabled(child.id());
+        drop(child.stdin.take());
+        child.wait().unwrap();
+        done.store(true, Ordering::SeqCst);
+        assert_eq!(got.as_deref(), Some(want), "MIMALLOC_ALLOW_THP {allow:?}");
+    }
+}

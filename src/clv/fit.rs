@@ -939,9 +939,13 @@ impl Histogram {
             });
         } else {
             // the sorted prefix, and the new entries radix-sorted and merged into it
-            let tail = self
-                .packed
-                .split_off(self.compressed.min(self.packed.len()));
+            // (the whole buffer is the tail before the first sort: taken, not copied)
+            let tail = if self.compressed == 0 {
+                std::mem::take(&mut self.packed)
+            } else {
+                self.packed
+                    .split_off(self.compressed.min(self.packed.len()))
+            };
             let head = std::mem::take(&mut self.packed);
             self.packed = merge_sorted(head, radix_sorted(tail));
         }

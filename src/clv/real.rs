@@ -602,10 +602,11 @@ mod tests {
 
     #[test]
     fn hyp2f1_many_is_each_argument_alone_bit_for_bit() {
-        // 37 arguments (three chunks of lanes) converging after 1 to ~3·10⁴ terms, and one
-        // that does not converge within MAX_SERIES_TERMS (NaN) among them
+        // 38 arguments (three chunks of lanes) converging after 1 to ~3·10⁴ terms, one that
+        // does not converge within MAX_SERIES_TERMS (NaN), and one beyond the radius whose
+        // sum overflows (after ~1,750 terms) while the other lanes go on
         let mut z: Vec<f64> = (0..35).map(|i| i as f64 / 35.0).collect();
-        z.extend([0.999, 1.0 - 1e-7]);
+        z.extend([0.999, 1.0 - 1e-7, 1.5]);
         z.swap(3, 36);
         for (a, b, c) in [
             (1.0, 1.0, 2.0),
@@ -625,11 +626,17 @@ mod tests {
                 assert_eq!(hyp2f1(a, b, c, z).to_bits(), alone.to_bits());
             }
         }
-        let mut out = [0.0; 37];
+        let mut out = [0.0; 38];
         hyp2f1_many(1.0, 1.0, 2.0, &z, &mut out);
         assert!(
             out[3].is_nan(),
             "1 - 1e-7 needs more than MAX_SERIES_TERMS terms"
+        );
+        // (the sum reaches infinity, which the tail test then accepts: not finite either way,
+        // and the predictions report a non-finite value as an error)
+        assert!(
+            !out[37].is_finite(),
+            "1.5 is beyond the radius of convergence"
         );
         assert!(out[35].is_finite() && out[0] == 1.0);
         // −ln(1 − z)/z
