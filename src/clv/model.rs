@@ -1221,7 +1221,8 @@ pub fn bgnbd_expected(p: &[f64; 4], horizon: f64, x: f64, tx: f64, t: f64) -> f6
 }
 
 /// BG/NBD expected purchases within each of `horizons` periods into `out` (each bit for bit
-/// the one-horizon value): the denominator is computed once and the hypergeometric series share their coefficients ([`hyp2f1_many`]).
+/// the one-horizon value): the denominator is computed once and the hypergeometric series
+/// share their coefficients ([`hyp2f1_many`]).
 pub fn bgnbd_expected_many(
     p: &[f64; 4],
     horizons: &[f64],
@@ -1239,11 +1240,27 @@ pub fn bgnbd_expected_many(
     // (a+b+x−1)/(a−1) · [1 − ₂F₁(r+x, b+x; a+b+x−1; z) (1−z)^(r+x)], z = h/(α+T+h); by
     // Euler's transformation the bracket is 1 − (1−z)^(a−1) ₂F₁(a+b−1−r, a−1; a+b+x−1; z),
     // whose parameters do not grow with x (no overflow for frequent buyers).
-    let z: Vec<f64> = horizons.iter().map(|&h| h / (alpha + t + h)).collect();
+    let series = |a: f64| (a + b - 1.0 - r, a + b + x - 1.0);
+    expected_many(a, series, alpha + t, denominator, horizons, out);
+}
+
+/// C/(a−1) · [1 − (1−z)^(a−1) ₂F₁(A, a−1; C; z)] / `denominator` at z = h/(`alpha_t` + h) for
+/// each horizon h, with (A, C) = `series(a)`: the BG/NBD-family expectation, continued
+/// through its removable singularity at a = 1.
+fn expected_many(
+    a: f64,
+    series: impl Fn(f64) -> (f64, f64),
+    alpha_t: f64,
+    denominator: f64,
+    horizons: &[f64],
+    out: &mut [f64],
+) {
+    let z: Vec<f64> = horizons.iter().map(|&h| h / (alpha_t + h)).collect();
     let numerator = |a: f64, out: &mut [f64]| {
-        hyp2f1_many(a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, &z, out);
+        let (big_a, c) = series(a);
+        hyp2f1_many(big_a, a - 1.0, c, &z, out);
         for (f, &z) in out.iter_mut().zip(&z) {
-            *f = (a + b + x - 1.0) / (a - 1.0) * (1.0 - (1.0 - z).powf(a - 1.0) * *f);
+            *f = c / (a - 1.0) * (1.0 - (1.0 - z).powf(a - 1.0) * *f);
         }
     };
     with_removable_singularity(a, out, numerator);
@@ -1277,15 +1294,8 @@ pub fn mbgnbd_expected_many(
 ) {
     let [r, alpha, a, b] = *p;
     let denominator = 1.0 + (a / (b + x)) * ((alpha + t) / (alpha + tx)).powf(r + x);
-    let z: Vec<f64> = horizons.iter().map(|&h| h / (alpha + t + h)).collect();
-    let numerator = |a: f64, out: &mut [f64]| {
-        hyp2f1_many(a + b - r, a - 1.0, a + b + x, &z, out);
-        for (f, &z) in out.iter_mut().zip(&z) {
-            *f = (a + b + x) / (a - 1.0) * (1.0 - (1.0 - z).powf(a - 1.0) * *f);
-        }
-    };
-    with_removable_singularity(a, out, numerator);
-    out.iter_mut().for_each(|e| *e /= denominator);
+    let series = |a: f64| (a + b - r, a + b + x);
+    expected_many(a, series, alpha + t, denominator, horizons, out);
 }
 
 /// `f(a, out)`, or for a within 1e-5 of 1 (where the closed form is 0/0) the linear
