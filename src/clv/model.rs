@@ -998,9 +998,20 @@ pub fn bfgs<const N: usize>(
             let (fnew, gnew) = f(&xn);
             // Armijo, up to the objective's rounding (near the optimum the decrease a step
             // makes is below it, and backtracking would only waste evaluations)
-            if fnew.is_finite()
-                && gnew.iter().all(|v| v.is_finite())
-                && fnew <= fx + 1e-4 * step * slope + 4.0 * f64::EPSILON * fx.abs()
+            let finite = fnew.is_finite() && gnew.iter().all(|v| v.is_finite());
+            if finite && fnew <= fx + 1e-4 * step * slope + 4.0 * f64::EPSILON * fx.abs() {
+                accepted = Some((xn, fnew, gnew));
+                break;
+            }
+            // Hager–Zhang's approximate Wolfe conditions: within 1e-10·|f| of the objective
+            // (above the rounding of sums over 10⁵–10⁶ patterns, which defeats Armijo near
+            // the optimum), a step whose directional derivative has shrunk to between
+            // 0.9 and −0.8 times the initial one is accepted
+            let dnew = dot(&gnew, &d);
+            if finite
+                && fnew <= fx + 1e-10 * fx.abs()
+                && 0.9 * slope <= dnew
+                && dnew <= -0.8 * slope
             {
                 accepted = Some((xn, fnew, gnew));
                 break;
