@@ -1266,11 +1266,23 @@ fn expected_many(
     horizons: &[f64],
     out: &mut [f64],
 ) {
-    let z: Vec<f64> = horizons.iter().map(|&h| h / (alpha_t + h)).collect();
+    // on the stack for the usual horizons (one per row for the prediction functions, twelve
+    // months for CLV): no allocation per customer
+    let (mut stack, mut heap) = ([0.0; 16], Vec::new());
+    let z: &mut [f64] = if horizons.len() <= stack.len() {
+        &mut stack[..horizons.len()]
+    } else {
+        heap.resize(horizons.len(), 0.0);
+        &mut heap
+    };
+    for (z, &h) in z.iter_mut().zip(horizons) {
+        *z = h / (alpha_t + h);
+    }
+    let z: &[f64] = z;
     let numerator = |a: f64, out: &mut [f64]| {
         let (big_a, c) = series(a);
-        hyp2f1_many(big_a, a - 1.0, c, &z, out);
-        for (f, &z) in out.iter_mut().zip(&z) {
+        hyp2f1_many(big_a, a - 1.0, c, z, out);
+        for (f, &z) in out.iter_mut().zip(z) {
             *f = c / (a - 1.0) * (1.0 - (1.0 - z).powf(a - 1.0) * *f);
         }
     };
