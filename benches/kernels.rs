@@ -12,8 +12,9 @@ use datafusion_marketing::generate::sim::{
     CustomerRow, EventRow, ItemRow, OrderRow, Sink, TouchRow, World, simulate_customer,
 };
 use datafusion_marketing::kernels::{
-    Dual, MarkovCounts, Pattern, Real, Times, bgnbd_ll_gradient, bgnbd_ll_indexed,
-    frequent_itemsets, ln_hyp2f1_a_b_a1, pareto_ll_gradient, pareto_row_ll, sort_patterns,
+    Dual, MarkovCounts, Pattern, Real, Spend, Times, bgnbd_ll_gradient, bgnbd_ll_indexed,
+    frequent_itemsets, gamma_gamma_ll, gamma_gamma_ll_gradient, ln_hyp2f1_a_b_a1,
+    pareto_ll_gradient, pareto_row_ll, sort_patterns, sort_spends,
 };
 
 struct Count(u64);
@@ -322,6 +323,29 @@ fn clv_likelihoods(c: &mut Criterion) {
     g.bench_function("bgnbd_ll_hand_gradient_100k_patterns", |b| {
         b.iter(|| bgnbd_ll_gradient(&bg_values, &rows, &times))
     });
+    // Gamma-Gamma on the repeat customers' (x, mean spend): dual numbers vs by hand
+    let mut rand = stream(12);
+    let mut spends: Vec<Spend> = rows
+        .iter()
+        .filter(|r| r.x > 0.0)
+        .map(|r| Spend {
+            x: r.x,
+            m: (100 + rand(20_000)) as f64 / 100.0,
+            w: 1.0,
+        })
+        .collect();
+    sort_spends(&mut spends);
+    let ln_m: Vec<f64> = spends.iter().map(|s| s.m.ln()).collect();
+    let gg = [6.25, 3.74, 15.44];
+    let gg_vars: [Dual<3>; 3] = std::array::from_fn(|i| Dual::var(gg[i], i, 1.0));
+    g.throughput(Throughput::Elements(spends.len() as u64));
+    g.bench_function("gamma_gamma_ll_gradient_dual", |b| {
+        b.iter(|| gamma_gamma_ll(&gg_vars, &spends))
+    });
+    g.bench_function("gamma_gamma_ll_hand_gradient", |b| {
+        b.iter(|| gamma_gamma_ll_gradient(&gg, &spends, &ln_m))
+    });
+    g.throughput(Throughput::Elements(rows.len() as u64));
     let pareto_rows = &rows[..10_000];
     for (label, beta) in [("near_alpha", 22.0), ("far_from_alpha", 200.0)] {
         let p = vars([0.8, 20.0, 0.6, beta]);

@@ -58,8 +58,8 @@ use datafusion::prelude::SessionContext;
 pub mod kernels {
     pub use crate::attribution::model::MarkovCounts;
     pub use crate::clv::model::{
-        Pattern, Times, bgnbd_ll_gradient, bgnbd_ll_indexed, pareto_ll_gradient, pareto_row_ll,
-        sort_patterns,
+        Pattern, Spend, Times, bgnbd_ll_gradient, bgnbd_ll_indexed, gamma_gamma_ll,
+        gamma_gamma_ll_gradient, pareto_ll_gradient, pareto_row_ll, sort_patterns, sort_spends,
     };
     pub use crate::clv::real::{Dual, Real, ln_hyp2f1_a_b_a1};
     pub use crate::similarity::model::frequent_itemsets;
