@@ -115,7 +115,29 @@ impl AggregateUDFImpl for ExactSum {
 }
 
 /// `v` in units of 1e-10, rounded half away from zero (as the Float64 → Decimal128 cast).
+#[inline]
 fn to_units(v: f64) -> Result<i128> {
+    let y = UNITS_PER_ONE * v;
+    // below 2^63 in magnitude (values below ~9.2e8): round through i64 with one truncating
+    // conversion instead of libm's `round` and a 128-bit conversion. y − trunc(y) is exact
+    // (for |y| ≥ 2^52, y is an integer and it is 0), so this is `y.round()` bit for bit.
+    if y.abs() < 9.223_372_036_854_775e18 {
+        let t = y as i64;
+        let frac = y - t as f64;
+        let r = if frac >= 0.5 {
+            t + 1
+        } else if frac <= -0.5 {
+            t - 1
+        } else {
+            t
+        };
+        return Ok(i128::from(r));
+    }
+    to_units_wide(v)
+}
+
+#[cold]
+fn to_units_wide(v: f64) -> Result<i128> {
     let units = (UNITS_PER_ONE * v).round();
     // below 1e38 units, i.e. values below 1e28 in magnitude
     if !units.is_finite() || units.abs() >= 1e38 {
@@ -130,6 +152,7 @@ fn to_units(v: f64) -> Result<i128> {
     Ok(units)
 }
 
+#[inline]
 fn add(sum: i128, units: i128) -> Result<i128> {
     match sum.checked_add(units) {
         Some(s) if s.abs() <= MAX_UNITS => Ok(s),
@@ -167,10 +190,15 @@ impl GroupsAccumulator for Sums {
         let values = cast(&values[0], &DataType::Float64)?;
         let values = values.as_primitive::<Float64Type>();
         let no_nulls = values.null_count() == 0 && opt_filter.is_none();
+        if no_nulls {
+            for (&g, &v) in group_indices.iter().zip(values.values()) {
+                self.sums[g] = add(self.sums[g], to_units(v)?)?;
+                self.seen[g] = true;
+            }
+            return Ok(());
+        }
         for (i, (&g, &v)) in group_indices.iter().zip(values.values()).enumerate() {
-            if !no_nulls
-                && (values.is_null(i) || opt_filter.is_some_and(|f| !(f.is_valid(i) && f.value(i))))
-            {
+            if values.is_null(i) || opt_filter.is_some_and(|f| !(f.is_valid(i) && f.value(i))) {
                 continue;
             }
             self.sums[g] = add(self.sums[g], to_units(v)?)?;
@@ -265,4 +293,62 @@ pub fn exact_sum() -> Arc<AggregateUDF> {
     static UDAF: LazyLock<Arc<AggregateUDF>> =
         LazyLock::new(|| Arc::new(AggregateUDF::new_from_impl(ExactSum::default())));
     Arc::clone(&UDAF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{UNITS_PER_ONE, to_units, to_units_wide};
+
+    /// The i64 fast path rounds exactly as `f64::round` through i128 (the route the
+    /// Float64 → Decimal128 cast takes): halves, the largest value below a half, the
+    /// 2^52 and 2^63 boundaries, negatives, and pseudo-random values over 40 decades.
+    #[test]
+    fn fast_rounding_is_the_wide_rounding_bit_for_bit() {
+        let mut values = vec![
+            0.0,
+            -0.0,
+            1.0,
+            0.25e-10,
+            0.5e-10,
+            1.5e-10,
+            2.5e-10,
+            -2.5e-10,
+            0.49999999999999994e-10,
+            -0.49999999999999994e-10,
+            4_503_599_627_370_496.0 / UNITS_PER_ONE,
+            4_503_599_627_370_497.0 / UNITS_PER_ONE,
+            9.223_372_036_854_775e8,
+            9.223_372_036_854_776e8,
+            -9.223_372_036_854_775e8,
+            123_456_789.123_456_789,
+            f64::MIN_POSITIVE,
+        ];
+        for y in [
+            0.5,
+            1.5,
+            2.5,
+            1e6 + 0.5,
+            2f64.powi(51) + 0.5,
+            2f64.powi(52) - 0.5,
+        ] {
+            values.push(y / UNITS_PER_ONE);
+            values.push(-y / UNITS_PER_ONE);
+        }
+        let mut x = 7u64;
+        for _ in 0..200_000 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let mantissa = (x >> 11) as f64 / (1u64 << 53) as f64;
+            let exponent = ((x >> 3) % 40) as i32 - 14;
+            let sign = if x & 1 == 0 { 1.0 } else { -1.0 };
+            values.push(sign * mantissa * 10f64.powi(exponent));
+        }
+        for v in values {
+            assert_eq!(to_units(v).unwrap(), to_units_wide(v).unwrap(), "{v:e}");
+        }
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e30] {
+            assert!(to_units(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -280,68 +280,132 @@ pub fn f64_key(v: f64) -> u64 {
     }
 }
 
-/// Tie-aware quantile scores from order-preserving keys (`None` = NULL), the fast
-/// path for numbers, dates and timestamps. Same definition as [`quantile_scores`].
+/// 1 + floor(bins · rank0 / n) without a 128-bit division per row: a floating-point
+/// estimate of the quotient, corrected to the exact one with integer products.
+#[derive(Debug, Clone, Copy)]
+struct Scorer {
+    bins: u128,
+    n: u128,
+    inv_n: f64,
+}
+
+impl Scorer {
+    fn new(bins: u64, n: usize) -> Self {
+        Self {
+            bins: u128::from(bins),
+            n: n as u128,
+            inv_n: 1.0 / n as f64,
+        }
+    }
+
+    #[inline]
+    fn score(self, rank0: usize) -> i64 {
+        let num = self.bins * rank0 as u128;
+        if self.bins > self.n {
+            // more bins than values (unusual): the estimate could be off by more than one
+            return 1 + (num / self.n) as i64;
+        }
+        // q ≤ bins ≤ n here, so for any n below 2^52 the estimate is within one of the
+        // quotient; the loops make it exact regardless
+        let mut q = ((num as f64) * self.inv_n) as u128;
+        while q * self.n > num {
+            q -= 1;
+        }
+        while (q + 1) * self.n <= num {
+            q += 1;
+        }
+        1 + q as i64
+    }
+}
+
+/// Tie-aware quantile scores from order-preserving keys, the fast path for numbers,
+/// dates and timestamps. Same definition as [`quantile_scores`]. `valid[i] == false`
+/// marks a NULL (`valid` = `None`: no NULLs): its key is ignored and its score returned
+/// as 0, for the caller to mask with the input's NULLs.
 ///
 /// When the keys span a range no wider than the number of values (order counts,
-/// days since the last order) ranks come from a histogram in O(n + range);
-/// otherwise from an unstable sort of (key, row) pairs in O(n log n).
+/// days since the last order) ranks come from a histogram in O(n + range), one score per
+/// distinct key; otherwise from a radix sort of (key, row) pairs.
 pub fn quantile_scores_by_key(
-    keys: &[Option<u64>],
+    keys: &[u64],
+    valid: Option<&[bool]>,
     bins: u64,
     descending: bool,
-) -> Vec<Option<i64>> {
-    let mut out = vec![None; keys.len()];
-    let n = keys.iter().filter(|k| k.is_some()).count();
+) -> Vec<i64> {
+    let is_valid = |i: usize| valid.is_none_or(|v| v[i]);
+    let mut out = vec![0i64; keys.len()];
+    let (mut n, mut lo, mut hi) = (0usize, u64::MAX, 0u64);
+    match valid {
+        None => {
+            n = keys.len();
+            for &k in keys {
+                lo = lo.min(k);
+                hi = hi.max(k);
+            }
+        }
+        Some(v) => {
+            for (&k, &ok) in keys.iter().zip(v) {
+                if ok {
+                    n += 1;
+                    lo = lo.min(k);
+                    hi = hi.max(k);
+                }
+            }
+        }
+    }
     if n == 0 {
         return out;
     }
-    let score = |rank0: usize| 1 + (u128::from(bins) * rank0 as u128 / n as u128) as i64;
-    let (lo, hi) = keys
-        .iter()
-        .flatten()
-        .fold((u64::MAX, 0), |(lo, hi), &k| (lo.min(k), hi.max(k)));
-    let range = (hi - lo) as usize;
+    let scorer = Scorer::new(bins, n);
     if (hi - lo) < n as u64 {
         // histogram: below[k] = number of values with a smaller key
+        let range = (hi - lo) as usize;
         let mut counts = vec![0u32; range + 1];
-        for k in keys.iter().flatten() {
-            counts[(k - lo) as usize] += 1;
+        for (i, &k) in keys.iter().enumerate() {
+            if is_valid(i) {
+                counts[(k - lo) as usize] += 1;
+            }
         }
-        let mut below = vec![0u32; range + 1];
-        let mut acc = 0u32;
-        for (b, c) in below.iter_mut().zip(&counts) {
-            *b = acc;
-            acc += c;
+        // the score of each key, from its rank
+        let mut bucket_score = vec![0i64; range + 1];
+        let mut below = 0usize;
+        for (score, &c) in bucket_score.iter_mut().zip(&counts) {
+            let rank0 = if descending {
+                n - below - c as usize
+            } else {
+                below
+            };
+            if c > 0 {
+                *score = scorer.score(rank0);
+            }
+            below += c as usize;
         }
-        for (o, k) in out.iter_mut().zip(keys) {
-            if let Some(k) = k {
-                let i = (k - lo) as usize;
-                let rank0 = if descending {
-                    n - below[i] as usize - counts[i] as usize
-                } else {
-                    below[i] as usize
-                };
-                *o = Some(score(rank0));
+        for (i, (o, &k)) in out.iter_mut().zip(keys).enumerate() {
+            if is_valid(i) {
+                *o = bucket_score[(k - lo) as usize];
             }
         }
         return out;
     }
-    let mut pairs: Vec<(u64, u32)> = keys
-        .iter()
-        .enumerate()
-        .filter_map(|(i, k)| k.map(|k| (k, i as u32)))
-        .collect();
+    let mut pairs: Vec<(u64, u32)> = Vec::with_capacity(n);
+    pairs.extend(
+        keys.iter()
+            .enumerate()
+            .filter(|&(i, _)| is_valid(i))
+            .map(|(i, &k)| (k, i as u32)),
+    );
     radix_sort_by_key(&mut pairs);
     if descending {
         pairs.reverse();
     }
     let mut rank0 = 0;
+    let mut score = scorer.score(0);
     for (i, &(k, row)) in pairs.iter().enumerate() {
         if i > 0 && pairs[i - 1].0 != k {
             rank0 = i;
+            score = scorer.score(rank0);
         }
-        out[row as usize] = Some(score(rank0));
+        out[row as usize] = score;
     }
     out
 }
@@ -419,8 +483,9 @@ mod quantile_tests {
             (1000, 30),
             (1000, 1_000_000),
             (5000, 3),
+            (20_000, 1_000_000_000),
         ] {
-            for bins in [1u64, 3, 5, 10] {
+            for bins in [1u64, 3, 5, 10, 7_000, i64::MAX as u64] {
                 for descending in [false, true] {
                     let values: Vec<Option<f64>> = (0..len)
                         .map(|_| {
@@ -432,10 +497,34 @@ mod quantile_tests {
                             }
                         })
                         .collect();
-                    let keys: Vec<Option<u64>> = values.iter().map(|v| v.map(f64_key)).collect();
+                    // NULL slots carry arbitrary keys, which must be ignored
+                    let keys: Vec<u64> = values.iter().map(|v| v.map_or(next(), f64_key)).collect();
+                    let valid: Vec<bool> = values.iter().map(Option::is_some).collect();
+                    let expected = scores(&values, bins, descending);
+                    let got = quantile_scores_by_key(&keys, Some(&valid), bins, descending);
+                    let got: Vec<Option<i64>> = got
+                        .iter()
+                        .zip(&valid)
+                        .map(|(&s, &ok)| ok.then_some(s))
+                        .collect();
                     assert_eq!(
-                        quantile_scores_by_key(&keys, bins, descending),
-                        scores(&values, bins, descending),
+                        got, expected,
+                        "len {len} mod {modulo} bins {bins} desc {descending}"
+                    );
+                    // without NULLs, the all-valid path
+                    let dense: Vec<f64> = values.iter().flatten().copied().collect();
+                    let keys: Vec<u64> = dense.iter().copied().map(f64_key).collect();
+                    let expected = scores(
+                        &dense.iter().copied().map(Some).collect::<Vec<_>>(),
+                        bins,
+                        descending,
+                    );
+                    assert_eq!(
+                        quantile_scores_by_key(&keys, None, bins, descending)
+                            .into_iter()
+                            .map(Some)
+                            .collect::<Vec<_>>(),
+                        expected,
                         "len {len} mod {modulo} bins {bins} desc {descending}"
                     );
                 }

@@ -170,8 +170,13 @@ impl PartitionEvaluator for QuantileEvaluator {
             .first()
             .ok_or_else(|| exec_datafusion_err!("{NAME}: missing the value argument"))?;
         if let Some(keys) = order_keys(values)? {
-            let scores = quantile_scores_by_key(&keys, self.bins, self.descending);
-            return Ok(Arc::new(Int64Array::from(scores)));
+            let valid: Option<Vec<bool>> = values.logical_nulls().map(|n| n.iter().collect());
+            let scores =
+                quantile_scores_by_key(&keys, valid.as_deref(), self.bins, self.descending);
+            return Ok(Arc::new(Int64Array::new(
+                scores.into(),
+                values.logical_nulls(),
+            )));
         }
         // any other orderable type: arrow's sort and comparator
         let options = SortOptions {
@@ -191,13 +196,13 @@ impl PartitionEvaluator for QuantileEvaluator {
 }
 
 /// Order-preserving u64 keys for integers, floats, dates, times, timestamps and
-/// durations (the fast path); `None` for other types.
-fn order_keys(values: &ArrayRef) -> Result<Option<Vec<Option<u64>>>> {
+/// durations (the fast path; NULL slots get arbitrary keys); `None` for other types.
+fn order_keys(values: &ArrayRef) -> Result<Option<Vec<u64>>> {
     let t = values.data_type();
     if t.is_floating() {
         let v = cast(values, &DataType::Float64)?;
         let v = v.as_primitive::<Float64Type>();
-        return Ok(Some(v.iter().map(|x| x.map(f64_key)).collect()));
+        return Ok(Some(v.values().iter().map(|&x| f64_key(x)).collect()));
     }
     let integer_like = t.is_integer() && !matches!(t, DataType::UInt64)
         || matches!(
@@ -211,7 +216,7 @@ fn order_keys(values: &ArrayRef) -> Result<Option<Vec<Option<u64>>>> {
         );
     if t == &DataType::UInt64 {
         let v = values.as_primitive::<UInt64Type>();
-        return Ok(Some(v.iter().collect()));
+        return Ok(Some(v.values().to_vec()));
     }
     if integer_like {
         let v = match t {
@@ -221,7 +226,7 @@ fn order_keys(values: &ArrayRef) -> Result<Option<Vec<Option<u64>>>> {
             _ => cast(values, &DataType::Int64)?,
         };
         let v = v.as_primitive::<Int64Type>();
-        return Ok(Some(v.iter().map(|x| x.map(i64_key)).collect()));
+        return Ok(Some(v.values().iter().map(|&x| i64_key(x)).collect()));
     }
     Ok(None)
 }
