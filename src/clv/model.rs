@@ -1563,6 +1563,26 @@ mod tests {
         }
     }
 
+    /// A hand-written likelihood and gradient `(v, g)` at `at` equal the dual-number ones
+    /// (value to 1e-12 relative, derivatives to 1e-9).
+    fn assert_same_gradient<const N: usize>(
+        at: &[f64; N],
+        (v, g): (f64, [f64; N]),
+        dual: &Dual<N>,
+    ) {
+        assert!(
+            (v - dual.v).abs() <= 1e-12 * dual.v.abs(),
+            "{at:?}: {v} vs {}",
+            dual.v
+        );
+        for (i, (gi, di)) in g.iter().zip(dual.d).enumerate() {
+            assert!(
+                (gi - di).abs() <= 1e-9 * di.abs().max(1.0),
+                "{at:?}: derivative {i}: {gi} vs {di}"
+            );
+        }
+    }
+
     fn patterns() -> Vec<Pattern> {
         let mut rows = vec![
             Pattern {
@@ -1774,17 +1794,7 @@ mod tests {
                 &times,
             );
             let (v, g) = bgnbd_ll_gradient(&at, &rows, &times);
-            assert!(
-                (v - dual.v).abs() <= 1e-12 * dual.v.abs(),
-                "{at:?}: {v} vs {}",
-                dual.v
-            );
-            for (i, (gi, di)) in g.iter().zip(dual.d).enumerate() {
-                assert!(
-                    (gi - di).abs() <= 1e-9 * di.abs().max(1.0),
-                    "{at:?}: derivative {i}: {gi} vs {di}"
-                );
-            }
+            assert_same_gradient(&at, (v, g), &dual);
             // as a Dual in log-parameter directions, like the fits use it
             let p: [Dual<4>; 4] = std::array::from_fn(|i| Dual::var(at[i], i, at[i]));
             let d = with_gradient(&p, v, g);
@@ -1822,17 +1832,7 @@ mod tests {
             );
             let (v, g) = gamma_gamma_ll_gradient(&at, &rows, &ln_m);
             assert!(v.is_finite() && v < 0.0, "{at:?}: {v}");
-            assert!(
-                (v - dual.v).abs() <= 1e-12 * dual.v.abs(),
-                "{at:?}: {v} vs {}",
-                dual.v
-            );
-            for (i, (gi, di)) in g.iter().zip(dual.d).enumerate() {
-                assert!(
-                    (gi - di).abs() <= 1e-9 * di.abs().max(1.0),
-                    "{at:?}: derivative {i}: {gi} vs {di}"
-                );
-            }
+            assert_same_gradient(&at, (v, g), &dual);
         }
     }
 
