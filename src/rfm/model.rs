@@ -398,12 +398,11 @@ pub fn quantile_scores_by_key(
     if descending {
         pairs.reverse();
     }
-    let mut rank0 = 0;
+    // ties share the rank (and score) of the first of them
     let mut score = scorer.score(0);
     for (i, &(k, row)) in pairs.iter().enumerate() {
         if i > 0 && pairs[i - 1].0 != k {
-            rank0 = i;
-            score = scorer.score(rank0);
+            score = scorer.score(i);
         }
         out[row as usize] = score;
     }
