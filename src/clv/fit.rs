@@ -715,8 +715,9 @@ impl Accumulator for FitAccumulator {
 ///
 /// While every key is whole-period data (x < 2²⁰, t_x and T < 2²², whole numbers — day, week
 /// or month counts) the keys are packed into one u64, x·2⁴⁴ + t_x·2²² + T, whose order is the
-/// (x, t_x, T) order: half the memory, and the new entries are radix-sorted (a few passes over
-/// the digits that vary) and merged into the sorted prefix. The first key that does not pack
+/// (x, t_x, T) order: half the memory, and the new entries are sorted in place (unstable: equal
+/// keys' counts are whole numbers, so their sum does not depend on the order) and merged into
+/// the sorted prefix. The first key that does not pack
 /// moves everything to the general form, the bits of each number (non-negative numbers sort
 /// by their bits as by value), sorted by the stable sort, which finds the sorted prefix (and
 /// the sorted states of other partitions, appended whole) and merges runs. Either way the
@@ -762,48 +763,6 @@ fn pack(key: [f64; 3]) -> Option<u64> {
         packed = (packed << 22) | v as u64;
     }
     Some(packed)
-}
-
-/// `v` sorted by key: least-significant-digit radix sort on 11-bit digits, skipping the
-/// digits every key has the same (day counts below 2,048 and frequencies below 2,048 take
-/// three passes); small inputs by comparison.
-fn radix_sorted(mut v: Vec<(u64, f64)>) -> Vec<(u64, f64)> {
-    const BITS: usize = 11;
-    const BUCKETS: usize = 1 << BITS;
-    const MASK: u64 = BUCKETS as u64 - 1;
-    if v.len() < 4096 {
-        v.sort_unstable_by_key(|e| e.0);
-        return v;
-    }
-    let (or, and) = v
-        .iter()
-        .fold((0u64, u64::MAX), |(o, a), e| (o | e.0, a & e.0));
-    let shifts: Vec<usize> = (0..64)
-        .step_by(BITS)
-        .filter(|&s| ((or ^ and) >> s) & MASK != 0)
-        .collect();
-    let mut counts = vec![[0usize; BUCKETS]; shifts.len()];
-    for e in &v {
-        for (c, &s) in counts.iter_mut().zip(&shifts) {
-            c[((e.0 >> s) & MASK) as usize] += 1;
-        }
-    }
-    let mut other = vec![(0u64, 0.0f64); v.len()];
-    for (c, &s) in counts.iter().zip(&shifts) {
-        let mut next = [0usize; BUCKETS];
-        let mut sum = 0;
-        for (n, &count) in next.iter_mut().zip(c.iter()) {
-            *n = sum;
-            sum += count;
-        }
-        for e in &v {
-            let b = ((e.0 >> s) & MASK) as usize;
-            other[next[b]] = *e;
-            next[b] += 1;
-        }
-        std::mem::swap(&mut v, &mut other);
-    }
-    v
 }
 
 /// Two key-sorted runs merged into one, equal keys' counts added (`head` has distinct keys,
@@ -938,7 +897,7 @@ impl Histogram {
                 same
             });
         } else {
-            // the sorted prefix, and the new entries radix-sorted and merged into it
+            // the sorted prefix, and the new entries sorted and merged into it
             // (the whole buffer is the tail before the first sort: taken, not copied)
             let tail = if self.compressed == 0 {
                 std::mem::take(&mut self.packed)
@@ -947,7 +906,9 @@ impl Histogram {
                     .split_off(self.compressed.min(self.packed.len()))
             };
             let head = std::mem::take(&mut self.packed);
-            self.packed = merge_sorted(head, radix_sorted(tail));
+            let mut tail = tail;
+            tail.sort_unstable_by_key(|e| e.0);
+            self.packed = merge_sorted(head, tail);
         }
         self.compressed = self.len();
     }
@@ -1032,23 +993,10 @@ mod tests {
         }
     }
 
-    /// The radix sort equals a comparison sort, on keys varying in some digits only and in
-    /// all of them, with repeated keys (stable: equal keys keep their order).
+    /// Merging sorted runs adds the counts of equal keys, whether they are in both runs or
+    /// repeated in the tail.
     #[test]
-    fn radix_sort_equals_a_comparison_sort() {
-        let mut state: u64 = 11;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for mask in [0x07ff_0000_07ff_u64, u64::MAX, (1 << 44) | 0x3f] {
-            let v: Vec<(u64, f64)> = (0..20_000).map(|i| (next() & mask, i as f64)).collect();
-            let mut want = v.clone();
-            want.sort_by_key(|e| e.0);
-            assert_eq!(radix_sorted(v), want, "mask {mask:x}");
-        }
+    fn merge_sorted_adds_equal_keys() {
         let head = vec![(1, 1.0), (4, 2.0), (9, 1.0)];
         let tail = vec![(0, 1.0), (4, 1.0), (4, 1.0), (10, 3.0)];
         assert_eq!(

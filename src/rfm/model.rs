@@ -226,44 +226,6 @@ pub fn quantile_scores(
     out
 }
 
-/// Sort (key, row) pairs by key: LSD radix sort on bytes, skipping bytes that are
-/// equal in every key (timestamps and money share their high bytes). Falls back to
-/// an unstable comparison sort for small inputs. The order of equal keys is
-/// unspecified (ranks do not depend on it).
-pub fn radix_sort_by_key(pairs: &mut Vec<(u64, u32)>) {
-    if pairs.len() < 4096 {
-        pairs.sort_unstable_by_key(|p| p.0);
-        return;
-    }
-    let (all_or, all_and) = pairs
-        .iter()
-        .fold((0u64, u64::MAX), |(o, a), p| (o | p.0, a & p.0));
-    let varying = all_or ^ all_and;
-    let mut buf = vec![(0u64, 0u32); pairs.len()];
-    for byte in 0..8 {
-        let shift = byte * 8;
-        if (varying >> shift) & 0xFF == 0 {
-            continue;
-        }
-        let mut offsets = [0usize; 256];
-        for p in pairs.iter() {
-            offsets[((p.0 >> shift) & 0xFF) as usize] += 1;
-        }
-        let mut acc = 0;
-        for o in &mut offsets {
-            let c = *o;
-            *o = acc;
-            acc += c;
-        }
-        for p in pairs.iter() {
-            let d = ((p.0 >> shift) & 0xFF) as usize;
-            buf[offsets[d]] = *p;
-            offsets[d] += 1;
-        }
-        std::mem::swap(pairs, &mut buf);
-    }
-}
-
 /// Order-preserving `u64` key of an `i64`.
 pub fn i64_key(v: i64) -> u64 {
     (v as u64) ^ (1 << 63)
@@ -325,7 +287,9 @@ impl Scorer {
 ///
 /// When the keys span a range no wider than the number of values (order counts,
 /// days since the last order) ranks come from a histogram in O(n + range), one score per
-/// distinct key; otherwise from a radix sort of (key, row) pairs.
+/// distinct key; otherwise from an unstable sort of (key, row) pairs (pattern-defeating
+/// quicksort: in place, and on this machine faster than LSD radix sorts with their scatter
+/// buffer, 35 vs 70-100 ms for 880k money amounts, and than an MSD bucket pass, 45 ms).
 pub fn quantile_scores_by_key(
     keys: &[u64],
     valid: Option<&[bool]>,
@@ -394,7 +358,7 @@ pub fn quantile_scores_by_key(
             .filter(|&(i, _)| is_valid(i))
             .map(|(i, &k)| (k, i as u32)),
     );
-    radix_sort_by_key(&mut pairs);
+    pairs.sort_unstable_by_key(|p| p.0);
     if descending {
         pairs.reverse();
     }
@@ -529,31 +493,6 @@ mod quantile_tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn radix_sort_orders_keys() {
-        use super::{f64_key, radix_sort_by_key};
-        let mut x: u64 = 99;
-        let mut pairs: Vec<(u64, u32)> = (0..20_000u32)
-            .map(|i| {
-                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                let v = ((x >> 20) % 100_000) as f64 / 7.0 - 3000.0;
-                (f64_key(v), i)
-            })
-            .collect();
-        let mut expected = pairs.clone();
-        expected.sort_by_key(|p| p.0);
-        radix_sort_by_key(&mut pairs);
-        let keys = |v: &[(u64, u32)]| v.iter().map(|p| p.0).collect::<Vec<_>>();
-        assert_eq!(keys(&pairs), keys(&expected));
-        let mut rows: Vec<u32> = pairs.iter().map(|p| p.1).collect();
-        rows.sort_unstable();
-        assert_eq!(
-            rows,
-            (0..20_000).collect::<Vec<_>>(),
-            "a permutation of the rows"
-        );
     }
 
     #[test]
