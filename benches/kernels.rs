@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use datafusion::arrow::array::{Int64Array, RecordBatch};
+use datafusion::arrow::array::{Float64Array, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
@@ -108,6 +108,22 @@ fn quantile_score(c: &mut Criterion) {
                 &rt,
                 &ctx,
                 "SELECT count(*) FROM (SELECT quantile_score(v, 5) OVER () AS s FROM t) WHERE s = 5",
+            )
+        });
+    });
+    // distinct-ish amounts, as per-customer monetary sums: the sort path
+    let schema = Arc::new(Schema::new(vec![Field::new("m", DataType::Float64, false)]));
+    let mut rand = stream(13);
+    let amounts =
+        Float64Array::from_iter_values((0..ROWS).map(|_| (100 + rand(5_000_000)) as f64 / 100.0));
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(amounts)]).unwrap();
+    let (rt, ctx) = context_with("a", batch);
+    g.bench_function("1M_amounts_over_all", |b| {
+        b.iter(|| {
+            run(
+                &rt,
+                &ctx,
+                "SELECT count(*) FROM (SELECT quantile_score(m, 5) OVER () AS s FROM a) WHERE s = 5",
             )
         });
     });
