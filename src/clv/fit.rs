@@ -717,10 +717,10 @@ impl Accumulator for FitAccumulator {
 /// or month counts) the keys are packed into one u64, x·2⁴⁴ + t_x·2²² + T, whose order is the
 /// (x, t_x, T) order: half the memory, and the new entries are sorted in place (unstable: equal
 /// keys' counts are whole numbers, so their sum does not depend on the order) and merged into
-/// the sorted prefix. The first key that does not pack
-/// moves everything to the general form, the bits of each number (non-negative numbers sort
-/// by their bits as by value), sorted by the stable sort, which finds the sorted prefix (and
-/// the sorted states of other partitions, appended whole) and merges runs. Either way the
+/// the sorted prefix. The first key that does not pack moves everything to the general form,
+/// the bits of each number (non-negative numbers sort by their bits as by value), sorted by
+/// the stable sort, which finds the sorted prefix (and the sorted states of other
+/// partitions, appended whole) and merges runs. Either way the
 /// entries end in the order the fits sum them.
 #[derive(Debug)]
 struct Histogram {
@@ -899,14 +899,13 @@ impl Histogram {
         } else {
             // the sorted prefix, and the new entries sorted and merged into it
             // (the whole buffer is the tail before the first sort: taken, not copied)
-            let tail = if self.compressed == 0 {
+            let mut tail = if self.compressed == 0 {
                 std::mem::take(&mut self.packed)
             } else {
                 self.packed
                     .split_off(self.compressed.min(self.packed.len()))
             };
             let head = std::mem::take(&mut self.packed);
-            let mut tail = tail;
             tail.sort_unstable_by_key(|e| e.0);
             self.packed = merge_sorted(head, tail);
         }

@@ -170,13 +170,11 @@ impl PartitionEvaluator for QuantileEvaluator {
             .first()
             .ok_or_else(|| exec_datafusion_err!("{NAME}: missing the value argument"))?;
         if let Some(keys) = order_keys(values)? {
-            let valid: Option<Vec<bool>> = values.logical_nulls().map(|n| n.iter().collect());
+            let nulls = values.logical_nulls();
+            let valid: Option<Vec<bool>> = nulls.as_ref().map(|n| n.iter().collect());
             let scores =
                 quantile_scores_by_key(&keys, valid.as_deref(), self.bins, self.descending);
-            return Ok(Arc::new(Int64Array::new(
-                scores.into(),
-                values.logical_nulls(),
-            )));
+            return Ok(Arc::new(Int64Array::new(scores.into(), nulls)));
         }
         // any other orderable type: arrow's sort and comparator
         let options = SortOptions {
