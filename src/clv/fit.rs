@@ -8,13 +8,14 @@ use std::sync::{Arc, LazyLock};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StringArray, StructArray,
 };
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type, UInt64Type};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
 };
 
+use super::histogram::Histogram;
 use super::model::{self, Fit, FitOptions, Pattern, Period, Spend};
 use super::real::is_whole;
 use crate::args::{
@@ -374,12 +375,10 @@ impl AggregateUDFImpl for ModelFit {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        let list = |name: &str| state_field(args.name, name, list_of(DataType::Float64));
+        // the histogram of patterns (see `histogram`): keys, counts
         Ok(vec![
-            list("x"),
-            list("y"),
-            list("z"),
-            list("count"),
+            state_field(args.name, "keys", list_of(DataType::UInt64)),
+            state_field(args.name, "counts", list_of(DataType::Float64)),
             state_field(args.name, "period", DataType::Utf8),
         ])
     }
@@ -434,11 +433,6 @@ impl AggregateUDFImpl for ModelFit {
     }
 }
 
-fn canonical(v: f64) -> u64 {
-    // +0.0 and −0.0 are the same pattern
-    (v + 0.0).to_bits()
-}
-
 #[derive(Debug)]
 struct FitAccumulator {
     kind: ModelKind,
@@ -464,10 +458,6 @@ impl FitAccumulator {
         Ok(())
     }
 
-    fn add(&mut self, key: [f64; 3], w: f64) {
-        self.patterns.add(key, w);
-    }
-
     /// Validate and add one purchase-model row.
     fn add_purchase(&mut self, x: f64, tx: f64, t: f64) -> Result<()> {
         let f = self.kind.function();
@@ -487,7 +477,7 @@ impl FitAccumulator {
                 "{f}: a customer with frequency 0 must have recency 0, got recency {tx} (T {t})"
             );
         }
-        self.add([x, tx, t], 1.0);
+        self.patterns.add_row([x, tx, t]);
         Ok(())
     }
 
@@ -508,14 +498,13 @@ impl FitAccumulator {
                  (frequency {x}); leave them out, e.g. FILTER (WHERE monetary_value > 0)"
             );
         }
-        self.add([x, m, 0.0], 1.0);
+        self.patterns.add_row([x, m, 0.0]);
         Ok(())
     }
 
     fn fit_struct(&mut self) -> Result<ScalarValue> {
         let kind = self.kind;
         let started = std::time::Instant::now();
-        self.patterns.compress();
         if self.patterns.is_empty() {
             return ScalarValue::try_from(DataType::Struct(model_fields(kind)));
         }
@@ -523,14 +512,13 @@ impl FitAccumulator {
             penalizer: self.penalizer,
             ..FitOptions::default()
         };
+        let distinct;
         let (params, fit_ll, customers, converged, iterations): (Vec<f64>, f64, f64, bool, u32) =
             if kind == ModelKind::GammaGamma {
                 let mut rows: Vec<Spend> = Vec::with_capacity(self.patterns.len());
-                rows.extend(self.patterns.iter().map(|(k, w)| Spend {
-                    x: f64::from_bits(k[0]),
-                    m: f64::from_bits(k[1]),
-                    w,
-                }));
+                self.patterns
+                    .for_each(|[x, m, _], w| rows.push(Spend { x, m, w }));
+                distinct = rows.len();
                 model::sort_spends(&mut rows);
                 let Fit {
                     params,
@@ -548,12 +536,9 @@ impl FitAccumulator {
                 )
             } else {
                 let mut rows: Vec<Pattern> = Vec::with_capacity(self.patterns.len());
-                rows.extend(self.patterns.iter().map(|(k, w)| Pattern {
-                    x: f64::from_bits(k[0]),
-                    tx: f64::from_bits(k[1]),
-                    t: f64::from_bits(k[2]),
-                    w,
-                }));
+                self.patterns
+                    .for_each(|[x, tx, t], w| rows.push(Pattern { x, tx, t, w }));
+                distinct = rows.len();
                 model::sort_patterns(&mut rows);
                 let fit = match kind {
                     ModelKind::BgNbd => model::fit_bgnbd(&rows, opts),
@@ -571,7 +556,7 @@ impl FitAccumulator {
         log::debug!(
             "{}: {} patterns sorted and fitted in {:?}",
             kind.function(),
-            self.patterns.len(),
+            distinct,
             started.elapsed()
         );
         let mut columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec![kind.tag()]))];
@@ -638,6 +623,16 @@ impl Accumulator for FitAccumulator {
                 .collect::<Result<Vec<_>>>()?;
             (cols, None, None)
         };
+        let all_valid = nulls.as_ref().is_none_or(|n| n.null_count() == 0)
+            && cols.iter().all(|c| c.null_count() == 0);
+        if all_valid && periods.is_none() && !spend {
+            // the common case, without per-row NULL checks
+            let (xs, txs, ts) = (cols[0].values(), cols[1].values(), cols[2].values());
+            for ((&x, &tx), &t) in xs.iter().zip(txs.iter()).zip(ts.iter()) {
+                self.add_purchase(x, tx, t)?;
+            }
+            return Ok(());
+        }
         for i in 0..cols[0].len() {
             if nulls.as_ref().is_some_and(|n| n.is_null(i)) || cols.iter().any(|c| c.is_null(i)) {
                 continue;
@@ -657,44 +652,28 @@ impl Accumulator for FitAccumulator {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let lists: Vec<_> = states[..4].iter().map(|s| s.as_list::<i32>()).collect();
-        let periods = states[4].as_string::<i32>();
-        for i in 0..lists[0].len() {
+        let (keys, counts) = (states[0].as_list::<i32>(), states[1].as_list::<i32>());
+        let periods = states[2].as_string::<i32>();
+        for i in 0..keys.len() {
             if periods.is_valid(i) {
                 self.set_period(periods.value(i))?;
             }
-            if lists[0].is_null(i) {
+            if keys.is_null(i) || counts.is_null(i) {
                 continue;
             }
-            let cols: Vec<ArrayRef> = lists.iter().map(|l| l.value(i)).collect();
-            let cols: Vec<&Float64Array> = cols
-                .iter()
-                .map(|c| c.as_primitive::<Float64Type>())
-                .collect();
-            // a state is one sorted run of distinct keys
-            self.patterns.merge_run((0..cols[0].len()).map(|j| {
-                let key = [cols[0].value(j), cols[1].value(j), cols[2].value(j)];
-                (key, cols[3].value(j))
-            }));
+            self.patterns.merge_state(
+                keys.value(i).as_primitive::<UInt64Type>(),
+                counts.value(i).as_primitive::<Float64Type>(),
+            )?;
         }
         Ok(())
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        self.patterns.compress();
-        let h = &self.patterns;
-        let col = |i: usize| -> ScalarValue {
-            scalar_list(Arc::new(Float64Array::from_iter_values(
-                h.iter().map(|e| f64::from_bits(e.0[i])),
-            )))
-        };
+        let (keys, counts) = self.patterns.state();
         Ok(vec![
-            col(0),
-            col(1),
-            col(2),
-            scalar_list(Arc::new(Float64Array::from_iter_values(
-                h.iter().map(|e| e.1),
-            ))),
+            scalar_list(Arc::new(keys)),
+            scalar_list(Arc::new(counts)),
             ScalarValue::Utf8(self.period.clone()),
         ])
     }
@@ -705,228 +684,6 @@ impl Accumulator for FitAccumulator {
 
     fn size(&self) -> usize {
         std::mem::size_of_val(self) + self.patterns.size()
-    }
-}
-
-/// Distinct patterns with counts: appended, and sorted and merged whenever the buffer has
-/// doubled since the last merge (and holds at least [`FIRST_COMPRESS`] entries), so it holds
-/// at most about twice the distinct patterns (or [`FIRST_COMPRESS`] entries: 16 MiB packed,
-/// 32 MiB general; a partition of up to that many customers is sorted once, with no merges).
-///
-/// While every key is whole-period data (x < 2²⁰, t_x and T < 2²², whole numbers — day, week
-/// or month counts) the keys are packed into one u64, x·2⁴⁴ + t_x·2²² + T, whose order is the
-/// (x, t_x, T) order: half the memory, and the new entries are sorted in place (unstable: equal
-/// keys' counts are whole numbers, so their sum does not depend on the order) and merged into
-/// the sorted prefix. The first key that does not pack moves everything to the general form,
-/// the bits of each number (non-negative numbers sort by their bits as by value), sorted by
-/// the stable sort, which finds the sorted prefix (and the sorted states of other
-/// partitions, appended whole) and merges runs. Either way the
-/// entries end in the order the fits sum them.
-#[derive(Debug)]
-struct Histogram {
-    packed: Vec<(u64, f64)>,
-    entries: Vec<([u64; 3], f64)>,
-    general: bool,
-    compressed: usize,
-    /// Entries buffered before the first sort ([`FIRST_COMPRESS`]; smaller in tests).
-    first_compress: usize,
-}
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Self {
-            packed: Vec::new(),
-            entries: Vec::new(),
-            general: false,
-            compressed: 0,
-            first_compress: FIRST_COMPRESS,
-        }
-    }
-}
-
-/// Entries a histogram buffers before its first sort.
-const FIRST_COMPRESS: usize = 1 << 20;
-
-/// `key` packed into one order-preserving u64, if its numbers are small whole numbers.
-fn pack(key: [f64; 3]) -> Option<u64> {
-    const LIMITS: [f64; 3] = [
-        (1u64 << 20) as f64,
-        (1u64 << 22) as f64,
-        (1u64 << 22) as f64,
-    ];
-    let mut packed = 0u64;
-    for (v, limit) in key.into_iter().zip(LIMITS) {
-        // also false for NaN; −0.0 packs as 0
-        if !((0.0..limit).contains(&v) && is_whole(v)) {
-            return None;
-        }
-        packed = (packed << 22) | v as u64;
-    }
-    Some(packed)
-}
-
-/// Two key-sorted runs merged into one, equal keys' counts added (`head` has distinct keys,
-/// `tail` may repeat them).
-fn merge_sorted(head: Vec<(u64, f64)>, tail: Vec<(u64, f64)>) -> Vec<(u64, f64)> {
-    if head.is_empty() {
-        return dedup_sorted(tail);
-    }
-    let mut out: Vec<(u64, f64)> = Vec::with_capacity(head.len() + tail.len());
-    let (mut i, mut j) = (0, 0);
-    while i < head.len() && j < tail.len() {
-        let e = if head[i].0 <= tail[j].0 {
-            i += 1;
-            head[i - 1]
-        } else {
-            j += 1;
-            tail[j - 1]
-        };
-        push_combined(&mut out, e);
-    }
-    for &e in head[i..].iter().chain(&tail[j..]) {
-        push_combined(&mut out, e);
-    }
-    out
-}
-
-/// A key-sorted run with equal keys' counts added, in place.
-fn dedup_sorted(mut v: Vec<(u64, f64)>) -> Vec<(u64, f64)> {
-    v.dedup_by(|later, kept| {
-        let same = later.0 == kept.0;
-        if same {
-            kept.1 += later.1;
-        }
-        same
-    });
-    v
-}
-
-/// Append `e` to a key-sorted run, adding its count to the last entry when the keys are equal.
-#[inline]
-fn push_combined(out: &mut Vec<(u64, f64)>, e: (u64, f64)) {
-    match out.last_mut() {
-        Some(last) if last.0 == e.0 => last.1 += e.1,
-        _ => out.push(e),
-    }
-}
-
-/// The general key (bits of each number) of a packed one.
-fn unpack(k: u64) -> [u64; 3] {
-    const MASK: u64 = (1 << 22) - 1;
-    [k >> 44, (k >> 22) & MASK, k & MASK].map(|v| (v as f64).to_bits())
-}
-
-impl Histogram {
-    /// Append without merging.
-    fn push(&mut self, key: [f64; 3], w: f64) {
-        if !self.general {
-            if let Some(k) = pack(key) {
-                self.packed.push((k, w));
-                return;
-            }
-            self.make_general();
-        }
-        self.entries.push((key.map(canonical), w));
-    }
-
-    fn add(&mut self, key: [f64; 3], w: f64) {
-        self.push(key, w);
-        self.maybe_compress();
-    }
-
-    /// Add another histogram's entries (a partition's state): when they pack and are sorted
-    /// by key, merged in one pass into this one's sorted entries; otherwise appended (the
-    /// stable sort of the general form finds them as a run) and merged if the buffer has
-    /// doubled.
-    fn merge_run(&mut self, run: impl Iterator<Item = ([f64; 3], f64)> + Clone) {
-        if !self.general {
-            let mut packed: Vec<(u64, f64)> = Vec::with_capacity(run.size_hint().0);
-            let sorted_run = run.clone().all(|(key, w)| match pack(key) {
-                Some(k) if packed.last().is_none_or(|last| last.0 < k) => {
-                    packed.push((k, w));
-                    true
-                }
-                _ => false,
-            });
-            if sorted_run {
-                self.compress();
-                let head = std::mem::take(&mut self.packed);
-                self.packed = merge_sorted(head, packed);
-                self.compressed = self.len();
-                return;
-            }
-        }
-        for (key, w) in run {
-            self.push(key, w);
-        }
-        self.maybe_compress();
-    }
-
-    /// Move the packed entries to the general form (same order, so a sorted prefix stays
-    /// sorted).
-    fn make_general(&mut self) {
-        self.general = true;
-        self.entries.reserve(self.packed.len());
-        self.entries
-            .extend(self.packed.iter().map(|&(k, w)| (unpack(k), w)));
-        self.packed = Vec::new();
-    }
-
-    fn len(&self) -> usize {
-        self.packed.len() + self.entries.len()
-    }
-
-    fn maybe_compress(&mut self) {
-        if self.len() >= (2 * self.compressed).max(self.first_compress) {
-            self.compress();
-        }
-    }
-
-    /// Sort by key and merge equal keys (counts are whole numbers, so the sums are exact).
-    fn compress(&mut self) {
-        if self.len() == self.compressed {
-            return;
-        }
-        if self.general {
-            self.entries.sort_by_key(|e| e.0);
-            self.entries.dedup_by(|later, kept| {
-                let same = later.0 == kept.0;
-                if same {
-                    kept.1 += later.1;
-                }
-                same
-            });
-        } else {
-            // the sorted prefix, and the new entries sorted and merged into it
-            // (the whole buffer is the tail before the first sort: taken, not copied)
-            let mut tail = if self.compressed == 0 {
-                std::mem::take(&mut self.packed)
-            } else {
-                self.packed
-                    .split_off(self.compressed.min(self.packed.len()))
-            };
-            let head = std::mem::take(&mut self.packed);
-            tail.sort_unstable_by_key(|e| e.0);
-            self.packed = merge_sorted(head, tail);
-        }
-        self.compressed = self.len();
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The entries (general keys) in their current order: sorted after [`Self::compress`].
-    fn iter(&self) -> impl Iterator<Item = ([u64; 3], f64)> + Clone + '_ {
-        self.packed
-            .iter()
-            .map(|&(k, w)| (unpack(k), w))
-            .chain(self.entries.iter().copied())
-    }
-
-    fn size(&self) -> usize {
-        self.packed.capacity() * std::mem::size_of::<(u64, f64)>()
-            + self.entries.capacity() * std::mem::size_of::<([u64; 3], f64)>()
     }
 }
 
@@ -945,123 +702,3 @@ fit_udaf!(bgnbd_fit, ModelKind::BgNbd);
 fit_udaf!(pareto_nbd_fit, ModelKind::ParetoNbd);
 fit_udaf!(mbgnbd_fit, ModelKind::MbgNbd);
 fit_udaf!(gamma_gamma_fit, ModelKind::GammaGamma);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Rows and whole sorted runs (other partitions' states) through the doubling merges
-    /// give the exact sorted counts: with whole-number keys (packed), with fractional ones
-    /// (general), and switching from packed to general midway.
-    #[test]
-    fn histogram_counts_like_a_sorted_map() {
-        // a small first sort, so the doubling merges happen within a quick test
-        const FIRST: usize = 1 << 12;
-        for fractional_from in [usize::MAX, 0, 3 * FIRST] {
-            let mut state: u64 = 5;
-            let mut next = move |m: u64| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state % m
-            };
-            let mut expected = std::collections::BTreeMap::<[u64; 3], f64>::new();
-            let small = || Histogram {
-                first_compress: FIRST,
-                ..Histogram::default()
-            };
-            let (mut h, mut other) = (small(), small());
-            for i in 0..20 * FIRST {
-                let scale = if i >= fractional_from { 0.5 } else { 1.0 };
-                let key = [next(40) as f64, next(300) as f64, next(50) as f64 * scale];
-                *expected.entry(key.map(canonical)).or_default() += 1.0;
-                if i % 3 == 0 {
-                    other.add(key, 1.0);
-                } else {
-                    h.add(key, 1.0);
-                }
-            }
-            assert!(h.compressed > 0, "merged on the way");
-            assert_eq!(h.general, fractional_from != usize::MAX);
-            other.compress();
-            h.merge_run(other.iter().map(|(k, w)| (k.map(f64::from_bits), w)));
-            h.compress();
-            let got: Vec<([u64; 3], f64)> = h.iter().collect();
-            let want: Vec<([u64; 3], f64)> = expected.into_iter().collect();
-            assert_eq!(got, want, "fractional from row {fractional_from}");
-        }
-    }
-
-    /// Merging sorted runs adds the counts of equal keys, whether they are in both runs or
-    /// repeated in the tail.
-    #[test]
-    fn merge_sorted_adds_equal_keys() {
-        let head = vec![(1, 1.0), (4, 2.0), (9, 1.0)];
-        let tail = vec![(0, 1.0), (4, 1.0), (4, 1.0), (10, 3.0)];
-        assert_eq!(
-            merge_sorted(head, tail.clone()),
-            vec![(0, 1.0), (1, 1.0), (4, 4.0), (9, 1.0), (10, 3.0)]
-        );
-        assert_eq!(
-            merge_sorted(Vec::new(), tail),
-            vec![(0, 1.0), (4, 2.0), (10, 3.0)]
-        );
-        assert_eq!(
-            merge_sorted(vec![(2, 1.0), (3, 1.0)], vec![(1, 1.0), (3, 2.0), (3, 1.0)]),
-            vec![(1, 1.0), (2, 1.0), (3, 4.0)]
-        );
-    }
-
-    /// Runs that are not sorted, or do not pack, are still merged exactly.
-    #[test]
-    fn merge_run_takes_unsorted_and_fractional_runs() {
-        let mut h = Histogram::default();
-        h.add([1.0, 2.0, 3.0], 1.0);
-        h.add([0.0, 0.0, 3.0], 2.0);
-        // sorted and packable: the one-pass merge
-        h.merge_run([([0.0, 0.0, 3.0], 1.0), ([2.0, 1.0, 3.0], 1.0)].into_iter());
-        assert!(!h.general);
-        // not sorted
-        h.merge_run([([2.0, 1.0, 3.0], 1.0), ([1.0, 2.0, 3.0], 4.0)].into_iter());
-        assert!(!h.general);
-        // a fractional time: the general form from then on
-        h.merge_run([([1.0, 0.5, 3.0], 1.0)].into_iter());
-        assert!(h.general);
-        h.compress();
-        let got: Vec<([f64; 3], f64)> = h.iter().map(|(k, w)| (k.map(f64::from_bits), w)).collect();
-        assert_eq!(
-            got,
-            vec![
-                ([0.0, 0.0, 3.0], 3.0),
-                ([1.0, 0.5, 3.0], 1.0),
-                ([1.0, 2.0, 3.0], 5.0),
-                ([2.0, 1.0, 3.0], 2.0),
-            ]
-        );
-    }
-
-    #[test]
-    fn packed_keys_keep_the_order_and_the_numbers() {
-        let keys = [
-            [0.0, 0.0, 0.0],
-            [-0.0, 0.0, 5.0],
-            [1.0, 3.0, 4_194_303.0],
-            [2.0, 0.0, 1.0],
-            [1_048_575.0, 4_194_303.0, 4_194_303.0],
-        ];
-        let packed: Vec<u64> = keys.iter().map(|k| pack(*k).unwrap()).collect();
-        assert!(packed.is_sorted());
-        for (k, p) in keys.iter().zip(&packed) {
-            assert_eq!(unpack(*p), k.map(canonical));
-        }
-        for k in [
-            [0.5, 0.0, 1.0],
-            [1_048_576.0, 0.0, 1.0],
-            [1.0, 4_194_304.0, 4_194_305.0],
-            [1.0, f64::NAN, 2.0],
-            [-1.0, 0.0, 1.0],
-        ] {
-            assert_eq!(pack(k), None, "{k:?}");
-        }
-    }
-}

@@ -2,6 +2,7 @@
 //! (BG/NBD, Pareto/NBD, MBG/NBD, Gamma-Gamma), predictions and discounted CLV.
 
 pub mod fit;
+mod histogram;
 pub mod model;
 pub mod predict;
 pub mod real;

@@ -894,7 +894,8 @@ pub fn coarse_levels<T: Copy>(
         for row in finer {
             running += weight(row);
             // crossings of step/2, 3·step/2, ... (centred systematic sampling)
-            let crossed = ((running / step) + 0.5).floor();
+            // (floor of a non-negative number: the truncating conversion, not a libm call)
+            let crossed = ((running / step) + 0.5) as u64 as f64;
             if crossed > taken {
                 level.push(with_weight(*row, (crossed - taken) * step));
                 taken = crossed;

@@ -1,0 +1,485 @@
+//! The state of the model fits: distinct customer patterns (three numbers) with counts.
+//!
+//! While every key is whole-period data (x < 2²⁰, t_x and T < 2²², whole numbers: day, week
+//! or month counts) a key is packed into one u64, x·2⁴⁴ + t_x·2²² + T, whose order is the
+//! (x, t_x, T) order, and the histogram keeps three kinds of sorted-or-not data:
+//! - `fresh`: the packed keys of single rows (count 1 each, 8 bytes a row), in arrival order;
+//! - `keys`/`counts`: sorted distinct keys with their counts (the last merge);
+//! - `runs`: other partitions' states, sorted distinct keys with counts, kept as the Arrow
+//!   buffers they arrived in (not copied) until the next merge.
+//!
+//! A merge sorts `fresh` in place and merges everything in one pass, adding the counts of
+//! equal keys (whole numbers, so the sums do not depend on the order). It happens when `fresh`
+//! holds at least as many keys as the merged part (and [`FIRST_COMPRESS`]), or there are more
+//! than [`MAX_RUNS`] runs, so the buffer holds at most about twice the distinct patterns.
+//! The fits do not merge into a histogram at all: they take the merged stream straight into
+//! their rows ([`Histogram::for_each`]).
+//!
+//! The first key that does not pack moves everything to the general form: the bits of each
+//! number (non-negative numbers sort by their bits as by value) with a count, sorted by the
+//! stable sort whenever the buffer has doubled (it finds the sorted prefix and the appended
+//! sorted states as runs). Either way the entries reach the fits in the (x, t_x, T) order the
+//! fits sum them in.
+//!
+//! A state is two lists: the keys (one u64 a pattern when packed, the three numbers' bits
+//! when general) and the counts.
+
+use datafusion::arrow::array::{Float64Array, UInt64Array};
+use datafusion::arrow::buffer::ScalarBuffer;
+use datafusion::common::{Result, internal_err};
+
+use super::real::is_whole;
+
+/// Entries a histogram buffers before its first merge.
+const FIRST_COMPRESS: usize = 1 << 20;
+/// Runs from other partitions kept unmerged at most.
+const MAX_RUNS: usize = 8;
+
+/// Bits of a non-negative number (+0.0 and −0.0 are the same pattern).
+pub fn canonical(v: f64) -> u64 {
+    (v + 0.0).to_bits()
+}
+
+/// `key` packed into one order-preserving u64, if its numbers are small whole numbers.
+pub fn pack(key: [f64; 3]) -> Option<u64> {
+    const LIMITS: [f64; 3] = [
+        (1u64 << 20) as f64,
+        (1u64 << 22) as f64,
+        (1u64 << 22) as f64,
+    ];
+    let mut packed = 0u64;
+    for (v, limit) in key.into_iter().zip(LIMITS) {
+        // also false for NaN; −0.0 packs as 0
+        if !((0.0..limit).contains(&v) && is_whole(v)) {
+            return None;
+        }
+        packed = (packed << 22) | v as u64;
+    }
+    Some(packed)
+}
+
+/// The numbers of a packed key.
+#[inline]
+pub fn unpack(k: u64) -> [f64; 3] {
+    const MASK: u64 = (1 << 22) - 1;
+    [k >> 44, (k >> 22) & MASK, k & MASK].map(|v| v as f64)
+}
+
+/// One key-sorted run of packed keys; without counts every key counts once.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    keys: &'a [u64],
+    counts: Option<&'a [f64]>,
+}
+
+/// Merge key-sorted runs (a key may repeat within and across runs) and call `emit` once per
+/// distinct key, in key order, with its summed count.
+fn merge_runs(runs: &[Run], mut emit: impl FnMut(u64, f64)) {
+    let runs: Vec<Run> = runs
+        .iter()
+        .copied()
+        .filter(|r| !r.keys.is_empty())
+        .collect();
+    if let [run] = runs.as_slice() {
+        let mut i = 0;
+        while i < run.keys.len() {
+            let key = run.keys[i];
+            let mut count = 0.0;
+            while i < run.keys.len() && run.keys[i] == key {
+                count += run.counts.map_or(1.0, |c| c[i]);
+                i += 1;
+            }
+            emit(key, count);
+        }
+        return;
+    }
+    let mut at = vec![0usize; runs.len()];
+    loop {
+        let mut min: Option<u64> = None;
+        for (run, &i) in runs.iter().zip(&at) {
+            if let Some(&k) = run.keys.get(i)
+                && min.is_none_or(|m| k < m)
+            {
+                min = Some(k);
+            }
+        }
+        let Some(key) = min else { return };
+        let mut count = 0.0;
+        for (run, i) in runs.iter().zip(at.iter_mut()) {
+            while run.keys.get(*i) == Some(&key) {
+                count += run.counts.map_or(1.0, |c| c[*i]);
+                *i += 1;
+            }
+        }
+        emit(key, count);
+    }
+}
+
+#[derive(Debug)]
+pub struct Histogram {
+    fresh: Vec<u64>,
+    keys: Vec<u64>,
+    counts: Vec<f64>,
+    runs: Vec<(ScalarBuffer<u64>, ScalarBuffer<f64>)>,
+    /// The general form: each number's bits, and the count.
+    entries: Vec<([u64; 3], f64)>,
+    general: bool,
+    /// The sorted prefix of `entries`.
+    compressed: usize,
+    /// Entries buffered before the first merge ([`FIRST_COMPRESS`]; smaller in tests).
+    first_compress: usize,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self {
+            fresh: Vec::new(),
+            keys: Vec::new(),
+            counts: Vec::new(),
+            runs: Vec::new(),
+            entries: Vec::new(),
+            general: false,
+            compressed: 0,
+            first_compress: FIRST_COMPRESS,
+        }
+    }
+}
+
+impl Histogram {
+    /// Add one customer's pattern.
+    pub fn add_row(&mut self, key: [f64; 3]) {
+        if !self.general {
+            if let Some(k) = pack(key) {
+                self.fresh.push(k);
+                if self.fresh.len() >= self.keys.len().max(self.first_compress) {
+                    self.compress();
+                }
+                return;
+            }
+            self.make_general();
+        }
+        self.entries.push((key.map(canonical), 1.0));
+        self.maybe_compress_general();
+    }
+
+    /// Add another histogram's state (see [`Self::state`]): packed runs are kept as they are
+    /// (Arrow buffers are shared, not copied) and merged later; general ones are appended.
+    pub fn merge_state(&mut self, keys: &UInt64Array, counts: &Float64Array) -> Result<()> {
+        let (k, c) = (keys.values(), counts.values());
+        if c.is_empty() && k.is_empty() {
+            return Ok(());
+        }
+        if k.len() == c.len() {
+            if !k.windows(2).all(|w| w[0] < w[1]) {
+                return internal_err!("a model fit's state has keys out of order");
+            }
+            if self.general {
+                self.entries
+                    .extend(k.iter().zip(c.iter()).map(|(&k, &c)| (bits(unpack(k)), c)));
+                self.maybe_compress_general();
+            } else {
+                self.runs.push((k.clone(), c.clone()));
+                if self.runs.len() > MAX_RUNS {
+                    self.compress();
+                }
+            }
+        } else if k.len() == 3 * c.len() {
+            self.make_general();
+            self.entries.extend(
+                k.chunks_exact(3)
+                    .zip(c.iter())
+                    .map(|(k, &c)| ([k[0], k[1], k[2]], c)),
+            );
+            self.maybe_compress_general();
+        } else {
+            return internal_err!(
+                "a model fit's state has {} keys for {} counts",
+                k.len(),
+                c.len()
+            );
+        }
+        Ok(())
+    }
+
+    /// This histogram as a state: the keys (packed, or three numbers' bits per pattern) and
+    /// the counts, sorted by key. Packed, the merged buffers move into the arrays (no copy)
+    /// and the histogram keeps sharing them.
+    pub fn state(&mut self) -> (UInt64Array, Float64Array) {
+        self.compress();
+        if self.general {
+            let keys = self.entries.iter().flat_map(|e| e.0).collect::<Vec<_>>();
+            let counts = self.entries.iter().map(|e| e.1).collect::<Vec<_>>();
+            return (UInt64Array::from(keys), Float64Array::from(counts));
+        }
+        let keys = ScalarBuffer::from(std::mem::take(&mut self.keys));
+        let counts = ScalarBuffer::from(std::mem::take(&mut self.counts));
+        self.runs.push((keys.clone(), counts.clone()));
+        (
+            UInt64Array::new(keys, None),
+            Float64Array::new(counts, None),
+        )
+    }
+
+    /// Call `f` with each distinct pattern and its count, sorted by (x, t_x, T).
+    pub fn for_each(&mut self, mut f: impl FnMut([f64; 3], f64)) {
+        if self.general {
+            self.compress();
+            for &(k, w) in &self.entries {
+                f(k.map(f64::from_bits), w);
+            }
+        } else {
+            self.fresh.sort_unstable();
+            merge_runs(&self.packed_runs(), |k, w| f(unpack(k), w));
+        }
+    }
+
+    /// At least the number of distinct patterns (exactly that after a merge).
+    pub fn len(&self) -> usize {
+        self.fresh.len()
+            + self.keys.len()
+            + self.runs.iter().map(|r| r.1.len()).sum::<usize>()
+            + self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes held (shared state buffers included).
+    pub fn size(&self) -> usize {
+        self.fresh.capacity() * 8
+            + self.keys.capacity() * 8
+            + self.counts.capacity() * 8
+            + self
+                .runs
+                .iter()
+                .map(|r| r.0.len() * 8 + r.1.len() * 8)
+                .sum::<usize>()
+            + self.entries.capacity() * std::mem::size_of::<([u64; 3], f64)>()
+    }
+
+    fn packed_runs(&self) -> Vec<Run<'_>> {
+        let mut runs = vec![
+            Run {
+                keys: &self.fresh,
+                counts: None,
+            },
+            Run {
+                keys: &self.keys,
+                counts: Some(&self.counts),
+            },
+        ];
+        runs.extend(self.runs.iter().map(|(k, c)| Run {
+            keys: k,
+            counts: Some(c),
+        }));
+        runs
+    }
+
+    /// Merge everything into the sorted distinct form (`keys`/`counts`, or sorted `entries`).
+    fn compress(&mut self) {
+        if self.general {
+            if self.entries.len() > self.compressed {
+                self.entries.sort_by_key(|e| e.0);
+                self.entries.dedup_by(|later, kept| {
+                    let same = later.0 == kept.0;
+                    if same {
+                        kept.1 += later.1;
+                    }
+                    same
+                });
+            }
+            self.compressed = self.entries.len();
+            return;
+        }
+        if self.fresh.is_empty() && self.runs.is_empty() {
+            return;
+        }
+        self.fresh.sort_unstable();
+        let n = self.len();
+        let (mut keys, mut counts) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        merge_runs(&self.packed_runs(), |k, c| {
+            keys.push(k);
+            counts.push(c);
+        });
+        // `fresh` keeps its capacity for the next rows
+        self.fresh.clear();
+        self.runs.clear();
+        (self.keys, self.counts) = (keys, counts);
+    }
+
+    fn maybe_compress_general(&mut self) {
+        if self.entries.len() >= (2 * self.compressed).max(self.first_compress) {
+            self.compress();
+        }
+    }
+
+    /// Move the packed entries to the general form, merged (so they are a sorted prefix).
+    fn make_general(&mut self) {
+        if self.general {
+            return;
+        }
+        self.compress();
+        self.general = true;
+        self.entries = self
+            .keys
+            .iter()
+            .zip(&self.counts)
+            .map(|(&k, &c)| (bits(unpack(k)), c))
+            .collect();
+        self.compressed = self.entries.len();
+        (self.keys, self.counts) = (Vec::new(), Vec::new());
+        self.fresh = Vec::new();
+    }
+}
+
+fn bits(key: [f64; 3]) -> [u64; 3] {
+    key.map(canonical)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> Histogram {
+        // a small first merge, so the doubling merges happen within a quick test
+        Histogram {
+            first_compress: 1 << 12,
+            ..Histogram::default()
+        }
+    }
+
+    fn contents(h: &mut Histogram) -> Vec<([u64; 3], f64)> {
+        let mut out = Vec::new();
+        h.for_each(|k, w| out.push((bits(k), w)));
+        out
+    }
+
+    /// Rows, and other partitions' states (packed or general, merged in either order),
+    /// through the doubling merges give the exact sorted counts: with whole-number keys
+    /// (packed), with fractional ones (general), and switching from packed to general midway.
+    #[test]
+    fn histogram_counts_like_a_sorted_map() {
+        const ROWS: usize = 20 << 12;
+        for fractional_from in [usize::MAX, 0, 3 << 12, ROWS - 5] {
+            let mut state: u64 = 5;
+            let mut next = move |m: u64| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state % m
+            };
+            let mut expected = std::collections::BTreeMap::<[u64; 3], f64>::new();
+            // three partitions: the last stays packed whatever the others do
+            let mut parts = [small(), small(), small()];
+            for i in 0..ROWS {
+                let part = i % 3;
+                let scale = if i >= fractional_from && part < 2 {
+                    0.5
+                } else {
+                    1.0
+                };
+                let key = [next(40) as f64, next(300) as f64, next(50) as f64 * scale];
+                *expected.entry(bits(key)).or_default() += 1.0;
+                parts[part].add_row(key);
+            }
+            let want: Vec<([u64; 3], f64)> = expected.into_iter().collect();
+            assert!(!parts[2].keys.is_empty(), "merged on the way");
+            assert!(!parts[2].general);
+            for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0]] {
+                let mut h = small();
+                for &p in &order {
+                    let (k, c) = parts[p].state();
+                    h.merge_state(&k, &c).unwrap();
+                    // a state taken twice is the same state
+                    let (k2, c2) = parts[p].state();
+                    assert_eq!((&k, &c), (&k2, &c2));
+                }
+                assert_eq!(h.general, fractional_from != usize::MAX);
+                assert_eq!(
+                    contents(&mut h),
+                    want,
+                    "fractional from {fractional_from}, {order:?}"
+                );
+                // and through one more state round trip
+                let (k, c) = h.state();
+                let mut again = small();
+                again.merge_state(&k, &c).unwrap();
+                assert_eq!(contents(&mut again), want);
+            }
+        }
+    }
+
+    /// Merging runs adds the counts of equal keys, in the runs and across them.
+    #[test]
+    fn merge_runs_adds_equal_keys() {
+        let merged = |runs: &[Run]| {
+            let mut out = Vec::new();
+            merge_runs(runs, |k, c| out.push((k, c)));
+            out
+        };
+        let head = Run {
+            keys: &[1, 4, 9],
+            counts: Some(&[1.0, 2.0, 1.0]),
+        };
+        let tail = Run {
+            keys: &[0, 4, 4, 10],
+            counts: None,
+        };
+        let empty = Run {
+            keys: &[],
+            counts: None,
+        };
+        assert_eq!(
+            merged(&[head, tail, empty]),
+            vec![(0, 1.0), (1, 1.0), (4, 4.0), (9, 1.0), (10, 1.0)]
+        );
+        assert_eq!(merged(&[tail]), vec![(0, 1.0), (4, 2.0), (10, 1.0)]);
+        assert_eq!(merged(&[empty, empty]), vec![]);
+    }
+
+    /// A state whose keys are out of order, or whose lists do not match, is an error.
+    #[test]
+    fn malformed_states_are_errors() {
+        let mut h = Histogram::default();
+        let counts = Float64Array::from(vec![1.0, 1.0]);
+        assert!(
+            h.merge_state(&UInt64Array::from(vec![3, 2]), &counts)
+                .is_err()
+        );
+        assert!(
+            h.merge_state(&UInt64Array::from(vec![3, 3]), &counts)
+                .is_err()
+        );
+        assert!(
+            h.merge_state(&UInt64Array::from(vec![1, 2, 3]), &counts)
+                .is_err()
+        );
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn packed_keys_keep_the_order_and_the_numbers() {
+        let keys = [
+            [0.0, 0.0, 0.0],
+            [-0.0, 0.0, 5.0],
+            [1.0, 3.0, 4_194_303.0],
+            [2.0, 0.0, 1.0],
+            [1_048_575.0, 4_194_303.0, 4_194_303.0],
+        ];
+        let packed: Vec<u64> = keys.iter().map(|k| pack(*k).unwrap()).collect();
+        assert!(packed.is_sorted());
+        for (k, p) in keys.iter().zip(&packed) {
+            assert_eq!(bits(unpack(*p)), bits(*k));
+        }
+        for k in [
+            [0.5, 0.0, 1.0],
+            [1_048_576.0, 0.0, 1.0],
+            [1.0, 4_194_304.0, 4_194_305.0],
+            [1.0, f64::NAN, 2.0],
+            [-1.0, 0.0, 1.0],
+        ] {
+            assert_eq!(pack(k), None, "{k:?}");
+        }
+    }
+}
