@@ -519,7 +519,8 @@ impl FitAccumulator {
                 self.patterns
                     .for_each(|[x, m, _], w| rows.push(Spend { x, m, w }));
                 distinct = rows.len();
-                model::sort_spends(&mut rows);
+                // the histogram gives its patterns in the canonical order
+                debug_assert!(rows.is_sorted_by(|a, b| (a.x, a.m) <= (b.x, b.m)));
                 let Fit {
                     params,
                     log_likelihood,
@@ -539,7 +540,8 @@ impl FitAccumulator {
                 self.patterns
                     .for_each(|[x, tx, t], w| rows.push(Pattern { x, tx, t, w }));
                 distinct = rows.len();
-                model::sort_patterns(&mut rows);
+                // the histogram gives its patterns in the canonical order
+                debug_assert!(rows.is_sorted_by(|a, b| (a.x, a.tx, a.t) <= (b.x, b.tx, b.t)));
                 let fit = match kind {
                     ModelKind::BgNbd => model::fit_bgnbd(&rows, opts),
                     ModelKind::MbgNbd => model::fit_mbgnbd(&rows, opts),

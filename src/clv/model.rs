@@ -180,27 +180,35 @@ impl Times {
     }
 
     /// Whole-period times (day, week or month counts) below 2²²: indexed through a table of
-    /// the values present, no hashing.
+    /// the values present, no hashing. One pass reads the times and marks them present, a
+    /// second renumbers them to their ranks in place.
     fn whole_numbers(rows: &[Pattern]) -> Option<Self> {
         const LIMIT: f64 = (1u32 << 22) as f64;
-        let mut max = 0.0f64;
-        for r in rows {
-            for v in [r.tx, r.t] {
-                if !((0.0..LIMIT).contains(&v) && super::real::is_whole(v)) {
-                    return None;
-                }
-                max = max.max(v);
-            }
-        }
         // a table far larger than the rows (a few customers with huge times) costs more than
         // hashing them
-        if max as usize > 16 * rows.len() + 1024 {
-            return None;
-        }
-        let mut rank = vec![u32::MAX; max as usize + 1];
+        let largest = 16 * rows.len() + 1024;
+        let (mut tx, mut t) = (
+            Vec::with_capacity(rows.len()),
+            Vec::with_capacity(rows.len()),
+        );
+        let mut rank: Vec<u32> = Vec::new();
         for r in rows {
-            rank[r.tx as usize] = 0;
-            rank[r.t as usize] = 0;
+            let whole = |v: f64| (0.0..LIMIT).contains(&v) && super::real::is_whole(v);
+            if !(whole(r.tx) && whole(r.t)) {
+                return None;
+            }
+            let (a, b) = (r.tx as u32, r.t as u32);
+            let top = a.max(b) as usize;
+            if top >= rank.len() {
+                if top > largest {
+                    return None;
+                }
+                rank.resize(top + 1, u32::MAX);
+            }
+            rank[a as usize] = 0;
+            rank[b as usize] = 0;
+            tx.push(a);
+            t.push(b);
         }
         let mut values = Vec::new();
         for (v, slot) in rank.iter_mut().enumerate() {
@@ -209,8 +217,9 @@ impl Times {
                 values.push(v as f64);
             }
         }
-        let tx = rows.iter().map(|r| rank[r.tx as usize]).collect();
-        let t = rows.iter().map(|r| rank[r.t as usize]).collect();
+        for i in tx.iter_mut().chain(t.iter_mut()) {
+            *i = rank[*i as usize];
+        }
         Some(Self { values, tx, t })
     }
 
@@ -1024,6 +1033,10 @@ pub fn bfgs<const N: usize>(
     // when the objective stops decreasing, accept a gradient this small as converged
     let stall_gtol = 1e-6;
     for it in 0..max_iterations {
+        log::trace!(
+            "bfgs iteration {it}: objective {fx:e}, largest gradient {:e}",
+            max_abs(&g)
+        );
         if max_abs(&g) < gtol {
             return Bfgs::new(x, fx, h, true, it);
         }
@@ -1156,7 +1169,23 @@ impl<'a> PatternLevels<'a> {
     /// `rows` (level 0, sorted) and its coarse samples; with `times` the distinct-time tables
     /// the BG/NBD-family likelihoods index.
     fn new(full: &'a [Pattern], times: bool) -> Self {
-        let coarse = coarse_levels(full, LEVEL_MIN_ROWS, |r| r.w, |r, w| Pattern { w, ..r });
+        let coarse = || coarse_levels(full, LEVEL_MIN_ROWS, |r| r.w, |r, w| Pattern { w, ..r });
+        // the full data's time table on a second thread while this one samples the levels
+        let (coarse, full_times) = if times && cores() > 1 && full.len() >= 1 << 16 {
+            std::thread::scope(|scope| {
+                let helper = std::thread::Builder::new().spawn_scoped(scope, || Times::new(full));
+                let coarse = coarse();
+                let full_times = match helper.map(|h| h.join()) {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                    // the system refused a second thread
+                    Err(_) => Times::new(full),
+                };
+                (coarse, Some(full_times))
+            })
+        } else {
+            (coarse(), None)
+        };
         let mut levels = Self {
             full,
             coarse,
@@ -1165,7 +1194,10 @@ impl<'a> PatternLevels<'a> {
         };
         let n = levels.coarse.len() + 1;
         if times {
-            levels.times = (0..n).map(|l| Times::new(levels.rows(l))).collect();
+            let full_times = full_times.unwrap_or_else(|| Times::new(full));
+            levels.times = std::iter::once(full_times)
+                .chain((1..n).map(|l| Times::new(levels.rows(l))))
+                .collect();
         }
         levels.customers = (0..n)
             .map(|l| levels.rows(l).iter().map(|r| r.w).sum())
@@ -1899,6 +1931,14 @@ mod tests {
         assert!(times.values.windows(2).all(|w| w[0] < w[1]));
         for (i, r) in weeks.iter().enumerate() {
             assert_eq!(times.values[times.tx[i] as usize], r.tx);
+            assert_eq!(times.values[times.t[i] as usize], r.t);
+        }
+        // one customer with a huge whole time: a table that large is not worth it
+        let mut huge = rows.clone();
+        huge[2_500].t = 4_000_000.0;
+        assert!(Times::whole_numbers(&huge).is_none());
+        let times = Times::new(&huge);
+        for (i, r) in huge.iter().enumerate() {
             assert_eq!(times.values[times.t[i] as usize], r.t);
         }
     }
