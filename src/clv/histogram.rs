@@ -9,7 +9,8 @@
 //!   buffers they arrived in (not copied) until the next merge.
 //!
 //! A merge sorts `fresh` in place and merges everything in one pass, adding the counts of
-//! equal keys (whole numbers, so the sums do not depend on the order). It happens when `fresh`
+//! equal keys (whole numbers, so the sums do not depend on the order); when there is nothing
+//! else to merge, `fresh` is deduplicated in place and becomes `keys`. It happens when `fresh`
 //! holds at least as many keys as the merged part (and [`FIRST_COMPRESS`]), or there are more
 //! than [`MAX_RUNS`] runs, so the buffer holds at most about twice the distinct patterns.
 //! The fits do not merge into a histogram at all: they take the merged stream straight into
@@ -72,6 +73,25 @@ struct Run<'a> {
     counts: Option<&'a [f64]>,
 }
 
+impl Run<'_> {
+    fn count(&self, i: usize) -> f64 {
+        self.counts.map_or(1.0, |c| c[i])
+    }
+}
+
+/// The keys of one sorted run from `i` on, equal keys added.
+fn merge_one(run: &Run, mut i: usize, emit: &mut impl FnMut(u64, f64)) {
+    while i < run.keys.len() {
+        let key = run.keys[i];
+        let mut count = 0.0;
+        while i < run.keys.len() && run.keys[i] == key {
+            count += run.count(i);
+            i += 1;
+        }
+        emit(key, count);
+    }
+}
+
 /// Merge key-sorted runs (a key may repeat within and across runs) and call `emit` once per
 /// distinct key, in key order, with its summed count.
 fn merge_runs(runs: &[Run], mut emit: impl FnMut(u64, f64)) {
@@ -80,18 +100,29 @@ fn merge_runs(runs: &[Run], mut emit: impl FnMut(u64, f64)) {
         .copied()
         .filter(|r| !r.keys.is_empty())
         .collect();
-    if let [run] = runs.as_slice() {
-        let mut i = 0;
-        while i < run.keys.len() {
-            let key = run.keys[i];
-            let mut count = 0.0;
-            while i < run.keys.len() && run.keys[i] == key {
-                count += run.counts.map_or(1.0, |c| c[i]);
-                i += 1;
+    match runs.as_slice() {
+        [run] => return merge_one(run, 0, &mut emit),
+        // two runs (the two partitions of a 2-core machine): a plain two-way merge
+        [a, b] => {
+            let (mut i, mut j) = (0, 0);
+            while i < a.keys.len() && j < b.keys.len() {
+                let key = a.keys[i].min(b.keys[j]);
+                let mut count = 0.0;
+                while i < a.keys.len() && a.keys[i] == key {
+                    count += a.count(i);
+                    i += 1;
+                }
+                while j < b.keys.len() && b.keys[j] == key {
+                    count += b.count(j);
+                    j += 1;
+                }
+                emit(key, count);
             }
-            emit(key, count);
+            merge_one(a, i, &mut emit);
+            merge_one(b, j, &mut emit);
+            return;
         }
-        return;
+        _ => {}
     }
     let mut at = vec![0usize; runs.len()];
     loop {
@@ -107,7 +138,7 @@ fn merge_runs(runs: &[Run], mut emit: impl FnMut(u64, f64)) {
         let mut count = 0.0;
         for (run, i) in runs.iter().zip(at.iter_mut()) {
             while run.keys.get(*i) == Some(&key) {
-                count += run.counts.map_or(1.0, |c| c[*i]);
+                count += run.count(*i);
                 *i += 1;
             }
         }
@@ -296,6 +327,26 @@ impl Histogram {
             return;
         }
         self.fresh.sort_unstable();
+        if self.keys.is_empty() && self.runs.is_empty() {
+            // only rows (a partition's first merge): the distinct keys in place, so the
+            // buffer becomes the keys instead of being copied into a second one
+            let fresh = &mut self.fresh;
+            let mut counts: Vec<f64> = Vec::with_capacity(fresh.len());
+            let mut kept = 0;
+            for i in 0..fresh.len() {
+                if kept > 0 && fresh[kept - 1] == fresh[i] {
+                    counts[kept - 1] += 1.0;
+                } else {
+                    fresh[kept] = fresh[i];
+                    counts.push(1.0);
+                    kept += 1;
+                }
+            }
+            fresh.truncate(kept);
+            self.keys = std::mem::take(fresh);
+            self.counts = counts;
+            return;
+        }
         let n = self.len();
         let (mut keys, mut counts) = (Vec::with_capacity(n), Vec::with_capacity(n));
         merge_runs(&self.packed_runs(), |k, c| {
@@ -435,6 +486,19 @@ mod tests {
             vec![(0, 1.0), (1, 1.0), (4, 4.0), (9, 1.0), (10, 1.0)]
         );
         assert_eq!(merged(&[tail]), vec![(0, 1.0), (4, 2.0), (10, 1.0)]);
+        // two runs take the two-way merge, three the general one: the same sums
+        assert_eq!(
+            merged(&[tail, head]),
+            vec![(0, 1.0), (1, 1.0), (4, 4.0), (9, 1.0), (10, 1.0)]
+        );
+        let third = Run {
+            keys: &[4, 11],
+            counts: Some(&[5.0, 1.0]),
+        };
+        assert_eq!(
+            merged(&[head, third, tail]),
+            vec![(0, 1.0), (1, 1.0), (4, 9.0), (9, 1.0), (10, 1.0), (11, 1.0)]
+        );
         assert_eq!(merged(&[empty, empty]), vec![]);
     }
 

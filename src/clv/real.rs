@@ -79,6 +79,103 @@ pub fn ln_1p(x: f64) -> f64 {
     }
 }
 
+/// softplus(d) = ln(1 + eᵈ) and its derivative σ(d) = 1 / (1 + e⁻ᵈ) (the logistic
+/// function), without overflow, to within a few ulps: the per-row kernel of the BG/NBD and
+/// Pareto/NBD gradients, which call it once per customer pattern and evaluation.
+///
+/// With e = e^−|d| ∈ (0, 1]: softplus = max(d, 0) + ln(1 + e), σ = (d > 0 ? 1 : e) / (1 + e).
+/// Both e and ln(1 + e) are computed inline without branches or libm calls (libm's `exp` and
+/// `ln` were about half of a fit's time): e by e^−|d| = 2ᵏ·eʳ, |r| ≤ ln2/2, with eʳ's Taylor
+/// polynomial to degree 13 (truncation below 10⁻¹⁷ relative); ln(1 + e) by fdlibm's `log`
+/// kernel (Lg1…Lg7 on s = f / (2 + f)) applied to f = e, or to f = (e − 1)/2 plus ln 2 when
+/// e > √2 − 1, so 1 + e is never rounded. For d < −700 the result uses e^−700 ≈ 10⁻³⁰⁴
+/// instead of eᵈ (an absolute error below 10⁻³⁰³ in both). NaN gives NaN.
+#[inline]
+pub fn softplus_sigma(d: f64) -> (f64, f64) {
+    let e = exp_not_above_zero(-d.abs());
+    let sigma = (if d > 0.0 { 1.0 } else { e }) / (1.0 + e);
+    (d.max(0.0) + ln_1p_unit(e), sigma)
+}
+
+/// [`softplus_sigma`] of each `d`, into `softplus` and `sigma` (same lengths): the same bits,
+/// in a loop the compiler vectorises (about twice as fast per value as one call at a time).
+pub fn softplus_sigma_many(d: &[f64], softplus: &mut [f64], sigma: &mut [f64]) {
+    for ((d, s), g) in d.iter().zip(softplus.iter_mut()).zip(sigma.iter_mut()) {
+        (*s, *g) = softplus_sigma(*d);
+    }
+}
+
+/// eˣ for −700 ≤ x ≤ 0 (smaller x is taken as −700; NaN gives NaN), branch-free.
+#[inline]
+fn exp_not_above_zero(x: f64) -> f64 {
+    const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+    // adding 1.5·2⁵² rounds to an integer, kept in the low bits of the sum
+    const ROUND: f64 = 6_755_399_441_055_744.0;
+    // NaN stays NaN: the comparison is false
+    let x = if x < -700.0 { -700.0 } else { x };
+    let t = x * std::f64::consts::LOG2_E + ROUND;
+    let k = t - ROUND;
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    // 2ᵏ: k + 1023 in the exponent field (k ∈ [−1010, 0]; the low 12 bits of t's mantissa
+    // hold k mod 2¹²)
+    let scale = f64::from_bits(t.to_bits().wrapping_add(1023) << 52);
+    // eʳ ≈ Σ rⁿ/n!, n = 0 … 13, by Estrin's scheme (short dependency chains, so consecutive
+    // rows overlap)
+    const C: [f64; 14] = [
+        1.0,
+        1.0,
+        0.5,
+        1.0 / 6.0,
+        1.0 / 24.0,
+        1.0 / 120.0,
+        1.0 / 720.0,
+        1.0 / 5_040.0,
+        1.0 / 40_320.0,
+        1.0 / 362_880.0,
+        1.0 / 3_628_800.0,
+        1.0 / 39_916_800.0,
+        1.0 / 479_001_600.0,
+        1.0 / 6_227_020_800.0,
+    ];
+    let r2 = r * r;
+    let r4 = r2 * r2;
+    let r8 = r4 * r4;
+    let pair = |n: usize| C[n] + C[n + 1] * r;
+    let p03 = pair(0) + pair(2) * r2;
+    let p47 = pair(4) + pair(6) * r2;
+    let p811 = pair(8) + pair(10) * r2;
+    let p = (p03 + p47 * r4) + (p811 + pair(12) * r4) * r8;
+    p * scale
+}
+
+/// ln(1 + e) for 0 ≤ e ≤ 1 (fdlibm's `e_log.c` kernel, without forming 1 + e), branch-free.
+#[inline]
+fn ln_1p_unit(e: f64) -> f64 {
+    const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+    const LG: [f64; 7] = [
+        6.666_666_666_666_735_130e-01,
+        3.999_999_999_940_941_908e-01,
+        2.857_142_874_366_239_149e-01,
+        2.222_219_843_214_978_396e-01,
+        1.818_357_216_161_805_012e-01,
+        1.531_383_769_920_937_332e-01,
+        1.479_819_860_511_658_591e-01,
+    ];
+    // 1 + e = 2ᵏ(1 + f) with 1 + f in [√2/2, √2)
+    let high = e > std::f64::consts::SQRT_2 - 1.0;
+    let k = if high { 1.0 } else { 0.0 };
+    let f = if high { (e - 1.0) * 0.5 } else { e };
+    let s = f / (2.0 + f);
+    let z = s * s;
+    let w = z * z;
+    let t1 = w * (LG[1] + w * (LG[3] + w * LG[5]));
+    let t2 = z * (LG[0] + w * (LG[2] + w * (LG[4] + w * LG[6])));
+    let hfsq = 0.5 * f * f;
+    k * LN2_HI - ((hfsq - (s * (hfsq + (t1 + t2)) + k * LN2_LO)) - f)
+}
+
 /// ln Γ(x) for x > 0.
 pub fn lgamma(x: f64) -> f64 {
     libm::lgamma(x)
@@ -464,6 +561,67 @@ pub fn hyp2f1_many(a: f64, b: f64, c: f64, z: &[f64], out: &mut [f64]) {
 
 #[cfg(test)]
 mod tests {
+    /// The inline softplus and logistic function agree with libm's `exp` and `log1p` to a few
+    /// ulps over the whole range, and keep their limits and NaN.
+    #[test]
+    fn softplus_sigma_matches_libm() {
+        let reference = |d: f64| {
+            let e = (-d.abs()).exp();
+            let sigma = if d > 0.0 {
+                1.0 / (1.0 + e)
+            } else {
+                e / (1.0 + e)
+            };
+            (d.max(0.0) + f64::ln_1p(e), sigma)
+        };
+        let (mut worst_softplus, mut worst_sigma): (f64, f64) = (0.0, 0.0);
+        let mut checked = 0;
+        for sign in [1.0, -1.0] {
+            let mut m = 1e-12;
+            while m < 700.0 {
+                for d in [sign * m, sign * m * 1.000_000_3] {
+                    let ((s, g), (rs, rg)) = (softplus_sigma(d), reference(d));
+                    worst_softplus = worst_softplus.max(((s - rs) / rs).abs());
+                    worst_sigma = worst_sigma.max(((g - rg) / rg).abs());
+                    checked += 1;
+                }
+                m *= 1.003;
+            }
+        }
+        assert!(checked > 10_000);
+        assert!(
+            worst_softplus < 4.0 * f64::EPSILON,
+            "softplus: largest relative difference {worst_softplus:e}"
+        );
+        assert!(
+            worst_sigma < 4.0 * f64::EPSILON,
+            "sigma: largest relative difference {worst_sigma:e}"
+        );
+        // every 2ᵏ scale and both branches of the logarithm, exactly at the edges
+        for k in -1009..=0 {
+            let x = f64::from(k) * std::f64::consts::LN_2;
+            assert!((exp_not_above_zero(x) / x.exp() - 1.0).abs() < 4.0 * f64::EPSILON);
+        }
+        let edge = std::f64::consts::SQRT_2 - 1.0;
+        for e in [0.0, 1e-300, 1e-17, edge, edge.next_up(), 0.5, 1.0] {
+            let ours = ln_1p_unit(e);
+            assert!(
+                (ours - f64::ln_1p(e)).abs() <= 2.0 * f64::EPSILON * ours,
+                "e = {e}"
+            );
+        }
+        assert_eq!(softplus_sigma(0.0), (std::f64::consts::LN_2, 0.5));
+        // beyond −700 and at the infinities: the documented clamp
+        let (s, g) = softplus_sigma(-800.0);
+        assert!(s > 0.0 && s < 1e-300 && g > 0.0 && g < 1e-300);
+        assert_eq!(softplus_sigma(f64::INFINITY).0, f64::INFINITY);
+        assert_eq!(softplus_sigma(f64::INFINITY).1, 1.0);
+        assert!(softplus_sigma(f64::NEG_INFINITY).0 < 1e-300);
+        assert_eq!(softplus_sigma(800.0), (800.0, 1.0));
+        let (s, g) = softplus_sigma(f64::NAN);
+        assert!(s.is_nan() && g.is_nan());
+    }
+
     #[test]
     fn ln_1p_matches_libm() {
         let mut worst: f64 = 0.0;
