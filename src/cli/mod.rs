@@ -226,6 +226,21 @@ pub async fn build_context(args: &SqlArgs) -> Result<(SessionContext, PrintOptio
         // scored on one core
         options.execution.parquet.max_row_group_size = crate::generate::writer::ROW_GROUP_ROWS;
     }
+    if std::env::var_os("DATAFUSION_EXECUTION_META_FETCH_CONCURRENCY").is_none()
+        && args.lakes.iter().all(|lake| !lake.contains("://"))
+    {
+        // Parquet footers are fetched this many at a time (at registration, and again for
+        // statistics when a query plans). DataFusion's 32 hides object-store latency; local
+        // files are read on the blocking pool (a few threads, see `Cli::blocking_threads`),
+        // so 32 in flight only hold 32 footer buffers (up to `metadata_size_hint`, 512 KiB,
+        // each) at once: one per core reads local footers as fast (`rfm` on the 10M-order
+        // lake: about 20 MiB less resident, same time)
+        options.execution.meta_fetch_concurrency = ConfigNonZeroUsize::try_new(
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .max(2),
+        )?;
+    }
     if std::env::var_os("DATAFUSION_EXPLAIN_FORMAT").is_none() {
         options.explain.format = ExplainFormat::Tree;
     }
@@ -644,5 +659,31 @@ mod tests {
         for args in [&["executor"][..], &["scheduler"]] {
             assert_eq!(parse(args).blocking_threads(), None, "{args:?}");
         }
+    }
+
+    /// Local lakes fetch Parquet footers one per core at a time; object-store lakes keep
+    /// DataFusion's 32 (the lakes are only named here: registering them is separate).
+    #[tokio::test]
+    async fn local_lakes_fetch_footers_one_per_core() {
+        let fetches = |args: &'static [&'static str]| async move {
+            let cli = Cli::try_parse_from(
+                std::iter::once("datafusion-marketing").chain(args.iter().copied()),
+            )
+            .unwrap();
+            let (ctx, _) = build_context(&cli.sql).await.unwrap();
+            ctx.state()
+                .config_options()
+                .execution
+                .meta_fetch_concurrency
+                .get()
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(fetches(&["--lake", "some/folder"]).await, cores.max(2));
+        assert_eq!(fetches(&[]).await, cores.max(2));
+        assert_eq!(fetches(&["--lake", "s3://bucket/lake"]).await, 32);
+        assert_eq!(
+            fetches(&["--lake", "some/folder", "--lake", "s3://bucket/lake"]).await,
+            32
+        );
     }
 }
