@@ -515,9 +515,7 @@ impl FitAccumulator {
         let distinct;
         let (params, fit_ll, customers, converged, iterations): (Vec<f64>, f64, f64, bool, u32) =
             if kind == ModelKind::GammaGamma {
-                let mut rows: Vec<Spend> = Vec::with_capacity(self.patterns.len());
-                self.patterns
-                    .for_each(|[x, m, _], w| rows.push(Spend { x, m, w }));
+                let rows = self.patterns.collect(|[x, m, _], w| Spend { x, m, w });
                 distinct = rows.len();
                 // the histogram gives its patterns in the canonical order
                 debug_assert!(rows.is_sorted_by(|a, b| (a.x, a.m) <= (b.x, b.m)));
@@ -536,9 +534,9 @@ impl FitAccumulator {
                     iterations,
                 )
             } else {
-                let mut rows: Vec<Pattern> = Vec::with_capacity(self.patterns.len());
-                self.patterns
-                    .for_each(|[x, tx, t], w| rows.push(Pattern { x, tx, t, w }));
+                let rows = self
+                    .patterns
+                    .collect(|[x, tx, t], w| Pattern { x, tx, t, w });
                 distinct = rows.len();
                 // the histogram gives its patterns in the canonical order
                 debug_assert!(rows.is_sorted_by(|a, b| (a.x, a.tx, a.t) <= (b.x, b.tx, b.t)));

@@ -14,7 +14,7 @@
 //! holds at least as many keys as the merged part (and [`FIRST_COMPRESS`]), or there are more
 //! than [`MAX_RUNS`] runs, so the buffer holds at most about twice the distinct patterns.
 //! The fits do not merge into a histogram at all: they take the merged stream straight into
-//! their rows ([`Histogram::for_each`]).
+//! their rows ([`Histogram::collect`], on two threads when large).
 //!
 //! The first key that does not pack moves everything to the general form: the bits of each
 //! number (non-negative numbers sort by their bits as by value) with a count, sorted by the
@@ -33,6 +33,8 @@ use super::real::is_whole;
 
 /// Entries a histogram buffers before its first merge.
 const FIRST_COMPRESS: usize = 1 << 20;
+/// Patterns from which [`Histogram::collect`] merges on two threads.
+const PARALLEL_MERGE: usize = 1 << 16;
 /// Runs from other partitions kept unmerged at most.
 const MAX_RUNS: usize = 8;
 
@@ -73,10 +75,38 @@ struct Run<'a> {
     counts: Option<&'a [f64]>,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
     fn count(&self, i: usize) -> f64 {
         self.counts.map_or(1.0, |c| c[i])
     }
+
+    /// The keys below `key`, and the others.
+    fn split(self, key: u64) -> (Run<'a>, Run<'a>) {
+        let i = self.keys.partition_point(|&k| k < key);
+        let (lo, hi) = self.keys.split_at(i);
+        let (clo, chi) = match self.counts {
+            Some(c) => {
+                let (a, b) = c.split_at(i);
+                (Some(a), Some(b))
+            }
+            None => (None, None),
+        };
+        (
+            Run {
+                keys: lo,
+                counts: clo,
+            },
+            Run {
+                keys: hi,
+                counts: chi,
+            },
+        )
+    }
+}
+
+/// Merge `runs` into `make(pattern, count)` items appended to `out`.
+fn merge_into<T>(runs: &[Run], make: &impl Fn([f64; 3], f64) -> T, out: &mut Vec<T>) {
+    merge_runs(runs, |k, c| out.push(make(unpack(k), c)));
 }
 
 /// The keys of one sorted run from `i` on, equal keys added.
@@ -159,6 +189,9 @@ pub struct Histogram {
     compressed: usize,
     /// Entries buffered before the first merge ([`FIRST_COMPRESS`]; smaller in tests).
     first_compress: usize,
+    /// Patterns from which [`Self::collect`] merges on two threads ([`PARALLEL_MERGE`];
+    /// smaller in tests).
+    parallel_merge: usize,
 }
 
 impl Default for Histogram {
@@ -172,6 +205,7 @@ impl Default for Histogram {
             general: false,
             compressed: 0,
             first_compress: FIRST_COMPRESS,
+            parallel_merge: PARALLEL_MERGE,
         }
     }
 }
@@ -262,6 +296,52 @@ impl Histogram {
             self.fresh.sort_unstable();
             merge_runs(&self.packed_runs(), |k, w| f(unpack(k), w));
         }
+    }
+
+    /// `make(pattern, count)` of each distinct pattern, sorted by (x, t_x, T): what
+    /// [`Self::for_each`] calls `f` with, collected. A large packed histogram is merged on two
+    /// threads, each taking the keys on one side of a middle key into its own buffer (the
+    /// merge's cost is largely the first touch of those fresh pages), then appended.
+    pub fn collect<T: Copy + Send>(&mut self, make: impl Fn([f64; 3], f64) -> T + Sync) -> Vec<T> {
+        let mut out = Vec::with_capacity(self.len());
+        if self.general {
+            self.for_each(|k, w| out.push(make(k, w)));
+            return out;
+        }
+        self.fresh.sort_unstable();
+        let runs: Vec<Run> = self
+            .packed_runs()
+            .into_iter()
+            .filter(|r| !r.keys.is_empty())
+            .collect();
+        let Some(longest) = runs.iter().max_by_key(|r| r.keys.len()) else {
+            return out;
+        };
+        if self.len() < self.parallel_merge || super::model::cores() < 2 {
+            merge_into(&runs, &make, &mut out);
+            return out;
+        }
+        // equal keys all go to the upper side, so no pattern is split between the threads
+        let middle = longest.keys[longest.keys.len() / 2];
+        let (lower, upper): (Vec<Run>, Vec<Run>) = runs.iter().map(|r| r.split(middle)).unzip();
+        let upper_len: usize = upper.iter().map(|r| r.keys.len()).sum();
+        let merge_upper = || {
+            let mut tail = Vec::with_capacity(upper_len);
+            merge_into(&upper, &make, &mut tail);
+            tail
+        };
+        let tail = std::thread::scope(|scope| {
+            let helper = std::thread::Builder::new().spawn_scoped(scope, merge_upper);
+            merge_into(&lower, &make, &mut out);
+            match helper.map(|h| h.join()) {
+                Ok(Ok(tail)) => tail,
+                Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                // the system refused a second thread
+                Err(_) => merge_upper(),
+            }
+        });
+        out.extend_from_slice(&tail);
+        out
     }
 
     /// At least the number of distinct patterns (exactly that after a merge).
@@ -403,6 +483,12 @@ mod tests {
     fn contents(h: &mut Histogram) -> Vec<([u64; 3], f64)> {
         let mut out = Vec::new();
         h.for_each(|k, w| out.push((bits(k), w)));
+        // `collect` gives the same, merging on one thread and on two
+        for parallel_merge in [usize::MAX, 0] {
+            h.parallel_merge = parallel_merge;
+            assert_eq!(h.collect(|k, w| (bits(k), w)), out);
+        }
+        h.parallel_merge = PARALLEL_MERGE;
         out
     }
 
