@@ -628,6 +628,13 @@ impl Accumulator for FitAccumulator {
         if all_valid && periods.is_none() && !spend {
             // the common case, without per-row NULL checks
             let (xs, txs, ts) = (cols[0].values(), cols[1].values(), cols[2].values());
+            // whole-period rows that are all valid purchases: in bulk (the conditions of
+            // `add_purchase` that packing does not already check)
+            if self.patterns.add_packed_rows(xs, txs, ts, |x, tx, t| {
+                (tx <= t) & ((x > 0.0) | (tx == 0.0))
+            }) {
+                return Ok(());
+            }
             for ((&x, &tx), &t) in xs.iter().zip(txs.iter()).zip(ts.iter()) {
                 self.add_purchase(x, tx, t)?;
             }

@@ -61,6 +61,26 @@ pub fn pack(key: [f64; 3]) -> Option<u64> {
     Some(packed)
 }
 
+/// [`pack`] without branches, for the bulk path: the packed key (meaningless when it does
+/// not pack) and whether it packs.
+#[inline]
+fn pack_checked(x: f64, tx: f64, t: f64) -> (u64, bool) {
+    const X_LIMIT: f64 = (1u64 << 20) as f64;
+    const T_LIMIT: f64 = (1u64 << 22) as f64;
+    // saturating conversions (NaN → 0), checked by the round trip; −0.0 packs as 0
+    let (a, b, c) = (x as u32, tx as u32, t as u32);
+    let packs = (0.0..X_LIMIT).contains(&x)
+        & (f64::from(a) == x)
+        & (0.0..T_LIMIT).contains(&tx)
+        & (f64::from(b) == tx)
+        & (0.0..T_LIMIT).contains(&t)
+        & (f64::from(c) == t);
+    (
+        (u64::from(a) << 44) | (u64::from(b) << 22) | u64::from(c),
+        packs,
+    )
+}
+
 /// The numbers of a packed key.
 #[inline]
 pub fn unpack(k: u64) -> [f64; 3] {
@@ -225,6 +245,38 @@ impl Histogram {
         }
         self.entries.push((key.map(canonical), 1.0));
         self.maybe_compress_general();
+    }
+
+    /// Add whole-period rows (x, t_x, T) in bulk, the common case of a batch: when every row
+    /// packs and satisfies `valid`, all are added in one branch-free pass and `true` is
+    /// returned; otherwise (or once the histogram is general) nothing is added and `false`
+    /// tells the caller to add the rows one by one (to report the bad one, or to go general).
+    pub fn add_packed_rows(
+        &mut self,
+        xs: &[f64],
+        txs: &[f64],
+        ts: &[f64],
+        valid: impl Fn(f64, f64, f64) -> bool,
+    ) -> bool {
+        if self.general {
+            return false;
+        }
+        let start = self.fresh.len();
+        let mut all = true;
+        self.fresh
+            .extend(xs.iter().zip(txs).zip(ts).map(|((&x, &tx), &t)| {
+                let (key, packs) = pack_checked(x, tx, t);
+                all &= packs & valid(x, tx, t);
+                key
+            }));
+        if !all {
+            self.fresh.truncate(start);
+            return false;
+        }
+        if self.fresh.len() >= self.keys.len().max(self.first_compress) {
+            self.compress();
+        }
+        true
     }
 
     /// Add another histogram's state (see [`Self::state`]): packed runs are kept as they are
@@ -606,6 +658,51 @@ mod tests {
                 .is_err()
         );
         assert!(h.is_empty());
+    }
+
+    /// Rows added in bulk are the rows added one by one; a batch with one row that does not
+    /// pack, or fails the caller's check, adds nothing; a general histogram takes no bulk rows.
+    #[test]
+    fn bulk_rows_are_the_rows_or_nothing() {
+        let rows: Vec<[f64; 3]> = (0..5000)
+            .map(|i| [(i % 7) as f64, (i % 300) as f64, (300 + i % 11) as f64])
+            .collect();
+        let column = |j: usize| rows.iter().map(|r| r[j]).collect::<Vec<f64>>();
+        let (xs, txs, ts) = (column(0), column(1), column(2));
+        let (mut bulk, mut one_by_one) = (small(), small());
+        assert!(bulk.add_packed_rows(&xs, &txs, &ts, |_, _, _| true));
+        // a second batch, past the first merge
+        assert!(bulk.add_packed_rows(&xs, &txs, &ts, |_, _, _| true));
+        for r in rows.iter().chain(&rows) {
+            one_by_one.add_row(*r);
+        }
+        assert_eq!(contents(&mut bulk), contents(&mut one_by_one));
+        let before = contents(&mut bulk);
+        for bad in [
+            [f64::NAN, 1.0, 2.0],
+            [-1.0, 1.0, 2.0],
+            [1.5, 1.0, 2.0],
+            [1.0, 0.5, 2.0],
+            [1.0, 1.0, f64::INFINITY],
+            [(1u64 << 20) as f64, 1.0, 2.0],
+            [1.0, 1.0, (1u64 << 22) as f64],
+        ] {
+            let (mut x, mut tx, mut t) = (xs.clone(), txs.clone(), ts.clone());
+            (x[4321], tx[4321], t[4321]) = (bad[0], bad[1], bad[2]);
+            assert!(
+                !bulk.add_packed_rows(&x, &tx, &t, |_, _, _| true),
+                "{bad:?}"
+            );
+        }
+        assert!(!bulk.add_packed_rows(&xs, &txs, &ts, |x, _, _| x < 6.0));
+        assert_eq!(contents(&mut bulk), before);
+        // −0.0 packs as 0, as in `pack`
+        let mut zero = small();
+        assert!(zero.add_packed_rows(&[-0.0], &[0.0], &[-0.0], |_, _, _| true));
+        assert_eq!(contents(&mut zero), vec![([0, 0, 0], 1.0)]);
+        bulk.add_row([0.5, 1.0, 2.0]);
+        assert!(bulk.general);
+        assert!(!bulk.add_packed_rows(&xs, &txs, &ts, |_, _, _| true));
     }
 
     #[test]
