@@ -352,8 +352,10 @@ impl Histogram {
 
     /// `make(pattern, count)` of each distinct pattern, sorted by (x, t_x, T): what
     /// [`Self::for_each`] calls `f` with, collected. A large packed histogram is merged on two
-    /// threads, each taking the keys on one side of a middle key into its own buffer (the
-    /// merge's cost is largely the first touch of those fresh pages), then appended.
+    /// threads, each taking the keys on one side of a middle key into its own buffer; the
+    /// upper half is then appended (a copy, whose pages this thread still touches first, and
+    /// while it runs the upper half exists twice: about 11 MB more for 680k BG/NBD patterns;
+    /// measured 4 % faster end to end on the 880k-customer fit than merging on one thread).
     pub fn collect<T: Copy + Send>(&mut self, make: impl Fn([f64; 3], f64) -> T + Sync) -> Vec<T> {
         let mut out = Vec::with_capacity(self.len());
         if self.general {
@@ -535,7 +537,7 @@ mod tests {
     fn contents(h: &mut Histogram) -> Vec<([u64; 3], f64)> {
         let mut out = Vec::new();
         h.for_each(|k, w| out.push((bits(k), w)));
-        // `collect` gives the same, merging on one thread and on two
+        // `collect` gives the same, merging on one thread and (with two cores) on two
         for parallel_merge in [usize::MAX, 0] {
             h.parallel_merge = parallel_merge;
             assert_eq!(h.collect(|k, w| (bits(k), w)), out);

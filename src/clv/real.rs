@@ -88,7 +88,8 @@ pub fn ln_1p(x: f64) -> f64 {
 /// `ln` were about half of a fit's time): e by e^−|d| = 2ᵏ·eʳ, |r| ≤ ln2/2, with eʳ's Taylor
 /// polynomial to degree 13 (truncation below 10⁻¹⁷ relative); ln(1 + e) by fdlibm's `log`
 /// kernel (Lg1…Lg7 on s = f / (2 + f)) applied to f = e, or to f = (e − 1)/2 plus ln 2 when
-/// e > √2 − 1, so 1 + e is never rounded. For d < −700 the result uses e^−700 ≈ 10⁻³⁰⁴
+/// e > √2 − 1, so 1 + e is never formed (f is exact for e ≥ 1/2 and within half an ulp
+/// below). For d < −700 the result uses e^−700 ≈ 10⁻³⁰⁴
 /// instead of eᵈ (an absolute error below 10⁻³⁰³ in both). NaN gives NaN.
 #[inline]
 pub fn softplus_sigma(d: f64) -> (f64, f64) {
@@ -605,6 +606,8 @@ mod tests {
             let x = f64::from(k) * std::f64::consts::LN_2;
             assert!((exp_not_above_zero(x) / x.exp() - 1.0).abs() < 4.0 * f64::EPSILON);
         }
+        // the clamp itself (k = −1010)
+        assert!((exp_not_above_zero(-700.0) / (-700.0f64).exp() - 1.0).abs() < 4.0 * f64::EPSILON);
         let edge = std::f64::consts::SQRT_2 - 1.0;
         for e in [0.0, 1e-300, 1e-17, edge, edge.next_up(), 0.5, 1.0] {
             let ours = ln_1p_unit(e);
