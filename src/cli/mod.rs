@@ -238,11 +238,8 @@ pub async fn build_context(args: &SqlArgs) -> Result<(SessionContext, PrintOptio
         // lake: about 20 MiB less resident, same time). Only when every lake is local: a
         // session without a lake keeps 32 for the `s3://` URLs and external tables it may
         // read (a session with a local lake reads those with fewer footers in flight)
-        options.execution.meta_fetch_concurrency = ConfigNonZeroUsize::try_new(
-            std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .max(2),
-        )?;
+        options.execution.meta_fetch_concurrency =
+            ConfigNonZeroUsize::try_new(crate::clv::model::cores().max(2))?;
     }
     if std::env::var_os("DATAFUSION_EXPLAIN_FORMAT").is_none() {
         options.explain.format = ExplainFormat::Tree;
@@ -527,10 +524,7 @@ impl Cli {
     pub fn blocking_threads(&self) -> Option<usize> {
         match self.command {
             Some(Command::Scheduler { .. } | Command::Executor { .. }) => None,
-            _ => {
-                let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-                Some((2 * cores).max(4))
-            }
+            _ => Some((2 * crate::clv::model::cores()).max(4)),
         }
     }
 }
@@ -685,8 +679,10 @@ mod tests {
             // the environment decides then (as DataFusion documents); nothing to check here
             return;
         }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(fetches(&["--lake", "some/folder"]).await, cores.max(2));
+        assert_eq!(
+            fetches(&["--lake", "some/folder"]).await,
+            crate::clv::model::cores().max(2)
+        );
         assert_eq!(fetches(&[]).await, 32);
         assert_eq!(fetches(&["--lake", "s3://bucket/lake"]).await, 32);
         assert_eq!(
