@@ -242,7 +242,7 @@ pub fn f64_key(v: f64) -> u64 {
     }
 }
 
-/// Bins up to which [`quantile_scores_by_key`] scores wide key ranges by their boundaries.
+/// Bins up to which [`KeyScores`] scores wide key ranges by their boundaries.
 const MAX_CUT_BINS: u64 = 256;
 
 /// 1 + floor(bins · rank0 / n) without a 128-bit division per row: a floating-point
@@ -283,19 +283,141 @@ impl Scorer {
     }
 }
 
-/// Tie-aware quantile scores from order-preserving keys, the fast path for numbers,
-/// dates and timestamps. Same definition as [`quantile_scores`]. `valid[i] == false`
-/// marks a NULL (`valid` = `None`: no NULLs): its key is ignored and its score returned
-/// as 0, for the caller to mask with the input's NULLs.
+/// The score of any key, once every (non-NULL) key of a partition has been seen: the
+/// definition of [`quantile_scores`] (score = 1 + floor(bins·(r − 1)/n), ties taking
+/// their lowest rank) as a function of the key alone.
 ///
-/// When the keys span a range no wider than the number of values (order counts,
-/// days since the last order) ranks come from a histogram in O(n + range), one score per
-/// distinct key. Otherwise, with at most [`MAX_CUT_BINS`] bins, from the bins − 1 score
-/// boundaries: order statistics of the keys sorted alone (8 bytes a value instead of 16 for
-/// (key, row) pairs, and no scattered writes), each row scored by a search among them. With
-/// more bins, from an unstable sort of (key, row) pairs (pattern-defeating quicksort: in
-/// place, and on this machine faster than LSD radix sorts with their scatter buffer, 35 vs
-/// 70-100 ms for 880k money amounts, and than an MSD bucket pass, 45 ms).
+/// Built in one of three forms, chosen from the keys:
+/// - the keys span a range no wider than their number (order counts, days since the last
+///   order): a table of one score per key in the range, from a histogram, in O(n + range);
+/// - otherwise, at most [`MAX_CUT_BINS`] bins: the bins − 1 score boundaries, order
+///   statistics of the keys sorted alone (8 bytes a value, in place). Ascending,
+///   score ≥ j + 1 ⟺ #{keys < k} ≥ p_j = ⌈j·n / bins⌉ ⟺ sorted[p_j − 1] < k; descending,
+///   #{keys > k} ≥ p_j ⟺ sorted[n − p_j] > k;
+/// - more bins: the sorted keys themselves, a key's rank found by binary search.
+///
+/// Meant for the keys it was built from. Any other key gets a score in 1..=bins that
+/// keeps the order (between neighbouring keys: the score of the rank it would take).
+#[derive(Debug, Clone)]
+pub struct KeyScores {
+    form: Form,
+    descending: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Form {
+    /// No keys: nothing to score.
+    Empty,
+    Table { lo: u64, scores: Vec<i64> },
+    Cuts(Vec<u64>),
+    Ranks { sorted: Vec<u64>, scorer: Scorer },
+}
+
+impl KeyScores {
+    /// Scores for the non-NULL `keys` of one partition (in any order; the vector is
+    /// reused for sorting). `bins` ≥ 1.
+    pub fn new(mut keys: Vec<u64>, bins: u64, descending: bool) -> Self {
+        let n = keys.len();
+        let form = if n == 0 {
+            Form::Empty
+        } else {
+            let (lo, hi) = keys
+                .iter()
+                .fold((u64::MAX, 0u64), |(lo, hi), &k| (lo.min(k), hi.max(k)));
+            let scorer = Scorer::new(bins, n);
+            if hi - lo < n as u64 {
+                // histogram: below[k] = number of values with a smaller key
+                let range = (hi - lo) as usize;
+                let mut counts = vec![0u32; range + 1];
+                for &k in &keys {
+                    counts[(k - lo) as usize] += 1;
+                }
+                drop(keys);
+                let mut scores = vec![0i64; range + 1];
+                let mut below = 0usize;
+                for (score, &c) in scores.iter_mut().zip(&counts) {
+                    let rank0 = if descending {
+                        n - below - c as usize
+                    } else {
+                        below
+                    };
+                    // keys of the range absent from the partition: their rank's score
+                    *score = scorer.score(rank0);
+                    below += c as usize;
+                }
+                Form::Table { lo, scores }
+            } else {
+                keys.sort_unstable();
+                if bins <= MAX_CUT_BINS {
+                    let cuts = (1..bins)
+                        .map(|j| {
+                            // 1 ≤ p ≤ n, as 1 ≤ j < bins
+                            let p = (u128::from(j) * n as u128).div_ceil(u128::from(bins)) as usize;
+                            if descending { keys[n - p] } else { keys[p - 1] }
+                        })
+                        .collect();
+                    Form::Cuts(cuts)
+                } else {
+                    keys.shrink_to_fit();
+                    Form::Ranks {
+                        sorted: keys,
+                        scorer,
+                    }
+                }
+            }
+        };
+        Self { form, descending }
+    }
+
+    /// The score of `key`, in 1..=bins (1 when built from no keys).
+    #[inline]
+    pub fn score(&self, key: u64) -> i64 {
+        match &self.form {
+            Form::Empty => 1,
+            Form::Table { lo, scores } => {
+                // keys outside the range: below every key or above every key
+                match key.checked_sub(*lo).map(|i| i as usize) {
+                    Some(i) if i < scores.len() => scores[i],
+                    Some(_) => scores[scores.len() - 1],
+                    None => scores[0],
+                }
+            }
+            Form::Cuts(cuts) => {
+                1 + if self.descending {
+                    cuts.partition_point(|&c| c > key)
+                } else {
+                    cuts.partition_point(|&c| c < key)
+                } as i64
+            }
+            Form::Ranks { sorted, scorer } => scorer.score(if self.descending {
+                sorted.len() - sorted.partition_point(|&c| c <= key)
+            } else {
+                sorted.partition_point(|&c| c < key)
+            }),
+        }
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        match &self.form {
+            Form::Empty => 0,
+            Form::Table { scores, .. } => scores.capacity() * 8,
+            Form::Cuts(cuts) => cuts.capacity() * 8,
+            Form::Ranks { sorted, .. } => sorted.capacity() * 8,
+        }
+    }
+
+    /// Upper bound of the extra heap bytes [`KeyScores::new`] allocates beyond the keys
+    /// it is given (the histogram and its score table: 12 bytes a key at most).
+    pub fn build_bytes(n: usize) -> usize {
+        n.saturating_add(1).saturating_mul(12)
+    }
+}
+
+/// Tie-aware quantile scores from order-preserving keys, the fast path for numbers,
+/// dates and timestamps. Same definition as [`quantile_scores`], computed by
+/// [`KeyScores`]. `valid[i] == false` marks a NULL (`valid` = `None`: no NULLs): its key
+/// is ignored and its score returned as 0, for the caller to mask with the input's NULLs.
 pub fn quantile_scores_by_key(
     keys: &[u64],
     valid: Option<&[bool]>,
@@ -303,119 +425,20 @@ pub fn quantile_scores_by_key(
     descending: bool,
 ) -> Vec<i64> {
     let is_valid = |i: usize| valid.is_none_or(|v| v[i]);
-    let mut out = vec![0i64; keys.len()];
-    let (mut n, mut lo, mut hi) = (0usize, u64::MAX, 0u64);
-    match valid {
-        None => {
-            n = keys.len();
-            for &k in keys {
-                lo = lo.min(k);
-                hi = hi.max(k);
-            }
-        }
-        Some(v) => {
-            for (&k, &ok) in keys.iter().zip(v) {
-                if ok {
-                    n += 1;
-                    lo = lo.min(k);
-                    hi = hi.max(k);
-                }
-            }
-        }
-    }
-    if n == 0 {
-        return out;
-    }
-    let scorer = Scorer::new(bins, n);
-    if (hi - lo) < n as u64 {
-        // histogram: below[k] = number of values with a smaller key
-        let range = (hi - lo) as usize;
-        let mut counts = vec![0u32; range + 1];
-        for (i, &k) in keys.iter().enumerate() {
-            if is_valid(i) {
-                counts[(k - lo) as usize] += 1;
-            }
-        }
-        // the score of each key, from its rank
-        let mut bucket_score = vec![0i64; range + 1];
-        let mut below = 0usize;
-        for (score, &c) in bucket_score.iter_mut().zip(&counts) {
-            let rank0 = if descending {
-                n - below - c as usize
-            } else {
-                below
-            };
-            if c > 0 {
-                *score = scorer.score(rank0);
-            }
-            below += c as usize;
-        }
-        for (i, (o, &k)) in out.iter_mut().zip(keys).enumerate() {
-            if is_valid(i) {
-                *o = bucket_score[(k - lo) as usize];
-            }
-        }
-        return out;
-    }
-    if bins <= MAX_CUT_BINS {
-        // the bins − 1 score boundaries are order statistics: sort the valid keys alone (8
-        // bytes a value, in place) and score each row by the boundaries its key passes.
-        // Ascending, score ≥ j + 1 ⟺ #{keys < k} ≥ p_j = ⌈j·n / bins⌉ ⟺ sorted[p_j − 1] < k;
-        // descending, #{keys > k} ≥ p_j ⟺ sorted[n − p_j] > k.
-        let mut sorted: Vec<u64> = match valid {
-            None => keys.to_vec(),
-            Some(v) => keys
-                .iter()
-                .zip(v)
-                .filter(|&(_, &ok)| ok)
-                .map(|(&k, _)| k)
-                .collect(),
-        };
-        sorted.sort_unstable();
-        let cuts: Vec<u64> = (1..bins)
-            .map(|j| {
-                // 1 ≤ p ≤ n, as 1 ≤ j < bins
-                let p = (u128::from(j) * n as u128).div_ceil(u128::from(bins)) as usize;
-                if descending {
-                    sorted[n - p]
-                } else {
-                    sorted[p - 1]
-                }
-            })
-            .collect();
-        drop(sorted);
-        for (i, (o, &k)) in out.iter_mut().zip(keys).enumerate() {
-            if is_valid(i) {
-                let passed = if descending {
-                    cuts.partition_point(|&c| c > k)
-                } else {
-                    cuts.partition_point(|&c| c < k)
-                };
-                *o = 1 + passed as i64;
-            }
-        }
-        return out;
-    }
-    let mut pairs: Vec<(u64, u32)> = Vec::with_capacity(n);
-    pairs.extend(
-        keys.iter()
-            .enumerate()
-            .filter(|&(i, _)| is_valid(i))
-            .map(|(i, &k)| (k, i as u32)),
-    );
-    pairs.sort_unstable_by_key(|p| p.0);
-    if descending {
-        pairs.reverse();
-    }
-    // ties share the rank (and score) of the first of them
-    let mut score = scorer.score(0);
-    for (i, &(k, row)) in pairs.iter().enumerate() {
-        if i > 0 && pairs[i - 1].0 != k {
-            score = scorer.score(i);
-        }
-        out[row as usize] = score;
-    }
-    out
+    let kept: Vec<u64> = match valid {
+        None => keys.to_vec(),
+        Some(v) => keys
+            .iter()
+            .zip(v)
+            .filter(|&(_, &ok)| ok)
+            .map(|(&k, _)| k)
+            .collect(),
+    };
+    let scores = KeyScores::new(kept, bins, descending);
+    keys.iter()
+        .enumerate()
+        .map(|(i, &k)| if is_valid(i) { scores.score(k) } else { 0 })
+        .collect()
 }
 
 #[cfg(test)]
