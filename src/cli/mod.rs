@@ -291,7 +291,7 @@ pub async fn build_context(args: &SqlArgs) -> Result<(SessionContext, PrintOptio
         registry.clone(),
     )));
     let ctx = match &args.cluster {
-        None => SessionContext::new_with_config_rt(config, rt.build_arc()?),
+        None => SessionContext::new_with_state(crate::session_state(config, rt.build_arc()?)),
         Some(cluster) => cluster_context(cluster, config, rt.build_arc()?).await?,
     }
     .enable_url_table();

@@ -3,6 +3,7 @@
 pub mod exact_sum;
 pub mod model;
 pub mod quantile;
+pub mod quantile_exec;
 pub mod segment;
 pub mod table;
 

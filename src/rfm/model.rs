@@ -407,10 +407,19 @@ impl KeyScores {
         }
     }
 
-    /// Upper bound of the extra heap bytes [`KeyScores::new`] allocates beyond the keys
-    /// it is given (the histogram and its score table: 12 bytes a key at most).
-    pub fn build_bytes(n: usize) -> usize {
-        n.saturating_add(1).saturating_mul(12)
+    /// The heap bytes [`KeyScores::new`] allocates beyond the `keys` it is given, at
+    /// most: a histogram and its score table (12 bytes a key of the range) when the keys
+    /// span a range no wider than their number; nothing otherwise (they are sorted in
+    /// place).
+    pub fn build_bytes(keys: &[u64]) -> usize {
+        let (lo, hi) = keys
+            .iter()
+            .fold((u64::MAX, 0u64), |(lo, hi), &k| (lo.min(k), hi.max(k)));
+        if keys.is_empty() || hi - lo >= keys.len() as u64 {
+            0
+        } else {
+            (hi - lo + 1) as usize * 12
+        }
     }
 }
 

@@ -130,32 +130,40 @@ impl WindowUDFImpl for QuantileScore {
         args: PartitionEvaluatorArgs,
     ) -> Result<Box<dyn PartitionEvaluator>> {
         // DataFusion creates one evaluator while planning, so these are planning errors
-        let bins = match literal(&args, 1, "bins")? {
-            Some(v) if !v.is_null() => match v.cast_to(&DataType::Int64)? {
-                ScalarValue::Int64(Some(b)) if b >= 1 => b as u64,
-                other => {
-                    return plan_err!(
-                        "{NAME}: argument 'bins' must be a positive integer, got {other}"
-                    );
-                }
-            },
-            _ => return plan_err!("{NAME}: argument 'bins' must be a positive integer, got NULL"),
-        };
-        let descending = match literal(&args, 2, "descending")? {
-            None => false,
-            Some(ScalarValue::Boolean(Some(b))) => *b,
-            Some(other) => {
-                return plan_err!(
-                    "{NAME}: argument 'descending' must be true or false, got {other}"
-                );
-            }
-        };
+        let (bins, descending) = options(
+            literal(&args, 1, "bins")?,
+            literal(&args, 2, "descending")?,
+        )?;
         Ok(Box::new(QuantileEvaluator { bins, descending }))
     }
 
     fn documentation(&self) -> Option<&Documentation> {
         Some(&DOC)
     }
+}
+
+/// `bins` and `descending` from their literals (`descending` absent: false).
+pub(crate) fn options(
+    bins: Option<&ScalarValue>,
+    descending: Option<&ScalarValue>,
+) -> Result<(u64, bool)> {
+    let bins = match bins {
+        Some(v) if !v.is_null() => match v.cast_to(&DataType::Int64)? {
+            ScalarValue::Int64(Some(b)) if b >= 1 => b as u64,
+            other => {
+                return plan_err!("{NAME}: argument 'bins' must be a positive integer, got {other}");
+            }
+        },
+        _ => return plan_err!("{NAME}: argument 'bins' must be a positive integer, got NULL"),
+    };
+    let descending = match descending {
+        None => false,
+        Some(ScalarValue::Boolean(Some(b))) => *b,
+        Some(other) => {
+            return plan_err!("{NAME}: argument 'descending' must be true or false, got {other}");
+        }
+    };
+    Ok((bins, descending))
 }
 
 #[derive(Debug)]
@@ -193,9 +201,24 @@ impl PartitionEvaluator for QuantileEvaluator {
     }
 }
 
+/// Whether [`order_keys`] gives keys for values of type `t`.
+pub(crate) fn has_order_keys(t: &DataType) -> bool {
+    t.is_floating()
+        || t.is_integer()
+        || matches!(
+            t,
+            DataType::Date32
+                | DataType::Date64
+                | DataType::Timestamp(_, _)
+                | DataType::Time32(_)
+                | DataType::Time64(_)
+                | DataType::Duration(_)
+        )
+}
+
 /// Order-preserving u64 keys for integers, floats, dates, times, timestamps and
 /// durations (the fast path; NULL slots get arbitrary keys); `None` for other types.
-fn order_keys(values: &ArrayRef) -> Result<Option<Vec<u64>>> {
+pub(crate) fn order_keys(values: &ArrayRef) -> Result<Option<Vec<u64>>> {
     let t = values.data_type();
     if t.is_floating() {
         let v = cast(values, &DataType::Float64)?;

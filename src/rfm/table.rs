@@ -14,8 +14,8 @@ use datafusion::datasource::{ViewTable, provider_as_source};
 use datafusion::execution::session_state::SessionState;
 use datafusion::functions::string::expr_fn::concat_ws;
 use datafusion::functions_aggregate::expr_fn::{count, max, sum};
-use datafusion::functions_aggregate::min_max::max_udaf;
 use datafusion::logical_expr::expr::WindowFunction;
+use datafusion::logical_expr::expr_fn::scalar_subquery;
 use datafusion::logical_expr::{Documentation, Expr, LogicalPlanBuilder, cast, ident, lit};
 use datafusion::prelude::coalesce;
 use futures::FutureExt;
@@ -137,7 +137,11 @@ impl TableFunctionImpl for RfmTableFunction {
             }
         };
 
-        let scan = LogicalPlanBuilder::scan(table_ref, provider_as_source(provider), None)?;
+        let scan = LogicalPlanBuilder::scan(
+            table_ref.clone(),
+            provider_as_source(Arc::clone(&provider)),
+            None,
+        )?;
         let input_schema = Arc::clone(scan.schema());
         let field = |name: &str, what: &str, pos: usize| match input_schema
             .fields()
@@ -200,8 +204,9 @@ impl TableFunctionImpl for RfmTableFunction {
             ],
         )?;
         // recency in whole days, in exact integer microseconds; the default as_of is
-        // the latest order of any customer, computed over the per-customer rows (no
-        // second scan)
+        // the latest timestamp of the rows kept, a scalar subquery over the table (a
+        // second, streaming scan of two columns: a window `max(...) OVER ()` over the
+        // per-customer rows would buffer all of them outside the memory pool)
         let tz = match &ts_type {
             DataType::Timestamp(_, tz) => tz.clone(),
             _ => None,
@@ -216,16 +221,21 @@ impl TableFunctionImpl for RfmTableFunction {
             ((micros(as_of) - micros(ident("last_ts"))) / lit(86_400_000_000_i64))
                 .alias("recency_days")
         };
-        let base = || vec![ident("customer"), ident("frequency"), ident("monetary")];
-        let with_recency = match as_of {
-            Some(a) => per_customer.project([base(), vec![recency(a)]].concat())?,
-            None => per_customer
-                .window(vec![
-                    Expr::from(WindowFunction::new(max_udaf(), vec![ident("last_ts")]))
-                        .alias("as_of"),
-                ])?
-                .project([base(), vec![recency(ident("as_of"))]].concat())?,
+        let as_of = match as_of {
+            Some(a) => a,
+            None => scalar_subquery(Arc::new(
+                LogicalPlanBuilder::scan(table_ref, provider_as_source(provider), None)?
+                    .filter(ident(&customer).is_not_null().and(ident(&ts).is_not_null()))?
+                    .aggregate(Vec::<Expr>::new(), vec![max(ident(&ts)).alias("as_of")])?
+                    .build()?,
+            )),
         };
+        let with_recency = per_customer.project(vec![
+            ident("customer"),
+            ident("frequency"),
+            ident("monetary"),
+            recency(as_of),
+        ])?;
         let q = |e: Expr, descending: bool| {
             Expr::from(WindowFunction::new(
                 quantile_score(),
