@@ -202,7 +202,10 @@ impl ExecutionPlan for QuantileScoreExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let input = self.input.execute(partition, Arc::clone(&context))?;
-        let reservation = MemoryConsumer::new(format!("QuantileScoreExec[{partition}]"))
+        // the keys must stay in memory; the rows can go to disk
+        let keys = MemoryConsumer::new(format!("QuantileScoreExec[{partition}] keys"))
+            .register(context.memory_pool());
+        let rows = MemoryConsumer::new(format!("QuantileScoreExec[{partition}] rows"))
             .with_can_spill(true)
             .register(context.memory_pool());
         let spill = SpillManager::new(
@@ -214,7 +217,8 @@ impl ExecutionPlan for QuantileScoreExec {
         let state = Scoring {
             schema: self.schema(),
             scores: self.scores.clone(),
-            reservation,
+            key_reservation: keys,
+            row_reservation: rows,
             spill,
             keys: vec![Vec::new(); self.scores.len()],
             key_bytes: 0,
@@ -236,7 +240,10 @@ impl ExecutionPlan for QuantileScoreExec {
 struct Scoring {
     schema: SchemaRef,
     scores: Vec<Score>,
-    reservation: MemoryReservation,
+    /// the keys and the scores built from them (not spillable)
+    key_reservation: MemoryReservation,
+    /// the buffered rows (spillable)
+    row_reservation: MemoryReservation,
     spill: SpillManager,
     /// the non-NULL order keys of each scored column
     keys: Vec<Vec<u64>>,
@@ -266,7 +273,7 @@ impl Scoring {
             self.add_keys(&batch)?;
             let bytes = get_record_batch_memory_size(&batch);
             self.buffered.push(batch);
-            if self.reservation.try_grow(bytes).is_ok() {
+            if self.row_reservation.try_grow(bytes).is_ok() {
                 self.buffered_bytes += bytes;
             } else {
                 // the batch goes to disk with the others
@@ -278,7 +285,7 @@ impl Scoring {
         let timer = elapsed.timer();
         let scorers = self.key_scores()?;
         timer.done();
-        Ok(self.output(Arc::new(scorers)))
+        Ok(self.output(scorers))
     }
 
     /// Appends the batch's non-NULL keys of every scored column.
@@ -310,14 +317,14 @@ impl Scoring {
         Ok(())
     }
 
-    /// Reserves `bytes` that must be in memory, spilling the buffered batches first if
-    /// the pool says no.
+    /// Reserves `bytes` that must stay in memory, spilling the buffered batches first
+    /// if the pool says no.
     fn reserve_for_keys(&mut self, bytes: usize, what: &str) -> Result<()> {
-        if self.reservation.try_grow(bytes).is_ok() {
+        if self.key_reservation.try_grow(bytes).is_ok() {
             return Ok(());
         }
         self.spill_buffered()?;
-        self.reservation.try_grow(bytes).map_err(|e| {
+        self.key_reservation.try_grow(bytes).map_err(|e| {
             DataFusionError::ResourcesExhausted(format!(
                 "quantile_score over the whole input keeps 8 bytes per non-NULL value of each \
                  scored column in memory; {} more bytes for {what} did not fit after spilling \
@@ -339,7 +346,7 @@ impl Scoring {
             self.spilled.push(file);
         }
         self.buffered.clear();
-        self.reservation.shrink(self.buffered_bytes);
+        self.row_reservation.shrink(self.buffered_bytes);
         self.buffered_bytes = 0;
         Ok(())
     }
@@ -354,9 +361,9 @@ impl Scoring {
             self.reserve_for_keys(extra, "the score table")?;
             let scores = KeyScores::new(keys, self.scores[i].bins, self.scores[i].descending);
             // what the scores hold replaces the keys and the building space
-            self.reservation.shrink(held + extra);
+            self.key_reservation.shrink(held + extra);
             self.key_bytes -= held;
-            self.reservation.grow(scores.heap_bytes());
+            self.key_reservation.grow(scores.heap_bytes());
             self.key_bytes += scores.heap_bytes();
             out.push(scores);
         }
@@ -366,12 +373,13 @@ impl Scoring {
     /// The spilled batches, then the buffered ones, each with its scores appended.
     fn output(
         self,
-        scorers: Arc<Vec<KeyScores>>,
+        scorers: Vec<KeyScores>,
     ) -> futures::stream::BoxStream<'static, Result<RecordBatch>> {
         let Scoring {
             schema,
             scores,
-            reservation,
+            key_reservation,
+            row_reservation,
             spill,
             buffered,
             spilled,
@@ -386,14 +394,17 @@ impl Scoring {
             let bytes = get_record_batch_memory_size(&b);
             Ok((b, bytes))
         }));
+        // the scores' memory is released with the stream
+        let scoring = (scorers, key_reservation);
         from_disk
             .chain(from_memory)
             .map(move |item| {
+                let (scorers, _) = &scoring;
                 let (batch, bytes) = item?;
                 let timer = metrics.elapsed_compute().timer();
                 let scored = score_batch(&schema, &scores, &scorers, &batch);
                 // the batch leaves the operator's keeping
-                reservation.shrink(bytes.min(reservation.size()));
+                row_reservation.shrink(bytes.min(row_reservation.size()));
                 timer.done();
                 metrics.record_output(batch.num_rows());
                 scored
