@@ -60,7 +60,13 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
          any orderable type (numbers, decimals, strings, dates, timestamps). `bins` must be a \
          positive integer literal and `descending` a boolean literal; anything else is a planning \
          error. The window needs no `ORDER BY` and ignores any frame: the whole partition is \
-         ranked (sorting it costs O(n log n)).",
+         ranked (sorting it costs O(n log n)).\n\n\
+         Memory: over the whole input (`OVER ()`) on numbers, dates or timestamps, sessions with \
+         the crate's physical optimizer rules (the command line, `session_context()`) score in a \
+         streaming operator, `QuantileScoreExec`, within the memory pool: 8 bytes per non-NULL \
+         value and scored column stay in memory, the rows are spilled to disk when the pool is \
+         full. Otherwise DataFusion's window operator holds the whole partition, outside the \
+         memory limit.",
         "quantile_score(value, bins [, descending]) OVER ([PARTITION BY ...])",
     )
     .with_argument("value", "The value to score; NULLs are skipped.")
