@@ -155,11 +155,11 @@ pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
 /// `SessionStateBuilder::with_physical_optimizer_rule`. They make plans leaner without
 /// changing answers: plans are correct without them.
 ///
-/// - `quantile_score_exec`: `quantile_score(...) OVER ()` (no `PARTITION BY`) on numbers,
-///   dates or timestamps runs in a streaming operator that keeps 8 bytes per value and
-///   scored column in memory, reserved from the memory pool, and spills the rows it
-///   buffers, instead of DataFusion's `WindowAggExec`, which holds the whole input twice
-///   outside the pool. `rfm(...)` scores this way.
+/// - `quantile_score_exec`: `quantile_score(...) OVER ()` (no `PARTITION BY`) on integers,
+///   floats, dates, times, timestamps or durations runs in a streaming operator that keeps
+///   8 to 16 bytes per value and scored column in memory, reserved from the memory pool,
+///   and spills the rows it buffers, instead of DataFusion's `WindowAggExec`, which holds
+///   the whole input twice outside the pool. `rfm(...)` scores this way.
 pub fn physical_optimizer_rules()
 -> Vec<Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>> {
     vec![Arc::new(rfm::quantile_exec::QuantileScoreRule)]

@@ -308,9 +308,15 @@ pub struct KeyScores {
 enum Form {
     /// No keys: nothing to score.
     Empty,
-    Table { lo: u64, scores: Vec<i64> },
+    Table {
+        lo: u64,
+        scores: Vec<i64>,
+    },
     Cuts(Vec<u64>),
-    Ranks { sorted: Vec<u64>, scorer: Scorer },
+    Ranks {
+        sorted: Vec<u64>,
+        scorer: Scorer,
+    },
 }
 
 impl KeyScores {
@@ -389,11 +395,15 @@ impl KeyScores {
                     cuts.partition_point(|&c| c < key)
                 } as i64
             }
-            Form::Ranks { sorted, scorer } => scorer.score(if self.descending {
-                sorted.len() - sorted.partition_point(|&c| c <= key)
-            } else {
-                sorted.partition_point(|&c| c < key)
-            }),
+            // a rank of n (a key above every key, ascending) is scored as n − 1
+            Form::Ranks { sorted, scorer } => scorer.score(
+                if self.descending {
+                    sorted.len() - sorted.partition_point(|&c| c <= key)
+                } else {
+                    sorted.partition_point(|&c| c < key)
+                }
+                .min(sorted.len() - 1),
+            ),
         }
     }
 
@@ -597,5 +607,33 @@ mod quantile_tests {
         let s = scores(&v, i64::MAX as u64, false);
         assert_eq!(s[0], Some(1));
         assert!(s[3].unwrap() > 1);
+    }
+
+    #[test]
+    fn key_scores_of_unseen_keys_stay_in_range_and_in_order() {
+        use super::KeyScores;
+        // table (narrow range), cuts (wide, bins <= 256), ranks (wide, bins > 256)
+        let narrow: Vec<u64> = (10..30).chain(10..15).collect();
+        let wide: Vec<u64> = (0..40).map(|i| 1000 + i * 1_000_003).collect();
+        for (keys, bins) in [(narrow, 4), (wide.clone(), 4), (wide, 300)] {
+            for descending in [false, true] {
+                let s = KeyScores::new(keys.clone(), bins, descending);
+                let probes = [0, 9, 10, 11, 25, 29, 30, 31, 5000, 2_000_000, u64::MAX];
+                let got: Vec<i64> = probes.iter().map(|&k| s.score(k)).collect();
+                assert!(
+                    got.iter().all(|&g| (1..=bins as i64).contains(&g)),
+                    "{got:?}"
+                );
+                let ordered = got.windows(2).all(|w| {
+                    if descending {
+                        w[0] >= w[1]
+                    } else {
+                        w[0] <= w[1]
+                    }
+                });
+                assert!(ordered, "bins {bins} descending {descending}: {got:?}");
+            }
+        }
+        assert_eq!(KeyScores::new(Vec::new(), 5, false).score(7), 1);
     }
 }

@@ -61,12 +61,13 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
          positive integer literal and `descending` a boolean literal; anything else is a planning \
          error. The window needs no `ORDER BY` and ignores any frame: the whole partition is \
          ranked (sorting it costs O(n log n)).\n\n\
-         Memory: over the whole input (`OVER ()`) on numbers, dates or timestamps, sessions with \
-         the crate's physical optimizer rules (the command line, `session_context()`) score in a \
-         streaming operator, `QuantileScoreExec`, within the memory pool: 8 bytes per non-NULL \
-         value and scored column stay in memory, the rows are spilled to disk when the pool is \
-         full. Otherwise DataFusion's window operator holds the whole partition, outside the \
-         memory limit.",
+         Memory: over the whole input (`OVER ()`) on integers, floats, dates, times, timestamps \
+         or durations, sessions with the crate's physical optimizer rules (the command line, \
+         `session_context()`) score in a streaming operator, `QuantileScoreExec`, within the \
+         memory pool: 8 to 16 bytes per non-NULL value and scored column stay in memory, the \
+         rows are spilled to disk when the pool is full. Otherwise (decimals, strings, \
+         `PARTITION BY`, a volatile value) DataFusion's window operator holds the whole \
+         partition, outside the memory limit.",
         "quantile_score(value, bins [, descending]) OVER ([PARTITION BY ...])",
     )
     .with_argument("value", "The value to score; NULLs are skipped.")
@@ -136,10 +137,8 @@ impl WindowUDFImpl for QuantileScore {
         args: PartitionEvaluatorArgs,
     ) -> Result<Box<dyn PartitionEvaluator>> {
         // DataFusion creates one evaluator while planning, so these are planning errors
-        let (bins, descending) = options(
-            literal(&args, 1, "bins")?,
-            literal(&args, 2, "descending")?,
-        )?;
+        let (bins, descending) =
+            options(literal(&args, 1, "bins")?, literal(&args, 2, "descending")?)?;
         Ok(Box::new(QuantileEvaluator { bins, descending }))
     }
 
@@ -157,7 +156,9 @@ pub(crate) fn options(
         Some(v) if !v.is_null() => match v.cast_to(&DataType::Int64)? {
             ScalarValue::Int64(Some(b)) if b >= 1 => b as u64,
             other => {
-                return plan_err!("{NAME}: argument 'bins' must be a positive integer, got {other}");
+                return plan_err!(
+                    "{NAME}: argument 'bins' must be a positive integer, got {other}"
+                );
             }
         },
         _ => return plan_err!("{NAME}: argument 'bins' must be a positive integer, got NULL"),

@@ -17,8 +17,10 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{DataFusionError, Result, internal_err};
+use datafusion::common::utils::memory::RecordBatchMemoryCounter;
+use datafusion::common::{ColumnStatistics, DataFusionError, Result, Statistics, internal_err};
 use datafusion::config::ConfigOptions;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SpillFile, TaskContext};
@@ -28,18 +30,19 @@ use datafusion::physical_expr::window::{
     StandardWindowExpr, StandardWindowFunctionExpr, WindowExpr,
 };
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::execution_plan::CardinalityEffect;
 use datafusion::physical_plan::execution_plan::{
     ChildrenPropertiesMode, ReplaceChildrenOptions, apply_expression_roots,
 };
 use datafusion::physical_plan::metrics::{
     BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet, SpillMetrics,
 };
-use datafusion::physical_plan::spill::get_record_batch_memory_size;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::windows::{WindowAggExec, WindowUDFExpr};
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, PlanProperties,
-    SendableRecordBatchStream, SpillManager,
+    ChildStats, DisplayAs, DisplayFormatType, Distribution, ExecutionPlan,
+    InputDistributionRequirements, PlanProperties, SendableRecordBatchStream, SpillManager,
+    StatisticsArgs,
 };
 use futures::{StreamExt, TryStreamExt, stream};
 
@@ -80,7 +83,10 @@ fn whole_input_score(expr: &Arc<dyn WindowExpr>, input: &SchemaRef) -> Option<Sc
     udf.fun().inner().downcast_ref::<QuantileScore>()?;
     let args = udf.expressions();
     let value = Arc::clone(args.first()?);
-    if !has_order_keys(&value.data_type(input).ok()?) {
+    // the value is evaluated twice (for the keys, then for the scores): it must not change
+    if datafusion::physical_expr_common::physical_expr::is_volatile(&value)
+        || !has_order_keys(&value.data_type(input).ok()?)
+    {
         return None;
     }
     let literal = |i: usize| -> Option<Option<_>> {
@@ -154,8 +160,8 @@ impl ExecutionPlan for QuantileScoreExec {
         vec![true]
     }
 
-    fn required_input_distribution(&self) -> Vec<Distribution> {
-        vec![Distribution::SinglePartition]
+    fn input_distribution_requirements(&self) -> InputDistributionRequirements {
+        InputDistributionRequirements::new(vec![Distribution::SinglePartition])
     }
 
     fn benefits_from_input_partitioning(&self) -> Vec<bool> {
@@ -224,7 +230,8 @@ impl ExecutionPlan for QuantileScoreExec {
             key_bytes: 0,
             buffered: Vec::new(),
             buffered_bytes: 0,
-            spilled: Vec::new(),
+            counter: RecordBatchMemoryCounter::new(),
+            spilling: None,
             metrics: BaselineMetrics::new(&self.metrics, partition),
         };
         let out = stream::once(state.run(input)).try_flatten();
@@ -234,6 +241,45 @@ impl ExecutionPlan for QuantileScoreExec {
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.metrics.clone_inner())
     }
+
+    fn child_stats_requests(&self, partition: Option<usize>) -> Vec<ChildStats> {
+        vec![ChildStats::At(partition)]
+    }
+
+    /// The input's statistics, plus unknown ones for the score columns (as
+    /// `WindowAggExec`'s).
+    fn statistics_from_inputs(
+        &self,
+        input_stats: &[Arc<Statistics>],
+        _args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        let Some(input) = input_stats.first() else {
+            return internal_err!("QuantileScoreExec: no input statistics");
+        };
+        let mut column_statistics = input.column_statistics.clone();
+        column_statistics.extend(self.scores.iter().map(|_| ColumnStatistics::new_unknown()));
+        Ok(Arc::new(Statistics {
+            num_rows: input.num_rows,
+            column_statistics,
+            total_byte_size: Precision::Absent,
+        }))
+    }
+
+    fn cardinality_effect(&self) -> CardinalityEffect {
+        CardinalityEffect::Equal
+    }
+}
+
+/// Appends a batch to a spill file (`Some`), or finishes the file (`None`). (DataFusion
+/// 55 does not export the in-progress file's type.)
+type SpillSink = Box<dyn FnMut(Option<&RecordBatch>) -> Result<Option<Arc<dyn SpillFile>>> + Send>;
+
+fn spill_sink(spill: &SpillManager) -> Result<SpillSink> {
+    let mut file = spill.create_in_progress_file("QuantileScoreExec")?;
+    Ok(Box::new(move |batch| match batch {
+        Some(b) => file.append_batch(b).map(|_| None),
+        None => file.finish(),
+    }))
 }
 
 /// The state of one execution.
@@ -249,11 +295,15 @@ struct Scoring {
     keys: Vec<Vec<u64>>,
     /// bytes reserved for `keys` (their capacity)
     key_bytes: usize,
-    /// input batches held in memory, after those in `spilled`
+    /// input batches held in memory, after those spilled
     buffered: Vec<RecordBatch>,
+    /// bytes reserved for the buffered batches
     buffered_bytes: usize,
-    /// spill files, in input order
-    spilled: Vec<Arc<dyn SpillFile>>,
+    /// counts each buffer of the input once: an aggregate emits one large batch as
+    /// zero-copy slices, each of which would otherwise count as the whole
+    counter: RecordBatchMemoryCounter,
+    /// the spill file (one, appended to in input order), once rows have been spilled
+    spilling: Option<SpillSink>,
     metrics: BaselineMetrics,
 }
 
@@ -271,7 +321,9 @@ impl Scoring {
             let elapsed = self.metrics.elapsed_compute().clone();
             let timer = elapsed.timer();
             self.add_keys(&batch)?;
-            let bytes = get_record_batch_memory_size(&batch);
+            // a buffer seen before (another slice of it was buffered or spilled) counts 0:
+            // it is alive anyway while its producer emits its other slices
+            let bytes = self.counter.count_batch(&batch);
             self.buffered.push(batch);
             if self.row_reservation.try_grow(bytes).is_ok() {
                 self.buffered_bytes += bytes;
@@ -285,18 +337,33 @@ impl Scoring {
         let timer = elapsed.timer();
         let scorers = self.key_scores()?;
         timer.done();
-        Ok(self.output(scorers))
+        self.output(scorers)
     }
 
-    /// Appends the batch's non-NULL keys of every scored column.
+    /// Appends the batch's non-NULL keys of every scored column, reserving their memory
+    /// before the vectors grow (by doubling: 8 to 16 bytes a key).
     fn add_keys(&mut self, batch: &RecordBatch) -> Result<()> {
-        for (score, keys) in self.scores.iter().zip(self.keys.iter_mut()) {
+        let mut columns = Vec::with_capacity(self.scores.len());
+        let mut grow = 0usize;
+        for (score, keys) in self.scores.iter().zip(&self.keys) {
             let values = score.value.evaluate(batch)?.into_array(batch.num_rows())?;
+            let len = keys.len() + values.len() - values.logical_null_count();
+            let target = if len > keys.capacity() {
+                len.max(keys.capacity() * 2).max(1024)
+            } else {
+                keys.capacity()
+            };
+            grow += (target - keys.capacity()) * 8;
+            columns.push((values, target));
+        }
+        if grow > 0 {
+            self.reserve_for_keys(grow, "their order keys")?;
+            self.key_bytes += grow;
+        }
+        for ((values, target), keys) in columns.into_iter().zip(self.keys.iter_mut()) {
+            keys.reserve_exact(target - keys.len());
             let Some(batch_keys) = order_keys(&values)? else {
-                return internal_err!(
-                    "quantile_score: no order keys for {}",
-                    values.data_type()
-                );
+                return internal_err!("quantile_score: no order keys for {}", values.data_type());
             };
             match values.logical_nulls() {
                 None => keys.extend_from_slice(&batch_keys),
@@ -308,11 +375,6 @@ impl Scoring {
                         .map(|(&k, _)| k),
                 ),
             }
-        }
-        let bytes: usize = self.keys.iter().map(|k| k.capacity() * 8).sum();
-        if bytes > self.key_bytes {
-            self.reserve_for_keys(bytes - self.key_bytes, "their order keys")?;
-            self.key_bytes = bytes;
         }
         Ok(())
     }
@@ -334,16 +396,17 @@ impl Scoring {
         })
     }
 
-    /// Writes the buffered batches to one spill file, in order, and releases them.
+    /// Appends the buffered batches to the spill file, in order, and releases them.
     fn spill_buffered(&mut self) -> Result<()> {
         if self.buffered.is_empty() {
             return Ok(());
         }
-        if let Some(file) = self
-            .spill
-            .spill_record_batch_and_finish(&self.buffered, "QuantileScoreExec")?
-        {
-            self.spilled.push(file);
+        let file = match &mut self.spilling {
+            Some(file) => file,
+            None => self.spilling.insert(spill_sink(&self.spill)?),
+        };
+        for batch in &self.buffered {
+            file(Some(batch))?;
         }
         self.buffered.clear();
         self.row_reservation.shrink(self.buffered_bytes);
@@ -361,10 +424,13 @@ impl Scoring {
             self.reserve_for_keys(extra, "the score table")?;
             let scores = KeyScores::new(keys, self.scores[i].bins, self.scores[i].descending);
             // what the scores hold replaces the keys and the building space
-            self.key_reservation.shrink(held + extra);
-            self.key_bytes -= held;
-            self.key_reservation.grow(scores.heap_bytes());
-            self.key_bytes += scores.heap_bytes();
+            let now = scores.heap_bytes();
+            if now > held + extra {
+                self.reserve_for_keys(now - held - extra, "the score table")?;
+            } else {
+                self.key_reservation.shrink(held + extra - now);
+            }
+            self.key_bytes = self.key_bytes - held + now;
             out.push(scores);
         }
         Ok(out)
@@ -374,7 +440,7 @@ impl Scoring {
     fn output(
         self,
         scorers: Vec<KeyScores>,
-    ) -> futures::stream::BoxStream<'static, Result<RecordBatch>> {
+    ) -> Result<futures::stream::BoxStream<'static, Result<RecordBatch>>> {
         let Scoring {
             schema,
             scores,
@@ -382,34 +448,34 @@ impl Scoring {
             row_reservation,
             spill,
             buffered,
-            spilled,
+            spilling,
             metrics,
             ..
         } = self;
-        let from_disk = stream::iter(spilled)
-            .map(move |file| spill.read_spill_as_stream(file, None))
-            .try_flatten()
-            .map(|b| b.map(|b| (b, 0)));
-        let from_memory = stream::iter(buffered.into_iter().map(|b| {
-            let bytes = get_record_batch_memory_size(&b);
-            Ok((b, bytes))
-        }));
-        // the scores' memory is released with the stream
-        let scoring = (scorers, key_reservation);
-        from_disk
+        let spilled = match spilling {
+            Some(mut file) => file(None)?,
+            None => None,
+        };
+        let from_disk = match spilled {
+            Some(file) => spill.read_spill_as_stream(file, None)?.boxed(),
+            None => stream::empty().boxed(),
+        };
+        let from_memory = stream::iter(buffered.into_iter().map(Ok));
+        // the memory of the scores and of the buffered rows (whose buffers may be shared
+        // slices) is released with the stream
+        let held = (scorers, key_reservation, row_reservation);
+        Ok(from_disk
             .chain(from_memory)
-            .map(move |item| {
-                let (scorers, _) = &scoring;
-                let (batch, bytes) = item?;
+            .map(move |batch| {
+                let (scorers, _, _) = &held;
+                let batch = batch?;
                 let timer = metrics.elapsed_compute().timer();
-                let scored = score_batch(&schema, &scores, &scorers, &batch);
-                // the batch leaves the operator's keeping
-                row_reservation.shrink(bytes.min(row_reservation.size()));
+                let scored = score_batch(&schema, &scores, scorers, &batch);
                 timer.done();
                 metrics.record_output(batch.num_rows());
                 scored
             })
-            .boxed()
+            .boxed())
     }
 }
 
@@ -427,13 +493,17 @@ fn score_batch(
             return internal_err!("quantile_score: no order keys for {}", values.data_type());
         };
         let out: Vec<i64> = keys.iter().map(|&k| scorer.score(k)).collect();
-        columns.push(Arc::new(Int64Array::new(out.into(), values.logical_nulls())));
+        columns.push(Arc::new(Int64Array::new(
+            out.into(),
+            values.logical_nulls(),
+        )));
     }
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
 /// Puts [`QuantileScoreExec`] in place of every `WindowAggExec` whose expressions are all
-/// `quantile_score(...) OVER ()` on numbers, dates or timestamps. Other window nodes are
+/// `quantile_score(...) OVER ()` on integers, floats, dates, times, timestamps or durations (and a value that is not
+/// volatile: it is evaluated twice). Other window nodes are
 /// left alone. Add it with `SessionStateBuilder::with_physical_optimizer_rule`;
 /// [`crate::session_context`] and the command line do.
 #[derive(Debug, Default)]
@@ -494,10 +564,8 @@ mod tests {
         let config = SessionConfig::new()
             .with_target_partitions(partitions)
             .with_batch_size(batch);
-        let ctx = SessionContext::new_with_state(crate::session_state(
-            config,
-            rt.build_arc().unwrap(),
-        ));
+        let ctx =
+            SessionContext::new_with_state(crate::session_state(config, rt.build_arc().unwrap()));
         crate::register_on_context(&ctx).unwrap();
         ctx
     }
@@ -550,7 +618,14 @@ mod tests {
 
     #[tokio::test]
     async fn the_operator_gives_the_window_functions_answers() -> Result<()> {
-        for (n, bins) in [(3000, 5), (3000, 1), (3000, 256), (3000, 257), (500, 1000), (1, 5)] {
+        for (n, bins) in [
+            (3000, 5),
+            (3000, 1),
+            (3000, 256),
+            (3000, 257),
+            (500, 1000),
+            (1, 5),
+        ] {
             let sql = query(n, bins);
             let (before_plan, expected) = plan_and_run(&plain(), &sql).await?;
             assert!(find(&before_plan, "WindowAggExec").is_some());
@@ -559,7 +634,11 @@ mod tests {
                 let shown = displayable(plan.as_ref()).indent(false).to_string();
                 assert!(shown.contains("QuantileScoreExec"), "{shown}");
                 assert!(!shown.contains("WindowAggExec"), "{shown}");
-                assert_eq!(text(&got), text(&expected), "n {n} bins {bins} partitions {partitions} batch {batch}");
+                assert_eq!(
+                    text(&got),
+                    text(&expected),
+                    "n {n} bins {bins} partitions {partitions} batch {batch}"
+                );
             }
         }
         Ok(())
@@ -573,6 +652,8 @@ mod tests {
             "SELECT quantile_score(x, 2) OVER (PARTITION BY g) FROM (VALUES (1, 'a'), (2, 'a')) t(x, g)",
             "SELECT quantile_score(g, 2) OVER () FROM (VALUES (1, 'a'), (2, 'b')) t(x, g)",
             "SELECT quantile_score(x, 2) OVER (), max(x) OVER () FROM (VALUES (1), (2)) t(x)",
+            // a volatile value would be evaluated twice (the answer itself is random)
+            "SELECT count(q) FROM (SELECT quantile_score(random(), 2) OVER () AS q FROM (VALUES (1), (2)) t(x))",
         ] {
             let (plan, got) = plan_and_run(&ctx, sql).await?;
             assert!(find(&plan, "QuantileScoreExec").is_none(), "{sql}");
@@ -594,7 +675,11 @@ mod tests {
         let (plan, got) = plan_and_run(&ctx, &unordered).await?;
         let exec = find(&plan, "QuantileScoreExec").expect("the rule applied");
         let spilled = exec.metrics().and_then(|m| m.spill_count()).unwrap_or(0);
-        assert!(spilled > 0, "expected spills, metrics: {:?}", exec.metrics());
+        assert!(
+            spilled > 0,
+            "expected spills, metrics: {:?}",
+            exec.metrics()
+        );
         // the rows come back in input order (`i` ascending from the single-partition
         // scan), and the answer is the window function's
         let ids: Vec<i64> = got
@@ -616,9 +701,55 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn empty_and_all_null_inputs() -> Result<()> {
+        for sql in [
+            "SELECT i, quantile_score(i, 5) OVER () AS q FROM generate_series(1, 10) t(i) WHERE i > 100",
+            "SELECT i, quantile_score(CASE WHEN i > 0 THEN NULL ELSE 1.5 END, 5) OVER () AS q, \
+               quantile_score(i, 3, true) OVER () AS d FROM generate_series(1, 10) t(i) ORDER BY i",
+        ] {
+            let (plan, got) = plan_and_run(&with_rule(2, 3, None), sql).await?;
+            assert!(find(&plan, "QuantileScoreExec").is_some(), "{sql}");
+            let (_, expected) = plan_and_run(&plain(), sql).await?;
+            assert_eq!(text(&got), text(&expected), "{sql}");
+        }
+        Ok(())
+    }
+
+    /// An aggregate emits its result as zero-copy slices of one large batch: counted per
+    /// slice, the buffered rows would claim many times their memory and spill for nothing.
+    #[tokio::test]
+    async fn slices_of_one_batch_count_once() -> Result<()> {
+        let sql = "SELECT k, quantile_score(s, 5) OVER () AS q FROM \
+                   (SELECT i % 200000 AS k, sum(i) AS s FROM generate_series(1, 400000) t(i) GROUP BY k)";
+        let config = SessionConfig::new().with_target_partitions(1);
+        let rt = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(
+                datafusion::execution::memory_pool::FairSpillPool::new(48 << 20),
+            ))
+            .build_arc()?;
+        let ctx = SessionContext::new_with_state(crate::session_state(config, rt));
+        crate::register_on_context(&ctx)?;
+        let (plan, got) = plan_and_run(&ctx, sql).await?;
+        let exec = find(&plan, "QuantileScoreExec").expect("the rule applied");
+        assert_eq!(exec.metrics().and_then(|m| m.spill_count()), Some(0));
+        assert_eq!(got.iter().map(|b| b.num_rows()).sum::<usize>(), 200_000);
+        let ordered = format!("SELECT * FROM ({sql}) ORDER BY k");
+        let (_, got) = plan_and_run(&ctx, &ordered).await?;
+        let (_, expected) = plan_and_run(&plain(), &ordered).await?;
+        assert_eq!(text(&got), text(&expected));
+        Ok(())
+    }
+
+    #[tokio::test]
     async fn keys_that_do_not_fit_are_a_clear_error() {
         let ctx = with_rule(1, 8192, Some(256 << 10));
-        let err = plan_and_run(&ctx, &query(200_000, 5)).await.unwrap_err().to_string();
-        assert!(err.contains("quantile_score over the whole input keeps 8 bytes per non-NULL value"), "{err}");
+        let err = plan_and_run(&ctx, &query(200_000, 5))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("quantile_score over the whole input keeps 8 bytes per non-NULL value"),
+            "{err}"
+        );
     }
 }
