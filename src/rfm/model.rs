@@ -319,7 +319,42 @@ enum Form {
     },
 }
 
+/// The score of each key of `lo..lo + counts.len()` from the number of values with
+/// each key (`n` in all).
+fn table(lo: u64, counts: &[u64], n: usize, scorer: Scorer, descending: bool) -> Form {
+    let mut scores = vec![0i64; counts.len()];
+    let mut below = 0usize; // values with a smaller key
+    for (score, &c) in scores.iter_mut().zip(counts) {
+        let rank0 = if descending {
+            n - below - c as usize
+        } else {
+            below
+        };
+        // keys of the range absent from the partition: their rank's score
+        *score = scorer.score(rank0);
+        below += c as usize;
+    }
+    Form::Table { lo, scores }
+}
+
 impl KeyScores {
+    /// Scores for the keys `collector` gathered.
+    pub fn from_collector(collector: KeyCollector, bins: u64, descending: bool) -> Self {
+        if collector.wide || collector.n == 0 {
+            return Self::new(collector.keys, bins, descending);
+        }
+        Self {
+            form: table(
+                collector.lo,
+                &collector.counts,
+                collector.n,
+                Scorer::new(bins, collector.n),
+                descending,
+            ),
+            descending,
+        }
+    }
+
     /// Scores for the non-NULL `keys` of one partition (in any order; the vector is
     /// reused for sorting). `bins` ≥ 1.
     pub fn new(mut keys: Vec<u64>, bins: u64, descending: bool) -> Self {
@@ -332,26 +367,12 @@ impl KeyScores {
                 .fold((u64::MAX, 0u64), |(lo, hi), &k| (lo.min(k), hi.max(k)));
             let scorer = Scorer::new(bins, n);
             if hi - lo < n as u64 {
-                // histogram: below[k] = number of values with a smaller key
-                let range = (hi - lo) as usize;
-                let mut counts = vec![0u32; range + 1];
+                let mut counts = vec![0u64; (hi - lo) as usize + 1];
                 for &k in &keys {
                     counts[(k - lo) as usize] += 1;
                 }
                 drop(keys);
-                let mut scores = vec![0i64; range + 1];
-                let mut below = 0usize;
-                for (score, &c) in scores.iter_mut().zip(&counts) {
-                    let rank0 = if descending {
-                        n - below - c as usize
-                    } else {
-                        below
-                    };
-                    // keys of the range absent from the partition: their rank's score
-                    *score = scorer.score(rank0);
-                    below += c as usize;
-                }
-                Form::Table { lo, scores }
+                table(lo, &counts, n, scorer, descending)
             } else {
                 keys.sort_unstable();
                 if bins <= MAX_CUT_BINS {
@@ -416,20 +437,90 @@ impl KeyScores {
             Form::Ranks { sorted, .. } => sorted.capacity() * 8,
         }
     }
+}
 
-    /// The heap bytes [`KeyScores::new`] allocates beyond the `keys` it is given, at
-    /// most: a histogram and its score table (12 bytes a key of the range) when the keys
-    /// span a range no wider than their number; nothing otherwise (they are sorted in
-    /// place).
-    pub fn build_bytes(keys: &[u64]) -> usize {
-        let (lo, hi) = keys
-            .iter()
-            .fold((u64::MAX, 0u64), |(lo, hi), &k| (lo.min(k), hi.max(k)));
-        if keys.is_empty() || hi - lo >= keys.len() as u64 {
-            0
-        } else {
-            (hi - lo + 1) as usize * 12
+/// Below this many keys of range, [`KeyCollector`] keeps counts whatever the number of
+/// values (512 KiB of counts).
+const DENSE_RANGE: u64 = 1 << 16;
+
+/// Gathers the non-NULL keys of one partition, batch by batch, for
+/// [`KeyScores::from_collector`]. While the keys span a range no wider than
+/// max(2^16, number of values) it keeps one count per key of the range (days since the
+/// last order, order counts: a few KiB whatever the number of customers); beyond that,
+/// the keys themselves (8 bytes a value, up to 16 as the vector doubles).
+#[derive(Debug, Default)]
+pub struct KeyCollector {
+    lo: u64,
+    counts: Vec<u64>,
+    keys: Vec<u64>,
+    n: usize,
+    wide: bool,
+}
+
+impl KeyCollector {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        (self.counts.capacity() + self.keys.capacity()) * 8
+    }
+
+    /// Adds keys.
+    pub fn extend(&mut self, batch: &[u64]) {
+        if batch.is_empty() {
+            return;
         }
+        if !self.wide {
+            let (mut lo, mut hi) = batch
+                .iter()
+                .fold((u64::MAX, 0u64), |(lo, hi), &k| (lo.min(k), hi.max(k)));
+            if self.n > 0 {
+                lo = lo.min(self.lo);
+                hi = hi.max(self.lo + (self.counts.len() as u64 - 1));
+            }
+            if hi - lo < DENSE_RANGE.max((self.n + batch.len()) as u64) {
+                if self.n == 0 || lo < self.lo {
+                    // re-base: the counts so far move up by the shift
+                    let shift = if self.n == 0 {
+                        0
+                    } else {
+                        (self.lo - lo) as usize
+                    };
+                    let mut counts = vec![0u64; shift + self.counts.len()];
+                    counts[shift..].copy_from_slice(&self.counts);
+                    self.counts = counts;
+                    self.lo = lo;
+                }
+                let len = (hi - lo) as usize + 1;
+                if self.counts.len() < len {
+                    self.counts.resize(len, 0);
+                }
+                for &k in batch {
+                    self.counts[(k - self.lo) as usize] += 1;
+                }
+                self.n += batch.len();
+                return;
+            }
+            // too wide for counts: the keys they stand for, then the keys themselves
+            let mut keys = Vec::with_capacity((self.n + batch.len()).max(1024));
+            for (i, &c) in self.counts.iter().enumerate() {
+                keys.extend(std::iter::repeat_n(self.lo + i as u64, c as usize));
+            }
+            self.keys = keys;
+            self.counts = Vec::new();
+            self.wide = true;
+        }
+        self.keys.extend_from_slice(batch);
+        self.n += batch.len();
+    }
+
+    /// Bytes [`KeyScores::from_collector`] allocates beyond what the collector holds, at
+    /// most: the score table (8 bytes a key of the range) for counts, nothing for keys
+    /// (wider than their number, they are sorted in place).
+    pub fn build_bytes(&self) -> usize {
+        if self.wide { 0 } else { self.counts.len() * 8 }
     }
 }
 
@@ -635,5 +726,56 @@ mod quantile_tests {
             }
         }
         assert_eq!(KeyScores::new(Vec::new(), 5, false).score(7), 1);
+    }
+
+    #[test]
+    fn collected_keys_score_as_the_keys_do() {
+        use super::{KeyCollector, KeyScores};
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        // narrow throughout (re-based as smaller keys arrive); narrow then wide; wide
+        for spread in [[500u64, 500], [500, 1 << 40], [1 << 40, 1 << 40]] {
+            let mut collector = KeyCollector::new();
+            let mut all = Vec::new();
+            for (b, &width) in spread.iter().enumerate() {
+                for _ in 0..20 {
+                    let batch: Vec<u64> = (0..37)
+                        .map(|_| 1_000_000 - 9_000 * b as u64 + next() % width)
+                        .collect();
+                    collector.extend(&batch);
+                    all.extend_from_slice(&batch);
+                }
+            }
+            for (bins, descending) in [(5, false), (5, true), (300, false), (1, true)] {
+                let got = KeyScores::from_collector(
+                    {
+                        let mut c = KeyCollector::new();
+                        c.extend(&all);
+                        c
+                    },
+                    bins,
+                    descending,
+                );
+                let expected = KeyScores::new(all.clone(), bins, descending);
+                for &k in &all {
+                    assert_eq!(
+                        got.score(k),
+                        expected.score(k),
+                        "{spread:?} {bins} {descending}"
+                    );
+                }
+            }
+            let got = KeyScores::from_collector(collector, 5, true);
+            let expected = KeyScores::new(all.clone(), 5, true);
+            assert!(
+                all.iter().all(|&k| got.score(k) == expected.score(k)),
+                "{spread:?}"
+            );
+        }
     }
 }

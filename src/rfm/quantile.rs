@@ -64,8 +64,9 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
          Memory: over the whole input (`OVER ()`) on integers, floats, dates, times, timestamps \
          or durations, sessions with the crate's physical optimizer rules (the command line, \
          `session_context()`) score in a streaming operator, `QuantileScoreExec`, within the \
-         memory pool: 8 to 16 bytes per non-NULL value and scored column stay in memory, the \
-         rows are spilled to disk when the pool is full. Otherwise (decimals, strings, \
+         memory pool: 8 to 16 bytes per non-NULL value and scored column stay in memory (values \
+         spanning a narrow range, such as day or order counts, as one count per value of the \
+         range), the rows are spilled to disk when the pool is full. Otherwise (decimals, strings, \
          `PARTITION BY`, a volatile value) DataFusion's window operator holds the whole \
          partition, outside the memory limit.",
         "quantile_score(value, bins [, descending]) OVER ([PARTITION BY ...])",

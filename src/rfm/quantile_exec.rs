@@ -7,7 +7,8 @@
 //! pool. For scores over a whole table (RFM over 50M customers) that is gigabytes outside
 //! `--memory-limit`. A tie-aware quantile score depends only on the value's rank among all
 //! values, so this operator needs only the values' 8-byte order keys in memory: it keeps
-//! the keys of each scored column (reserved from the pool), buffers the input batches as
+//! the keys of each scored column (reserved from the pool; counts per key for narrow
+//! ranges, see [`KeyCollector`]), buffers the input batches as
 //! they came (reserved; spilled to disk in arrival order when the pool says no), then
 //! computes each column's [`KeyScores`] and streams the batches back out with their
 //! scores appended. Output rows keep the input order, as `WindowAggExec`'s do.
@@ -46,7 +47,7 @@ use datafusion::physical_plan::{
 };
 use futures::{StreamExt, TryStreamExt, stream};
 
-use super::model::KeyScores;
+use super::model::{KeyCollector, KeyScores};
 use super::quantile::{QuantileScore, has_order_keys, options, order_keys};
 
 /// One scored column: the value expression and the score's options.
@@ -226,7 +227,7 @@ impl ExecutionPlan for QuantileScoreExec {
             key_reservation: keys,
             row_reservation: rows,
             spill,
-            keys: vec![Vec::new(); self.scores.len()],
+            keys: self.scores.iter().map(|_| KeyCollector::new()).collect(),
             key_bytes: 0,
             buffered: Vec::new(),
             buffered_bytes: 0,
@@ -291,9 +292,9 @@ struct Scoring {
     /// the buffered rows (spillable)
     row_reservation: MemoryReservation,
     spill: SpillManager,
-    /// the non-NULL order keys of each scored column
-    keys: Vec<Vec<u64>>,
-    /// bytes reserved for `keys` (their capacity)
+    /// the non-NULL order keys of each scored column (as counts for narrow ranges)
+    keys: Vec<KeyCollector>,
+    /// bytes reserved for `keys`
     key_bytes: usize,
     /// input batches held in memory, after those spilled
     buffered: Vec<RecordBatch>,
@@ -340,41 +341,31 @@ impl Scoring {
         self.output(scorers)
     }
 
-    /// Appends the batch's non-NULL keys of every scored column, reserving their memory
-    /// before the vectors grow (by doubling: 8 to 16 bytes a key).
+    /// Adds the batch's non-NULL keys of every scored column and reserves what the
+    /// collectors grew by.
     fn add_keys(&mut self, batch: &RecordBatch) -> Result<()> {
-        let mut columns = Vec::with_capacity(self.scores.len());
-        let mut grow = 0usize;
-        for (score, keys) in self.scores.iter().zip(&self.keys) {
+        for (score, keys) in self.scores.iter().zip(self.keys.iter_mut()) {
             let values = score.value.evaluate(batch)?.into_array(batch.num_rows())?;
-            let len = keys.len() + values.len() - values.logical_null_count();
-            let target = if len > keys.capacity() {
-                len.max(keys.capacity() * 2).max(1024)
-            } else {
-                keys.capacity()
-            };
-            grow += (target - keys.capacity()) * 8;
-            columns.push((values, target));
-        }
-        if grow > 0 {
-            self.reserve_for_keys(grow, "their order keys")?;
-            self.key_bytes += grow;
-        }
-        for ((values, target), keys) in columns.into_iter().zip(self.keys.iter_mut()) {
-            keys.reserve_exact(target - keys.len());
             let Some(batch_keys) = order_keys(&values)? else {
                 return internal_err!("quantile_score: no order keys for {}", values.data_type());
             };
             match values.logical_nulls() {
-                None => keys.extend_from_slice(&batch_keys),
-                Some(nulls) => keys.extend(
-                    batch_keys
+                None => keys.extend(&batch_keys),
+                Some(nulls) => {
+                    let kept: Vec<u64> = batch_keys
                         .iter()
                         .zip(nulls.iter())
                         .filter(|&(_, ok)| ok)
-                        .map(|(&k, _)| k),
-                ),
+                        .map(|(&k, _)| k)
+                        .collect();
+                    keys.extend(&kept);
+                }
             }
+        }
+        let bytes: usize = self.keys.iter().map(KeyCollector::heap_bytes).sum();
+        if bytes > self.key_bytes {
+            self.reserve_for_keys(bytes - self.key_bytes, "their order keys")?;
+            self.key_bytes = bytes;
         }
         Ok(())
     }
@@ -419,10 +410,11 @@ impl Scoring {
         let mut out = Vec::with_capacity(self.scores.len());
         for i in 0..self.scores.len() {
             let keys = std::mem::take(&mut self.keys[i]);
-            let held = keys.capacity() * 8;
-            let extra = KeyScores::build_bytes(&keys);
+            let held = keys.heap_bytes();
+            let extra = keys.build_bytes();
             self.reserve_for_keys(extra, "the score table")?;
-            let scores = KeyScores::new(keys, self.scores[i].bins, self.scores[i].descending);
+            let scores =
+                KeyScores::from_collector(keys, self.scores[i].bins, self.scores[i].descending);
             // what the scores hold replaces the keys and the building space
             let now = scores.heap_bytes();
             if now > held + extra {
