@@ -379,10 +379,9 @@ impl Scoring {
         self.spill_buffered()?;
         self.key_reservation.try_grow(bytes).map_err(|e| {
             DataFusionError::ResourcesExhausted(format!(
-                "quantile_score over the whole input keeps 8 bytes per non-NULL value of each \
-                 scored column in memory; {} more bytes for {what} did not fit after spilling \
-                 the buffered rows: {e}",
-                bytes
+                "quantile_score over the whole input keeps the order keys of each scored column \
+                 in memory (8 to 16 bytes per non-NULL value); {bytes} more bytes for {what} did not fit after \
+                 spilling the buffered rows: {e}"
             ))
         })
     }
@@ -740,7 +739,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("quantile_score over the whole input keeps 8 bytes per non-NULL value"),
+            err.contains(
+                "quantile_score over the whole input keeps the order keys of each scored column"
+            ),
             "{err}"
         );
     }
