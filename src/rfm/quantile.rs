@@ -233,21 +233,12 @@ pub(crate) fn order_keys(values: &ArrayRef) -> Result<Option<Vec<u64>>> {
         let v = v.as_primitive::<Float64Type>();
         return Ok(Some(v.values().iter().map(|&x| f64_key(x)).collect()));
     }
-    let integer_like = t.is_integer() && !matches!(t, DataType::UInt64)
-        || matches!(
-            t,
-            DataType::Date32
-                | DataType::Date64
-                | DataType::Timestamp(_, _)
-                | DataType::Time32(_)
-                | DataType::Time64(_)
-                | DataType::Duration(_)
-        );
     if t == &DataType::UInt64 {
         let v = values.as_primitive::<UInt64Type>();
         return Ok(Some(v.values().to_vec()));
     }
-    if integer_like {
+    // the other integers, dates, times, timestamps and durations
+    if has_order_keys(t) {
         let v = match t {
             DataType::Date32 | DataType::Time32(_) => {
                 cast(&cast(values, &DataType::Int32)?, &DataType::Int64)?
