@@ -156,7 +156,7 @@ pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
 /// changing answers: plans are correct without them.
 ///
 /// - `quantile_score_exec`: `quantile_score(...) OVER ()` (no `PARTITION BY`) on integers,
-///   floats, dates, times, timestamps or durations runs in a streaming operator that keeps
+///   floats, decimals of up to 18 digits, dates, times, timestamps or durations runs in a streaming operator that keeps
 ///   8 to 16 bytes per value and scored column in memory, reserved from the memory pool,
 ///   and spills the rows it buffers, instead of DataFusion's `WindowAggExec`, which holds
 ///   the whole input twice outside the pool. `rfm(...)` scores this way.

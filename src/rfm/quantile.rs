@@ -6,7 +6,9 @@ use std::sync::{Arc, LazyLock};
 use datafusion::arrow::array::make_comparator;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array};
 use datafusion::arrow::compute::{SortOptions, cast, sort_to_indices};
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type, UInt64Type};
+use datafusion::arrow::datatypes::{
+    DataType, Decimal128Type, Field, FieldRef, Float64Type, Int64Type, UInt64Type,
+};
 use datafusion::common::{Result, ScalarValue, exec_datafusion_err, plan_err};
 use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
 use datafusion::logical_expr::{
@@ -61,13 +63,13 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
          positive integer literal and `descending` a boolean literal; anything else is a planning \
          error. The window needs no `ORDER BY` and ignores any frame: the whole partition is \
          ranked (sorting it costs O(n log n)).\n\n\
-         Memory: over the whole input (`OVER ()`) on integers, floats, dates, times, timestamps \
-         or durations, sessions with the crate's physical optimizer rules (the command line, \
+         Memory: over the whole input (`OVER ()`) on integers, floats, decimals of up to 18 \
+         digits, dates, times, timestamps or durations, sessions with the crate's physical optimizer rules (the command line, \
          `session_context()`) score in a streaming operator, `QuantileScoreExec`, within the \
          memory pool: 8 to 16 bytes per non-NULL value and scored column stay in memory (values \
          spanning a narrow range, such as day or order counts, as one count per value of the \
-         range), the rows are spilled to disk when the pool is full. Otherwise (decimals, strings, \
-         `PARTITION BY`, a volatile value) DataFusion's window operator holds the whole \
+         range), the rows are spilled to disk when the pool is full. Otherwise (wider decimals, \
+         strings, `PARTITION BY`, a volatile value) DataFusion's window operator holds the whole \
          partition, outside the memory limit.",
         "quantile_score(value, bins [, descending]) OVER ([PARTITION BY ...])",
     )
@@ -209,10 +211,13 @@ impl PartitionEvaluator for QuantileEvaluator {
     }
 }
 
-/// Whether [`order_keys`] gives keys for values of type `t`.
+/// Whether [`order_keys`] gives keys for values of type `t`: numbers (decimals of up to
+/// 18 digits, whose unscaled values fit an `i64`), dates, times, timestamps, durations.
 pub(crate) fn has_order_keys(t: &DataType) -> bool {
     t.is_floating()
         || t.is_integer()
+        || matches!(t, DataType::Decimal128(p, _) if *p <= 18)
+        || matches!(t, DataType::Decimal32(_, _) | DataType::Decimal64(_, _))
         || matches!(
             t,
             DataType::Date32
@@ -224,10 +229,29 @@ pub(crate) fn has_order_keys(t: &DataType) -> bool {
         )
 }
 
-/// Order-preserving u64 keys for integers, floats, dates, times, timestamps and
-/// durations (the fast path; NULL slots get arbitrary keys); `None` for other types.
+/// Order-preserving u64 keys for integers, floats, decimals of up to 18 digits, dates,
+/// times, timestamps and durations (the fast path; NULL slots get arbitrary keys); `None`
+/// for other types.
 pub(crate) fn order_keys(values: &ArrayRef) -> Result<Option<Vec<u64>>> {
     let t = values.data_type();
+    if let DataType::Decimal128(p, _) = t {
+        if *p > 18 {
+            return Ok(None);
+        }
+        // one scale for the whole column: the unscaled values order as the values do, and
+        // with at most 18 digits they fit an i64
+        let v = values.as_primitive::<Decimal128Type>();
+        return Ok(Some(
+            v.values().iter().map(|&x| i64_key(x as i64)).collect(),
+        ));
+    }
+    if let DataType::Decimal32(_, _) | DataType::Decimal64(_, _) = t {
+        let v = cast(values, &DataType::Decimal128(18, t_scale(t)))?;
+        let v = v.as_primitive::<Decimal128Type>();
+        return Ok(Some(
+            v.values().iter().map(|&x| i64_key(x as i64)).collect(),
+        ));
+    }
     if t.is_floating() {
         let v = cast(values, &DataType::Float64)?;
         let v = v.as_primitive::<Float64Type>();
@@ -249,6 +273,14 @@ pub(crate) fn order_keys(values: &ArrayRef) -> Result<Option<Vec<u64>>> {
         return Ok(Some(v.values().iter().map(|&x| i64_key(x)).collect()));
     }
     Ok(None)
+}
+
+/// The scale of a decimal type (0 for other types).
+fn t_scale(t: &DataType) -> i8 {
+    match t {
+        DataType::Decimal32(_, s) | DataType::Decimal64(_, s) | DataType::Decimal128(_, s) => *s,
+        _ => 0,
+    }
 }
 
 /// The `quantile_score` window function (a shared singleton).

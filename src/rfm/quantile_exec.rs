@@ -493,10 +493,11 @@ fn score_batch(
 }
 
 /// Puts [`QuantileScoreExec`] in place of every `WindowAggExec` whose expressions are all
-/// `quantile_score(...) OVER ()` on integers, floats, dates, times, timestamps or durations (and a value that is not
-/// volatile: it is evaluated twice). Other window nodes are
-/// left alone. Add it with `SessionStateBuilder::with_physical_optimizer_rule`;
-/// [`crate::session_context`] and the command line do.
+/// `quantile_score(...) OVER ()` on integers, floats, decimals of up to 18 digits, dates,
+/// times, timestamps or durations, of a value that is not volatile (it is evaluated
+/// twice). Other window nodes are left alone. Add it with
+/// `SessionStateBuilder::with_physical_optimizer_rule`; [`crate::session_context`] and the
+/// command line do.
 #[derive(Debug, Default)]
 pub struct QuantileScoreRule;
 
@@ -700,6 +701,35 @@ mod tests {
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "rows out of order");
         let sorted = datafusion::arrow::compute::concat_batches(&got[0].schema(), &got)?;
         assert_eq!(text(&[sorted]), text(&expected));
+        Ok(())
+    }
+
+    /// Decimals of up to 18 digits score by their unscaled values, as their exact doubles
+    /// do; wider ones keep DataFusion's operator (and the generic sort).
+    #[tokio::test]
+    async fn decimals_score_as_their_values() -> Result<()> {
+        let values = "SELECT i, CAST(((i * 7919) % 2003) / 8.0 - 100 AS DECIMAL(12, 3)) AS d \
+                      FROM generate_series(1, 5000) t(i)";
+        for (ty, uses_exec) in [("DECIMAL(12, 3)", true), ("DECIMAL(30, 3)", false)] {
+            let sql = format!(
+                "SELECT count(*) FILTER (WHERE a = b AND c = e) AS same, count(*) AS n FROM \
+                 (SELECT quantile_score(x, 7) OVER () AS a, quantile_score(y, 7) OVER () AS b, \
+                         quantile_score(x, 300, true) OVER () AS c, \
+                         quantile_score(y, 300, true) OVER () AS e \
+                  FROM (SELECT CAST(d AS {ty}) AS x, CAST(d AS DOUBLE) AS y FROM ({values})))"
+            );
+            for ctx in [with_rule(2, 100, None), plain()] {
+                let (_, got) = plan_and_run(&ctx, &sql).await?;
+                assert_eq!(
+                    text(&got).lines().nth(3).map(str::trim),
+                    Some("| 5000 | 5000 |")
+                );
+            }
+            let inner = format!(
+                "SELECT i, quantile_score(CAST(d AS {ty}), 7) OVER () AS q FROM ({values}) ORDER BY i"
+            );
+            same_as_plain(&with_rule(2, 100, None), &inner, uses_exec).await?;
+        }
         Ok(())
     }
 
