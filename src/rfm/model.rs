@@ -291,7 +291,7 @@ impl Scorer {
 /// - the keys span a range no wider than their number (order counts, days since the last
 ///   order): a table of one score per key in the range, from a histogram, in O(n + range);
 /// - otherwise, at most [`MAX_CUT_BINS`] bins: the bins − 1 score boundaries, order
-///   statistics of the keys sorted alone (8 bytes a value, in place). Ascending,
+///   statistics of the keys, selected in place (O(n log bins), no full sort). Ascending,
 ///   score ≥ j + 1 ⟺ #{keys < k} ≥ p_j = ⌈j·n / bins⌉ ⟺ sorted[p_j − 1] < k; descending,
 ///   #{keys > k} ≥ p_j ⟺ sorted[n − p_j] > k;
 /// - more bins: the sorted keys themselves, a key's rank found by binary search.
@@ -317,6 +317,20 @@ enum Form {
         sorted: Vec<u64>,
         scorer: Scorer,
     },
+}
+
+/// Puts the order statistics at `positions` (ascending, distinct, each offset by `base`
+/// from `keys`' start and inside it) in their sorted places, by recursive selection.
+fn select_positions(keys: &mut [u64], positions: &[usize], base: usize) {
+    if positions.is_empty() {
+        return;
+    }
+    let mid = positions.len() / 2;
+    let m = positions[mid] - base;
+    keys.select_nth_unstable(m);
+    let (left, rest) = keys.split_at_mut(m);
+    select_positions(left, &positions[..mid], base);
+    select_positions(&mut rest[1..], &positions[mid + 1..], base + m + 1);
 }
 
 /// The score of each key of `lo..lo + counts.len()` from the number of values with
@@ -374,17 +388,22 @@ impl KeyScores {
                 drop(keys);
                 table(lo, &counts, n, scorer, descending)
             } else {
-                keys.sort_unstable();
                 if bins <= MAX_CUT_BINS {
-                    let cuts = (1..bins)
+                    // the cuts' positions in sorted order (1 ≤ p ≤ n, as 1 ≤ j < bins)
+                    let at: Vec<usize> = (1..bins)
                         .map(|j| {
-                            // 1 ≤ p ≤ n, as 1 ≤ j < bins
                             let p = (u128::from(j) * n as u128).div_ceil(u128::from(bins)) as usize;
-                            if descending { keys[n - p] } else { keys[p - 1] }
+                            if descending { n - p } else { p - 1 }
                         })
                         .collect();
-                    Form::Cuts(cuts)
+                    let mut positions = at.clone();
+                    positions.sort_unstable();
+                    positions.dedup();
+                    // only those order statistics, not a full sort: O(n log bins)
+                    select_positions(&mut keys, &positions, 0);
+                    Form::Cuts(at.iter().map(|&i| keys[i]).collect())
                 } else {
+                    keys.sort_unstable();
                     keys.shrink_to_fit();
                     Form::Ranks {
                         sorted: keys,
@@ -621,6 +640,8 @@ mod quantile_tests {
             (0usize, 1u64),
             (1, 1),
             (50, 7),
+            // wide keys, fewer than the bins: repeated cut positions
+            (20, 1_000_000_000),
             (1000, 30),
             (1000, 1_000_000),
             (5000, 3),
