@@ -370,7 +370,7 @@ impl KeyScores {
     }
 
     /// Scores for the non-NULL `keys` of one partition (in any order; the vector is
-    /// reused for sorting). `bins` ≥ 1.
+    /// reused, sorted or partly ordered). `bins` ≥ 1.
     pub fn new(mut keys: Vec<u64>, bins: u64, descending: bool) -> Self {
         let n = keys.len();
         let form = if n == 0 {

@@ -7,7 +7,8 @@ use datafusion::arrow::array::make_comparator;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array};
 use datafusion::arrow::compute::{SortOptions, cast, sort_to_indices};
 use datafusion::arrow::datatypes::{
-    DataType, Decimal128Type, Field, FieldRef, Float64Type, Int64Type, UInt64Type,
+    DataType, Decimal32Type, Decimal64Type, Decimal128Type, Field, FieldRef, Float64Type,
+    Int64Type, UInt64Type,
 };
 use datafusion::common::{Result, ScalarValue, exec_datafusion_err, plan_err};
 use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
@@ -212,7 +213,8 @@ impl PartitionEvaluator for QuantileEvaluator {
 }
 
 /// Whether [`order_keys`] gives keys for values of type `t`: numbers (decimals of up to
-/// 18 digits, whose unscaled values fit an `i64`), dates, times, timestamps, durations.
+/// 18 digits, whose unscaled values fit an `i64` when they keep their declared
+/// precision), dates, times, timestamps, durations.
 pub(crate) fn has_order_keys(t: &DataType) -> bool {
     t.is_floating()
         || t.is_integer()
@@ -239,17 +241,25 @@ pub(crate) fn order_keys(values: &ArrayRef) -> Result<Option<Vec<u64>>> {
             return Ok(None);
         }
         // one scale for the whole column: the unscaled values order as the values do, and
-        // with at most 18 digits they fit an i64
+        // with at most 18 digits they fit an i64 — unless a value breaks its declared
+        // precision (Arrow does not check): then no keys
         let v = values.as_primitive::<Decimal128Type>();
+        let fits = |(i, &x): (usize, &i128)| v.is_null(i) || i64::try_from(x).is_ok();
+        if !v.values().iter().enumerate().all(fits) {
+            return Ok(None);
+        }
         return Ok(Some(
             v.values().iter().map(|&x| i64_key(x as i64)).collect(),
         ));
     }
-    if let DataType::Decimal32(_, _) | DataType::Decimal64(_, _) = t {
-        let v = cast(values, &DataType::Decimal128(18, t_scale(t)))?;
-        let v = v.as_primitive::<Decimal128Type>();
+    if let DataType::Decimal64(_, _) = t {
+        let v = values.as_primitive::<Decimal64Type>();
+        return Ok(Some(v.values().iter().map(|&x| i64_key(x)).collect()));
+    }
+    if let DataType::Decimal32(_, _) = t {
+        let v = values.as_primitive::<Decimal32Type>();
         return Ok(Some(
-            v.values().iter().map(|&x| i64_key(x as i64)).collect(),
+            v.values().iter().map(|&x| i64_key(i64::from(x))).collect(),
         ));
     }
     if t.is_floating() {
@@ -273,14 +283,6 @@ pub(crate) fn order_keys(values: &ArrayRef) -> Result<Option<Vec<u64>>> {
         return Ok(Some(v.values().iter().map(|&x| i64_key(x)).collect()));
     }
     Ok(None)
-}
-
-/// The scale of a decimal type (0 for other types).
-fn t_scale(t: &DataType) -> i8 {
-    match t {
-        DataType::Decimal32(_, s) | DataType::Decimal64(_, s) | DataType::Decimal128(_, s) => *s,
-        _ => 0,
-    }
 }
 
 /// The `quantile_score` window function (a shared singleton).

@@ -347,7 +347,7 @@ impl Scoring {
         for (score, keys) in self.scores.iter().zip(self.keys.iter_mut()) {
             let values = score.value.evaluate(batch)?.into_array(batch.num_rows())?;
             let Some(batch_keys) = order_keys(&values)? else {
-                return internal_err!("quantile_score: no order keys for {}", values.data_type());
+                return no_keys(values.data_type());
             };
             match values.logical_nulls() {
                 None => keys.extend(&batch_keys),
@@ -470,6 +470,15 @@ impl Scoring {
     }
 }
 
+/// The error for values planned to have order keys that have none: a decimal value
+/// outside its declared precision (the only way; Arrow does not check precision).
+fn no_keys<T>(t: &datafusion::arrow::datatypes::DataType) -> Result<T> {
+    datafusion::common::exec_err!(
+        "quantile_score: a {t} value does not fit its declared precision, so it cannot be \
+         ranked exactly; cast the column to a wider decimal or to DOUBLE"
+    )
+}
+
 /// `batch` with the score columns appended.
 fn score_batch(
     schema: &SchemaRef,
@@ -481,7 +490,7 @@ fn score_batch(
     for (score, scorer) in scores.iter().zip(scorers) {
         let values = score.value.evaluate(batch)?.into_array(batch.num_rows())?;
         let Some(keys) = order_keys(&values)? else {
-            return internal_err!("quantile_score: no order keys for {}", values.data_type());
+            return no_keys(values.data_type());
         };
         let out: Vec<i64> = keys.iter().map(|&k| scorer.score(k)).collect();
         columns.push(Arc::new(Int64Array::new(
@@ -730,6 +739,41 @@ mod tests {
             );
             same_as_plain(&with_rule(2, 100, None), &inner, uses_exec).await?;
         }
+        Ok(())
+    }
+
+    /// Arrow does not check a decimal's declared precision: a value beyond it has no i64
+    /// key. The window function then ranks by Arrow's sort; the operator says so.
+    #[tokio::test]
+    async fn decimals_beyond_their_precision_are_not_misranked() -> Result<()> {
+        use datafusion::arrow::array::Decimal128Array;
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        let values =
+            Decimal128Array::from(vec![Some(5_i128), None, Some(10_i128.pow(20)), Some(-7)])
+                .with_precision_and_scale(18, 2)?;
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "d",
+            DataType::Decimal128(18, 2),
+            true,
+        )]));
+        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(values)])?;
+        let sql = "SELECT d, quantile_score(d, 3) OVER () AS q FROM t ORDER BY d";
+        let ctx = plain();
+        ctx.register_batch("t", batch.clone())?;
+        let (_, got) = plan_and_run(&ctx, sql).await?;
+        let shown = text(&got);
+        // -0.07 < 0.05 < 1e18: scores 1, 2, 3
+        let scores: Vec<&str> = shown
+            .lines()
+            .skip(3)
+            .filter_map(|l| l.split('|').nth(2))
+            .map(str::trim)
+            .collect();
+        assert_eq!(scores, ["1", "2", "3", ""], "{shown}");
+        let ctx = with_rule(1, 8192, None);
+        ctx.register_batch("t", batch)?;
+        let err = plan_and_run(&ctx, sql).await.unwrap_err().to_string();
+        assert!(err.contains("does not fit its declared precision"), "{err}");
         Ok(())
     }
 
