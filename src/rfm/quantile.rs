@@ -285,6 +285,22 @@ pub(crate) fn order_keys(values: &ArrayRef) -> Result<Option<Vec<u64>>> {
     Ok(None)
 }
 
+/// [`order_keys`] of the non-NULL values only (compacted in place).
+pub(crate) fn non_null_keys(values: &ArrayRef) -> Result<Option<Vec<u64>>> {
+    let Some(mut keys) = order_keys(values)? else {
+        return Ok(None);
+    };
+    if let Some(nulls) = values.logical_nulls() {
+        let mut kept = 0;
+        for i in nulls.valid_indices() {
+            keys[kept] = keys[i];
+            kept += 1;
+        }
+        keys.truncate(kept);
+    }
+    Ok(Some(keys))
+}
+
 /// The `quantile_score` window function (a shared singleton).
 pub fn quantile_score() -> Arc<WindowUDF> {
     static UDWF: LazyLock<Arc<WindowUDF>> =

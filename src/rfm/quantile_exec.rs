@@ -48,7 +48,7 @@ use datafusion::physical_plan::{
 use futures::{StreamExt, TryStreamExt, stream};
 
 use super::model::{KeyCollector, KeyScores};
-use super::quantile::{QuantileScore, has_order_keys, options, order_keys};
+use super::quantile::{QuantileScore, has_order_keys, non_null_keys, options, order_keys};
 
 /// One scored column: the value expression and the score's options.
 #[derive(Debug, Clone)]
@@ -228,7 +228,6 @@ impl ExecutionPlan for QuantileScoreExec {
             row_reservation: rows,
             spill,
             keys: self.scores.iter().map(|_| KeyCollector::new()).collect(),
-            key_bytes: 0,
             buffered: Vec::new(),
             buffered_bytes: 0,
             counter: RecordBatchMemoryCounter::new(),
@@ -294,8 +293,6 @@ struct Scoring {
     spill: SpillManager,
     /// the non-NULL order keys of each scored column (as counts for narrow ranges)
     keys: Vec<KeyCollector>,
-    /// bytes reserved for `keys`
-    key_bytes: usize,
     /// input batches held in memory, after those spilled
     buffered: Vec<RecordBatch>,
     /// bytes reserved for the buffered batches
@@ -346,26 +343,16 @@ impl Scoring {
     fn add_keys(&mut self, batch: &RecordBatch) -> Result<()> {
         for (score, keys) in self.scores.iter().zip(self.keys.iter_mut()) {
             let values = score.value.evaluate(batch)?.into_array(batch.num_rows())?;
-            let Some(batch_keys) = order_keys(&values)? else {
+            let Some(batch_keys) = non_null_keys(&values)? else {
                 return no_keys(values.data_type());
             };
-            match values.logical_nulls() {
-                None => keys.extend(&batch_keys),
-                Some(nulls) => {
-                    let kept: Vec<u64> = batch_keys
-                        .iter()
-                        .zip(nulls.iter())
-                        .filter(|&(_, ok)| ok)
-                        .map(|(&k, _)| k)
-                        .collect();
-                    keys.extend(&kept);
-                }
-            }
+            keys.extend(&batch_keys);
         }
+        // during the input, the key reservation holds exactly the collectors
         let bytes: usize = self.keys.iter().map(KeyCollector::heap_bytes).sum();
-        if bytes > self.key_bytes {
-            self.reserve_for_keys(bytes - self.key_bytes, "their order keys")?;
-            self.key_bytes = bytes;
+        let held = self.key_reservation.size();
+        if bytes > held {
+            self.reserve_for_keys(bytes - held, "their order keys")?;
         }
         Ok(())
     }
@@ -421,7 +408,6 @@ impl Scoring {
             } else {
                 self.key_reservation.shrink(held + extra - now);
             }
-            self.key_bytes = self.key_bytes - held + now;
             out.push(scores);
         }
         Ok(out)
