@@ -1068,10 +1068,12 @@ pub fn coarse_levels<T: Copy>(
         let (mut running, mut taken) = (0.0, 0.0);
         for row in finer {
             running += weight(row);
-            // crossings of step/2, 3·step/2, ... (centred systematic sampling)
-            // (floor of a non-negative number: the truncating conversion, not a libm call)
-            let crossed = ((running / step) + 0.5) as u64 as f64;
-            if crossed > taken {
+            // crossings of step/2, 3·step/2, ... (centred systematic sampling); the floor (of
+            // a non-negative number: the truncating conversion, not a libm call) only for the
+            // one row in LEVEL_FACTOR that crosses
+            let crossing = (running / step) + 0.5;
+            if crossing >= taken + 1.0 {
+                let crossed = crossing as i64 as f64;
                 level.push(with_weight(*row, (crossed - taken) * step));
                 taken = crossed;
             }
