@@ -193,8 +193,11 @@ static BGNBD_DOC: LazyLock<Documentation> = LazyLock::new(|| {
         section(),
         format!(
             "BG/NBD model (Fader, Hardie & Lee 2005) fitted on one row per customer: parameters \
-             r, alpha (purchase-rate gamma), a, b (dropout beta). {COMMON_DOC} Rows must have a \
-             whole frequency >= 0, 0 <= recency <= T, and recency 0 when frequency is 0; \
+             r, alpha (purchase-rate gamma), a, b (dropout beta). {COMMON_DOC} On all the data \
+             the BG/NBD fit takes Newton steps with the log-likelihood's analytic Hessian \
+             (quadratic convergence from the coarse optimum), the same line search and \
+             tolerance, and goes on with BFGS where the Hessian is not positive definite. Rows \
+             must have a whole frequency >= 0, 0 <= recency <= T, and recency 0 when frequency is 0; \
              anything else is an error naming the row."
         ),
         "bgnbd_fit(frequency, recency, T [, penalizer [, period]]) | bgnbd_fit(summary [, penalizer])",
