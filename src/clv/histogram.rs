@@ -358,9 +358,14 @@ impl Histogram {
         let Some(longest) = runs.iter().max_by_key(|r| r.keys.len()) else {
             return out;
         };
-        // equal keys all go to the upper side, so no pattern is split between the threads
-        let middle = longest.keys[longest.keys.len() / 2];
-        let (lower, upper): (Vec<Run>, Vec<Run>) = runs.iter().map(|r| r.split(middle)).unzip();
+        // Equal keys all go to the upper side, so no pattern is split between the threads.
+        // The upper side goes into a vector of its own that is then copied behind the lower
+        // one: so that copy does not also take the first-touch page faults of the output's
+        // upper half on one thread, this thread writes (and so faults in) that space after
+        // its own merge while the helper is still merging, and takes the smaller share
+        // (two fifths) to make room for it.
+        let split = longest.keys[longest.keys.len() * 2 / 5];
+        let (lower, upper): (Vec<Run>, Vec<Run>) = runs.iter().map(|r| r.split(split)).unzip();
         let upper_len: usize = upper.iter().map(|r| r.keys.len()).sum();
         let merge_upper = || {
             let mut tail = Vec::with_capacity(upper_len);
@@ -370,6 +375,11 @@ impl Histogram {
         let tail = std::thread::scope(|scope| {
             let helper = std::thread::Builder::new().spawn_scoped(scope, merge_upper);
             merge_into(&lower, &make, &mut out);
+            if helper.is_ok() {
+                let lower_len = out.len();
+                out.resize(lower_len + upper_len, make([0.0; 3], 0.0));
+                out.truncate(lower_len);
+            }
             match helper.map(|h| h.join()) {
                 Ok(Ok(tail)) => tail,
                 Ok(Err(panic)) => std::panic::resume_unwind(panic),
