@@ -1521,8 +1521,12 @@ impl<'a> PatternLevels<'a> {
                 .chain((1..n).map(|l| Times::new(levels.rows(l))))
                 .collect();
         }
+        // the weights kept beside the time indexes, when there are (a quarter of the bytes)
         levels.customers = (0..n)
-            .map(|l| levels.rows(l).iter().map(|r| r.w).sum())
+            .map(|l| match levels.times.get(l) {
+                Some(times) => times.w.iter().sum(),
+                None => levels.rows(l).iter().map(|r| r.w).sum(),
+            })
             .collect();
         levels
     }
@@ -1621,9 +1625,14 @@ pub fn fit_gamma_gamma(rows: &[Spend], opts: FitOptions) -> Fit<3> {
 
 /// Customers, and a start (r = 1, α = r · mean T / mean x) for the purchase-rate gamma.
 fn start_rate(rows: &[Pattern]) -> (f64, [f64; 2]) {
-    let n: f64 = rows.iter().map(|r| r.w).sum();
-    let mean_x = rows.iter().map(|r| r.x * r.w).sum::<f64>() / n;
-    let mean_t = rows.iter().map(|r| r.t * r.w).sum::<f64>() / n;
+    // one pass over the rows (each sum in row order, as three passes would add them)
+    let (mut n, mut sum_x, mut sum_t) = (0.0, 0.0, 0.0);
+    for r in rows {
+        n += r.w;
+        sum_x += r.x * r.w;
+        sum_t += r.t * r.w;
+    }
+    let (mean_x, mean_t) = (sum_x / n, sum_t / n);
     (n, [1.0, (mean_t / mean_x.max(0.1)).max(1e-3)])
 }
 
