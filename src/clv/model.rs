@@ -1418,7 +1418,7 @@ fn cholesky<const N: usize>(a: &[[f64; N]; N]) -> Option<[[f64; N]; N]> {
             let s = a[i][j] - (0..j).map(|k| l[i][k] * l[j][k]).sum::<f64>();
             if i == j {
                 // a pivot this small against the diagonal is rounding: not positive definite
-                if !(s > 1e-12 * a[i][i].abs()) {
+                if s.is_nan() || s <= 1e-12 * a[i][i].abs() {
                     return None;
                 }
                 l[i][i] = s.sqrt();
