@@ -2142,19 +2142,29 @@ mod tests {
         rows
     }
 
-    /// The hand-written BG/NBD gradient equals the dual-number one (and so, through
-    /// `check_gradient`, finite differences), at parameters near and far from a fit.
-    #[test]
-    fn bgnbd_hand_gradient_equals_the_dual_gradient() {
+    /// 20k random patterns and the hand-made ones, sorted, with their time table: more rows
+    /// than one chunk, so runs of equal x cross chunk boundaries.
+    fn bgnbd_gradient_data() -> (Vec<Pattern>, Times) {
         let mut rows = random_patterns(20_000, 5);
         rows.extend(patterns());
         sort_patterns(&mut rows);
         let times = Times::new(&rows);
-        for at in [
-            [1.0, 20.0, 1.0, 3.0],
-            [0.24, 4.4, 0.79, 2.4],
-            [5.0, 0.5, 30.0, 0.2],
-        ] {
+        (rows, times)
+    }
+
+    /// BG/NBD parameters: a moderate point, about CDNOW's optimum, and an extreme one.
+    const BGNBD_GRADIENT_POINTS: [[f64; 4]; 3] = [
+        [1.0, 20.0, 1.0, 3.0],
+        [0.24, 4.4, 0.79, 2.4],
+        [5.0, 0.5, 30.0, 0.2],
+    ];
+
+    /// The hand-written BG/NBD gradient equals the dual-number one (and so, through
+    /// `check_gradient`, finite differences), at parameters near and far from a fit.
+    #[test]
+    fn bgnbd_hand_gradient_equals_the_dual_gradient() {
+        let (rows, times) = bgnbd_gradient_data();
+        for at in BGNBD_GRADIENT_POINTS {
             let dual = bgnbd_ll_indexed(
                 &std::array::from_fn(|i| Dual::<4>::var(at[i], i, 1.0)),
                 &rows,
@@ -2176,15 +2186,8 @@ mod tests {
     /// near and far from a fit; its gradient and value are the gradient function's.
     #[test]
     fn bgnbd_hessian_equals_differences_of_the_gradient() {
-        let mut rows = random_patterns(20_000, 5);
-        rows.extend(patterns());
-        sort_patterns(&mut rows);
-        let times = Times::new(&rows);
-        for at in [
-            [1.0, 20.0, 1.0, 3.0],
-            [0.24, 4.4, 0.79, 2.4],
-            [5.0, 0.5, 30.0, 0.2],
-        ] {
+        let (rows, times) = bgnbd_gradient_data();
+        for at in BGNBD_GRADIENT_POINTS {
             let (v, g, h) = bgnbd_ll_gradient_hessian(&at, &rows, &times);
             assert_eq!((v, g), bgnbd_ll_gradient(&at, &rows, &times));
             for j in 0..4 {
