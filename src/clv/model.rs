@@ -1098,10 +1098,10 @@ pub fn fit_levels<const N: usize>(
     fit_levels_newton(ll, None, customers, start, opts)
 }
 
-/// The log-likelihood of the full data with its gradient and Hessian in the parameters
-/// (not their logarithms).
+/// The log-likelihood of the full data with its gradient and (when the flag asks for it)
+/// Hessian in the parameters (not their logarithms).
 pub type FullHessian<'a, const N: usize> =
-    &'a (dyn Fn(&[f64; N]) -> (f64, [f64; N], [[f64; N]; N]) + Sync);
+    &'a (dyn Fn(&[f64; N], bool) -> (f64, [f64; N], [[f64; N]; N]) + Sync);
 
 /// [`fit_levels`], with the full data's Hessian when the model has one: level 0 then takes
 /// Newton steps, which converge quadratically from the coarse optimum (the full data's
@@ -1160,10 +1160,10 @@ pub fn fit_levels_newton<const N: usize>(
     let mut run = None;
     if let Some(full) = full_hessian {
         // the objective −ll / customers + penalty · Σ p², and its derivatives in θ = ln p
-        let objective = |theta: &[f64; N]| -> (f64, [f64; N], [[f64; N]; N]) {
+        let objective = |theta: &[f64; N], hessian: bool| -> (f64, [f64; N], [[f64; N]; N]) {
             evaluations[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let p = theta.map(f64::exp);
-            let (ll, g, h) = full(&p);
+            let (ll, g, h) = full(&p, hessian);
             let n = customers[0];
             let f = -ll / n + p.iter().map(|p| p * p).sum::<f64>() * opts.penalizer;
             let gp: [f64; N] = std::array::from_fn(|i| -g[i] / n + 2.0 * opts.penalizer * p[i]);
@@ -1350,16 +1350,24 @@ pub fn bfgs<const N: usize>(
 }
 
 /// Newton's method with the same line search and convergence test as [`bfgs`], from `x0`:
-/// `f` gives the objective, its gradient and its Hessian. It stops as not converged, for the
-/// caller to go on with BFGS, where the Hessian is not positive definite or a step fails.
+/// `f(x, hessian)` gives the objective and its gradient, and its Hessian when `hessian` is
+/// true (anything otherwise). It stops as not converged, for the caller to go on with BFGS,
+/// where the Hessian is not positive definite or a step fails.
+///
+/// A point is evaluated without the Hessian when the step to it is expected to converge:
+/// near the optimum Newton's next gradient is about the square of this one, so when 100
+/// times that square is below the tolerance the next evaluation is most likely only the
+/// convergence test. If it is not below the tolerance after all, the point is evaluated
+/// again with the Hessian.
 pub fn newton<const N: usize>(
-    f: impl Fn(&[f64; N]) -> (f64, [f64; N], [[f64; N]; N]),
+    f: impl Fn(&[f64; N], bool) -> (f64, [f64; N], [[f64; N]; N]),
     x0: [f64; N],
     max_iterations: u32,
     gtol: f64,
 ) -> Bfgs<N> {
     let mut x = x0;
-    let (mut fx, mut g, mut h) = f(&x);
+    let (mut fx, mut g, mut h) = f(&x, true);
+    let mut have_hessian = true;
     let finite = |fx: f64, g: &[f64; N]| fx.is_finite() && g.iter().all(|v| v.is_finite());
     let mut inverse = [[0.0; N]; N];
     for it in 0..max_iterations {
@@ -1370,6 +1378,12 @@ pub fn newton<const N: usize>(
         if !finite(fx, &g) {
             return Bfgs::new(x, fx, inverse, false, it);
         }
+        if max_abs(&g) < gtol {
+            return Bfgs::new(x, fx, inverse, true, it);
+        }
+        if !have_hessian {
+            h = f(&x, true).2;
+        }
         let Some(l) = cholesky(&h) else {
             return Bfgs::new(x, fx, inverse, false, it);
         };
@@ -1377,20 +1391,18 @@ pub fn newton<const N: usize>(
             let e: [f64; N] = std::array::from_fn(|i| if i == j { 1.0 } else { 0.0 });
             cholesky_solve(&l, &e)
         });
-        if max_abs(&g) < gtol {
-            return Bfgs::new(x, fx, inverse, true, it);
-        }
         let mut d = cholesky_solve(&l, &g).map(|v| -v);
         let dmax = max_abs(&d);
         if dmax > 2.0 {
             d = d.map(|v| v * 2.0 / dmax);
         }
         let slope = dot(&g, &d);
+        let with_hessian = 100.0 * max_abs(&g) * max_abs(&g) >= gtol;
         let mut step = 1.0;
         let mut accepted = None;
         for _ in 0..30 {
             let xn: [f64; N] = std::array::from_fn(|i| x[i] + step * d[i]);
-            let (fnew, gnew, hnew) = f(&xn);
+            let (fnew, gnew, hnew) = f(&xn, with_hessian);
             if finite(fnew, &gnew)
                 && fnew <= fx + 1e-4 * step * slope + 4.0 * f64::EPSILON * fx.abs()
             {
@@ -1403,6 +1415,7 @@ pub fn newton<const N: usize>(
             return Bfgs::new(x, fx, inverse, false, it);
         };
         (x, fx, g, h) = (xn, fnew, gnew, hnew);
+        have_hessian = with_hessian;
         if max_abs(&x) > MAX_LOG_PARAMETER {
             return Bfgs::new(x, fx, inverse, false, it + 1);
         }
@@ -1545,7 +1558,14 @@ fn level_rows<'a, T>(full: &'a [T], coarse: &'a [Vec<T>], level: usize) -> &'a [
 pub fn fit_bgnbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
     let (_, start) = start_rate(rows);
     let levels = PatternLevels::new(rows, true);
-    let full = |p: &[f64; 4]| bgnbd_ll_gradient_hessian(p, rows, &levels.times[0]);
+    let full = |p: &[f64; 4], hessian: bool| {
+        if hessian {
+            bgnbd_ll_gradient_hessian(p, rows, &levels.times[0])
+        } else {
+            let (v, g) = bgnbd_ll_gradient(p, rows, &levels.times[0]);
+            (v, g, [[0.0; 4]; 4])
+        }
+    };
     identified(
         fit_levels_newton(
             |p, l| {
@@ -2246,7 +2266,7 @@ mod tests {
     #[test]
     fn newton_solves_quadratics_and_refuses_saddles() {
         // f = (x − 1)² + 3 (y + 2)² + (x − 1)(y + 2)
-        let quadratic = |p: &[f64; 2]| {
+        let quadratic = |p: &[f64; 2], _: bool| {
             let (u, v) = (p[0] - 1.0, p[1] + 2.0);
             (
                 u * u + 3.0 * v * v + u * v,
@@ -2259,7 +2279,7 @@ mod tests {
         assert_eq!(run.iterations, 1);
         assert!((run.x[0] - 1.0).abs() < 1e-12 && (run.x[1] + 2.0).abs() < 1e-12);
         // f = x² − y²: a saddle
-        let saddle = |p: &[f64; 2]| {
+        let saddle = |p: &[f64; 2], _: bool| {
             (
                 p[0] * p[0] - p[1] * p[1],
                 [2.0 * p[0], -2.0 * p[1]],
@@ -2269,6 +2289,27 @@ mod tests {
         let run = newton(saddle, [1.0, 1.0], 50, 1e-12);
         assert!(!run.converged);
         assert_eq!(run.x, [1.0, 1.0]);
+    }
+
+    /// A point evaluated without the Hessian (its step was expected to converge) that turns
+    /// out not converged is evaluated again with it, and Newton goes on. On f = x¹⁰ Newton
+    /// shrinks x by 8/9 a step and the gradient 10x⁹ by (8/9)⁹ ≈ 0.35, so from a gradient
+    /// of 3e-3 with tolerance 1e-3 (100 · 9e-6 < 1e-3: no Hessian asked) the next gradient
+    /// is 1.04e-3, not yet converged.
+    #[test]
+    fn newton_asks_for_the_hessian_again_when_a_step_does_not_converge() {
+        let calls = std::cell::RefCell::new(Vec::new());
+        let f = |p: &[f64; 1], hessian: bool| {
+            calls.borrow_mut().push(hessian);
+            let x = p[0];
+            (x.powi(10), [10.0 * x.powi(9)], [[90.0 * x.powi(8)]])
+        };
+        let x0 = (3e-4f64).powf(1.0 / 9.0);
+        let run = newton(f, [x0], 50, 1e-3);
+        assert!(run.converged);
+        assert!(10.0 * run.x[0].powi(9) < 1e-3);
+        // x0 with, x1 without, x1 again with, x2 without (converged)
+        assert_eq!(*calls.borrow(), [true, false, true, false]);
     }
 
     /// The hand-written Gamma-Gamma gradient equals the dual-number one (and so, through
