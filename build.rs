@@ -1,6 +1,6 @@
 //! Code layout of the release binary.
 //!
-//! The binary carries ~130 MiB of machine code (DataFusion, Arrow, Parquet, object stores,
+//! The binary carries 113 MiB of machine code (134 MiB with Ballista) (DataFusion, Arrow, Parquet, object stores,
 //! our functions), and a query runs a few thousand functions scattered through all of it.
 //! Linux maps file-backed code 64 KiB around every page fault, so the scattered functions
 //! made ~60–80 MiB of the binary resident in every query (a third of `rfm`'s peak RSS).
@@ -14,7 +14,8 @@
 //! resident) in every process.
 //!
 //! Only the release binary is ordered, only with LLD, the linker rustc uses by default on
-//! x86_64 Linux since 1.90; set `DFM_SYMBOL_ORDER=0` to link without the list. Names that
+//! x86_64 Linux since 1.90; `DFM_SYMBOL_ORDER=0` links with the linker's defaults (neither
+//! the order nor packed relocations). Names that
 //! are not in the binary (another feature set or dependency version gives some functions
 //! other hashes) are skipped: a stale list costs memory, never correctness.
 
