@@ -1,7 +1,8 @@
 //! Code layout of the release binary.
 //!
-//! The binary carries 113 MiB of machine code (134 MiB with Ballista) (DataFusion, Arrow, Parquet, object stores,
-//! our functions), and a query runs a few thousand functions scattered through all of it.
+//! The binary carries 113 MiB of machine code (134 MiB with Ballista: DataFusion, Arrow,
+//! Parquet, object stores, our functions), and a query runs a few thousand functions
+//! scattered through all of it.
 //! Linux maps file-backed code 64 KiB around every page fault, so the scattered functions
 //! made ~60–80 MiB of the binary resident in every query (a third of `rfm`'s peak RSS).
 //! `link/symbol-order.txt` lists the functions our workloads execute, most shared first
@@ -15,9 +16,9 @@
 //!
 //! Only the release binary is ordered, only with LLD, the linker rustc uses by default on
 //! x86_64 Linux since 1.90; `DFM_SYMBOL_ORDER=0` links with the linker's defaults (neither
-//! the order nor packed relocations). Names that
-//! are not in the binary (another feature set or dependency version gives some functions
-//! other hashes) are skipped: a stale list costs memory, never correctness.
+//! the order nor packed relocations). Names that are not in the binary (another feature set
+//! or dependency version gives some functions other hashes) are skipped: a stale list costs
+//! memory, never correctness.
 
 use std::env;
 use std::path::Path;
@@ -85,7 +86,7 @@ fn lld_links() -> Result<(), String> {
     match second_word_version(&rustc, &["--version"]) {
         Some(v) if v >= (1, 90) => Ok(()),
         _ => Err(format!(
-            "{rustc} is older than 1.90 and links with the system linker"
+            "{rustc} --version is not 1.90 or later (older rustc links with the system linker)"
         )),
     }
 }

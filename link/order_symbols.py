@@ -5,7 +5,7 @@
 
 Runs the release binary under valgrind's callgrind (which records every function a process
 executes) on a freshly generated lake, one process per workload: start-up alone, the benchmark
-queries of benches/compare (RFM and its bare GROUP BY floor, the CLV summary and fits, BG/NBD on 1.2M
+queries of benches/compare (imported from there) (RFM and its bare GROUP BY floor, the CLV summary and fits, BG/NBD on 1.2M
 synthetic customers, item similarity and association rules) and the demo (every analysis in sql/, among
 them Markov, Shapley and heuristic attribution, on a 3,000-customer lake).
 The functions found are written most shared first: those every workload runs (start-up, SQL
@@ -28,42 +28,32 @@ import tempfile
 
 DEMO_CUSTOMERS = 3000
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+# the benchmark's own queries, so the profiled code follows them
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "benches", "compare"))
+import clv  # noqa: E402
+import common  # noqa: E402
+import rfm  # noqa: E402
+import similarity  # noqa: E402
 
 
-def workloads(lake, demo_lake, work):
-    """(name, arguments) of each profiled process, most important first (earlier ones win ties)."""
-    summary = os.path.join(work, "clv_summary.parquet")
+def workloads(binary, lake, demo_lake, work):
+    """(name, arguments) of each profiled process, most important first (earlier ones win ties).
+    Writes the CLV fits' input first (outside the profile: the summary is profiled by its own query)."""
+    full, small = clv.prepare(binary, lake, work, 5000)
     q = lambda *sql: ["--lake", lake, "--format", "json"] + [f"--command={s}" for s in sql]
     return [
         ("start", ["--format", "json", "--command=SELECT 1"]),
-        ("rfm", q("""SELECT segment, count(*) AS customers, sum(recency_days) AS recency, sum(frequency) AS frequency,
-       sum(monetary) AS monetary, sum(r_score) AS r, sum(f_score) AS f, sum(m_score) AS m
-FROM rfm('orders', 'customer_id', 'order_ts', 'amount', TIMESTAMP '2026-01-01')
-GROUP BY segment ORDER BY segment""")),
-        ("floor", q("""SELECT count(*) AS customers, sum(n) AS orders, sum(money) AS monetary
-FROM (SELECT customer_id, max(order_ts) AS last, count(*) AS n, sum(amount) AS money FROM orders GROUP BY customer_id)""")),
-        ("clv", q(f"""COPY (SELECT customer_id, s.frequency AS frequency, s.recency AS recency, s."T" AS "T",
-       s.monetary_value AS monetary_value
-FROM (SELECT customer_id, clv_summary(order_ts, amount, TIMESTAMP '2026-01-01') AS s FROM orders GROUP BY customer_id))
-TO '{summary}' STORED AS PARQUET""",
-            f"""SELECT m.r AS r, m.alpha AS alpha, m.a AS a, m.b AS b, m.customers AS customers
-FROM (SELECT bgnbd_fit(frequency, recency, "T") AS m FROM '{summary}')""",
-            f"""SELECT m.r AS r, m.s AS s FROM (SELECT pareto_nbd_fit(frequency, recency, "T") AS m FROM '{summary}')""",
-            f"""WITH m AS (SELECT bgnbd_fit(frequency, recency, "T", 0, 'day') AS bg,
-       gamma_gamma_fit(frequency, monetary_value) FILTER (WHERE monetary_value > 0) AS gg FROM '{summary}')
-SELECT gg.p AS p, sum(customer_lifetime_value(bg, gg, frequency, recency, "T", monetary_value)) AS clv
-FROM '{summary}' CROSS JOIN m GROUP BY gg.p""")),
+        ("rfm", q(rfm.OURS)),
+        ("floor", q(common.ORDERS_FLOOR)),
+        ("clv", q(clv.SUMMARY, clv.BGNBD.format(path=full), clv.PARETO.format(path=small),
+                  clv.GGCLV.format(path=full))),
         # many distinct (x, t_x, T): the histogram's large-state paths and the fits' coarse levels
         ("fit", q("""SELECT m.r AS r, m.customers AS customers FROM (SELECT bgnbd_fit(f, CASE WHEN f = 0 THEN 0 ELSE
   CAST((v * 104729) % (t + 1) AS DOUBLE) END, CAST(t AS DOUBLE)) AS m FROM (SELECT v, (v * 31) % 25 AS f,
   30 + (v * 7919) % 700 AS t FROM generate_series(1, 1200000) AS g(v)))""")),
         ("similarity", q("""CREATE VIEW interactions AS SELECT o.customer_id AS user_id, i.product_id AS item_id
-FROM order_items i JOIN orders o ON o.order_id = i.order_id""",
-            """SELECT count(*) AS neighbours, sum(score) AS score, sum(overlap) AS overlap
-FROM item_similarity('interactions', 'user_id', 'item_id', 'cosine', 20)""",
-            """SELECT count(*) AS rules, sum(lift) AS lift
-FROM association_rules('interactions', 'user_id', 'item_id', 0.01, 0.1)""")),
+FROM order_items i JOIN orders o ON o.order_id = i.order_id""", similarity.OURS_SIM,
+                         similarity.OURS_RULES.format(support=0.01, confidence=0.1))),
         ("demo", ["demo", "--dir", demo_lake]),
     ]
 
@@ -110,7 +100,7 @@ def main():
         demo_lake = os.path.join(work, "demo-lake")
         subprocess.run([a.binary, "generate", demo_lake, "--customers", str(DEMO_CUSTOMERS), "--seed", "7"],
                        check=True, capture_output=True)
-        runs = workloads(lake, demo_lake, work)
+        runs = workloads(a.binary, lake, demo_lake, work)
         masks = {}
         for bit, (name, args) in enumerate(runs):
             found = executed(a.binary, args, os.path.join(work, f"cg-{name}")) & defined
