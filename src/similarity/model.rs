@@ -77,6 +77,8 @@ pub struct Itemset {
 pub enum MiningError {
     /// More frequent itemsets than the limit.
     TooMany(usize),
+    /// More rules (kept at the confidence threshold) than the limit.
+    TooManyRules(usize),
 }
 
 /// Every itemset (up to `max_len` items) contained in at least `min_count` baskets.
@@ -366,7 +368,14 @@ pub struct Rule {
 /// least two items, every non-empty proper subset as antecedent and the rest as
 /// consequent, kept when confidence ≥ `min_confidence`. Supports are fractions of
 /// `n_baskets`. Rules come in the itemsets' order, antecedents by subset bit pattern.
-pub fn rules(itemsets: &[Itemset], n_baskets: u64, min_confidence: f64) -> Vec<Rule> {
+/// An itemset of k items gives up to 2^k − 2 rules, so more than `limit` rules stop the
+/// search with [`MiningError::TooManyRules`].
+pub fn rules(
+    itemsets: &[Itemset],
+    n_baskets: u64,
+    min_confidence: f64,
+    limit: usize,
+) -> Result<Vec<Rule>, MiningError> {
     use datafusion::common::HashMap;
     let count: HashMap<&[u32], u64> = itemsets
         .iter()
@@ -407,6 +416,9 @@ pub fn rules(itemsets: &[Itemset], n_baskets: u64, min_confidence: f64) -> Vec<R
             } else {
                 (1.0 - s_c) / (1.0 - confidence)
             };
+            if out.len() >= limit {
+                return Err(MiningError::TooManyRules(limit));
+            }
             out.push(Rule {
                 antecedent: a.clone(),
                 consequent: c.clone(),
@@ -420,7 +432,7 @@ pub fn rules(itemsets: &[Itemset], n_baskets: u64, min_confidence: f64) -> Vec<R
             });
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -536,7 +548,12 @@ mod tests {
             frequent_itemsets(&b, 3, 2, 3, 4),
             Err(MiningError::TooMany(4))
         );
-        let r = rules(&sets, 4, 0.9);
+        let r = rules(&sets, 4, 0.9, usize::MAX).unwrap();
+        assert_eq!(rules(&sets, 4, 0.9, r.len()).unwrap(), r);
+        assert_eq!(
+            rules(&sets, 4, 0.9, r.len() - 1),
+            Err(MiningError::TooManyRules(r.len() - 1))
+        );
         // {0}→{1}, {1}→{0} have confidence 1; {0,2}→{1}, {1,2}→{0} too
         assert!(r.iter().all(|r| r.confidence >= 0.9));
         let r01 = r

@@ -14,7 +14,7 @@ use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, UInt32Type, UInt64Type};
 use datafusion::arrow::row::{RowConverter, SortField};
-use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::common::{Result, ScalarValue, exec_err, internal_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
@@ -26,6 +26,9 @@ use crate::args::{aggregate_literal, doc_section, list_item, list_of, scalar_lis
 const NAME: &str = "basket_rules";
 /// Most frequent itemsets mined before giving up with an error.
 pub const MAX_ITEMSETS: usize = 10_000_000;
+/// Most rules kept before giving up with an error (a frequent itemset of k items gives up to
+/// 2^k − 2 rules: without a bound a low `min_support` exhausts the memory).
+pub const MAX_RULES: usize = 10_000_000;
 
 /// What the mining aggregate returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -119,8 +122,8 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
          per non-empty proper subset as antecedent, kept when confidence ≥ `min_confidence`. \
          Antecedents and consequents are sorted by item. The state holds each distinct basket \
          once with its count (memory ≈ the distinct baskets' items × 4 bytes, accounted in the \
-         memory pool); more than 10,000,000 frequent itemsets is an error asking for a higher \
-         `min_support` or a lower `max_len`. The `association_rules` table function builds the \
+         memory pool); more than 10,000,000 frequent itemsets, or more than 10,000,000 rules, is \
+         an error asking for a higher `min_support` (or `min_confidence`) or a lower `max_len`. The `association_rules` table function builds the \
          baskets and unnests the rules.",
         "basket_rules(items, min_support [, min_confidence [, max_len]])",
     )
@@ -705,6 +708,7 @@ impl Accumulator for RulesAccumulator {
                     self.min_support
                 );
             }
+            Err(e) => return internal_err!("{}: {e:?}", self.kind.name()),
         };
         let keys: Vec<&[u8]> = order
             .iter()
@@ -736,7 +740,18 @@ impl Accumulator for RulesAccumulator {
             )?;
             return Ok(scalar_list(Arc::new(out)));
         }
-        let found = rules(&sets, n, self.min_confidence);
+        let found = match rules(&sets, n, self.min_confidence, MAX_RULES) {
+            Ok(found) => found,
+            Err(MiningError::TooManyRules(limit)) => {
+                return exec_err!(
+                    "{}: more than {limit} rules at min_support {} and min_confidence {}; raise either or set max_len",
+                    self.kind.name(),
+                    self.min_support,
+                    self.min_confidence
+                );
+            }
+            Err(e) => return internal_err!("{}: {e:?}", self.kind.name()),
+        };
         let side = |pick: &dyn Fn(&super::model::Rule) -> &[u32]| -> Result<ArrayRef> {
             let idx: Vec<u32> = found.iter().flat_map(|r| pick(r).iter().copied()).collect();
             let values = take(items.as_ref(), &UInt32Array::from(idx), None)?;
