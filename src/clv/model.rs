@@ -1677,6 +1677,7 @@ pub fn bgnbd_expected(p: &[f64; 4], horizon: f64, x: f64, tx: f64, t: f64) -> f6
 /// BG/NBD expected purchases within each of `horizons` periods into `out` (each bit for bit
 /// the one-horizon value): the denominator is computed once and the hypergeometric series
 /// share their coefficients ([`hyp2f1_many`]).
+#[cfg(test)]
 pub fn bgnbd_expected_many(
     p: &[f64; 4],
     horizons: &[f64],
@@ -1685,27 +1686,50 @@ pub fn bgnbd_expected_many(
     t: f64,
     out: &mut [f64],
 ) {
+    bg_family_curve(false, p, horizons, x, t, out);
+    let denominator = bg_family_denominator(false, p, x, tx, t);
+    out.iter_mut().for_each(|e| *e /= denominator);
+}
+
+/// The part of the BG/NBD (`mbg` false) or MBG/NBD expectation that does not depend on
+/// recency, for each horizon into `out`: the expectation is this divided by
+/// [`bg_family_denominator`]. It is the expensive part (a hypergeometric series per
+/// horizon) and depends on the customer only through (x, T), so callers may share it
+/// between customers with the same frequency and age.
+pub fn bg_family_curve(mbg: bool, p: &[f64; 4], horizons: &[f64], x: f64, t: f64, out: &mut [f64]) {
     let [r, alpha, a, b] = *p;
-    let denominator = if x > 0.0 {
+    if mbg {
+        let series = |a: f64| (a + b - r, a + b + x);
+        expected_many(a, series, alpha + t, horizons, out);
+    } else {
+        // (a+b+x−1)/(a−1) · [1 − ₂F₁(r+x, b+x; a+b+x−1; z) (1−z)^(r+x)], z = h/(α+T+h); by
+        // Euler's transformation the bracket is 1 − (1−z)^(a−1) ₂F₁(a+b−1−r, a−1; a+b+x−1; z),
+        // whose parameters do not grow with x (no overflow for frequent buyers).
+        let series = |a: f64| (a + b - 1.0 - r, a + b + x - 1.0);
+        expected_many(a, series, alpha + t, horizons, out);
+    }
+}
+
+/// The recency-dependent denominator of the BG/NBD (`mbg` false) or MBG/NBD expectation:
+/// 1 + P(the customer has dropped out) odds.
+pub fn bg_family_denominator(mbg: bool, p: &[f64; 4], x: f64, tx: f64, t: f64) -> f64 {
+    let [r, alpha, a, b] = *p;
+    if mbg {
+        1.0 + (a / (b + x)) * ((alpha + t) / (alpha + tx)).powf(r + x)
+    } else if x > 0.0 {
         1.0 + (a / (b + x - 1.0)) * ((alpha + t) / (alpha + tx)).powf(r + x)
     } else {
         1.0
-    };
-    // (a+b+x−1)/(a−1) · [1 − ₂F₁(r+x, b+x; a+b+x−1; z) (1−z)^(r+x)], z = h/(α+T+h); by
-    // Euler's transformation the bracket is 1 − (1−z)^(a−1) ₂F₁(a+b−1−r, a−1; a+b+x−1; z),
-    // whose parameters do not grow with x (no overflow for frequent buyers).
-    let series = |a: f64| (a + b - 1.0 - r, a + b + x - 1.0);
-    expected_many(a, series, alpha + t, denominator, horizons, out);
+    }
 }
 
-/// C/(a−1) · [1 − (1−z)^(a−1) ₂F₁(A, a−1; C; z)] / `denominator` at z = h/(`alpha_t` + h) for
-/// each horizon h, with (A, C) = `series(a)`: the BG/NBD-family expectation, continued
-/// through its removable singularity at a = 1.
+/// C/(a−1) · [1 − (1−z)^(a−1) ₂F₁(A, a−1; C; z)] at z = h/(`alpha_t` + h) for each horizon
+/// h, with (A, C) = `series(a)`: the BG/NBD-family expectation times its denominator,
+/// continued through its removable singularity at a = 1.
 fn expected_many(
     a: f64,
     series: impl Fn(f64) -> (f64, f64),
     alpha_t: f64,
-    denominator: f64,
     horizons: &[f64],
     out: &mut [f64],
 ) {
@@ -1730,7 +1754,6 @@ fn expected_many(
         }
     };
     with_removable_singularity(a, out, numerator);
-    out.iter_mut().for_each(|e| *e /= denominator);
 }
 
 /// MBG/NBD P(alive | x, t_x, T).
@@ -1750,6 +1773,7 @@ pub fn mbgnbd_expected(p: &[f64; 4], horizon: f64, x: f64, tx: f64, t: f64) -> f
 
 /// MBG/NBD expected purchases within each of `horizons` periods into `out`, sharing the work
 /// as [`bgnbd_expected_many`] does.
+#[cfg(test)]
 pub fn mbgnbd_expected_many(
     p: &[f64; 4],
     horizons: &[f64],
@@ -1758,10 +1782,9 @@ pub fn mbgnbd_expected_many(
     t: f64,
     out: &mut [f64],
 ) {
-    let [r, alpha, a, b] = *p;
-    let denominator = 1.0 + (a / (b + x)) * ((alpha + t) / (alpha + tx)).powf(r + x);
-    let series = |a: f64| (a + b - r, a + b + x);
-    expected_many(a, series, alpha + t, denominator, horizons, out);
+    bg_family_curve(true, p, horizons, x, t, out);
+    let denominator = bg_family_denominator(true, p, x, tx, t);
+    out.iter_mut().for_each(|e| *e /= denominator);
 }
 
 /// `f(a, out)`, or for a within 1e-5 of 1 (where the closed form is 0/0) the linear
@@ -1842,20 +1865,21 @@ pub fn gamma_gamma_expected_spend(params: &[f64; 3], x: f64, m: f64) -> f64 {
     (1.0 - w) * population + w * m
 }
 
-/// Discounted CLV: Σᵢ spend · (E(i·k) − E((i−1)·k)) / (1 + d)ⁱ over months i = 1..=months,
-/// with k periods per month and E(t) the expected purchases within t periods, given as
-/// `expected[i − 1]` = E(i·k) (see [`month_horizons`]).
-pub fn discounted_value(expected: &[f64], spend: f64, monthly_discount: f64) -> f64 {
+/// The discounted monthly increments Σᵢ (E(i·k) − E((i−1)·k)) / (1 + d)ⁱ over months
+/// i = 1..=months, with k periods per month and E(t) the expected purchases within t
+/// periods, given as `expected[i − 1]` = E(i·k) (see [`month_horizons`]): times the expected
+/// spend per purchase, the discounted CLV.
+pub fn discounted_increments(expected: &[f64], monthly_discount: f64) -> f64 {
     let mut value = 0.0;
     let mut previous = 0.0;
     for (i, &e) in (1..).zip(expected) {
-        value += spend * (e - previous) / (1.0 + monthly_discount).powi(i);
+        value += (e - previous) / (1.0 + monthly_discount).powi(i);
         previous = e;
     }
     value
 }
 
-/// The horizons i·k, i = 1..=months, of [`discounted_value`] into `out`.
+/// The horizons i·k, i = 1..=months, of [`discounted_increments`] into `out`.
 pub fn month_horizons(months: u32, periods_per_month: f64, out: &mut Vec<f64>) {
     out.clear();
     out.extend((1..=months).map(|i| i as f64 * periods_per_month));
@@ -1874,12 +1898,17 @@ pub enum Period {
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 impl Period {
+    /// The unit a name means, in any case (no allocation: predictions parse it per row).
     pub fn parse(s: &str) -> Option<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "day" | "days" | "d" => Some(Self::Day),
-            "week" | "weeks" | "w" => Some(Self::Week),
-            "month" | "months" | "m" => Some(Self::Month),
-            _ => None,
+        let is = |names: [&str; 3]| names.iter().any(|n| s.eq_ignore_ascii_case(n));
+        if is(["day", "days", "d"]) {
+            Some(Self::Day)
+        } else if is(["week", "weeks", "w"]) {
+            Some(Self::Week)
+        } else if is(["month", "months", "m"]) {
+            Some(Self::Month)
+        } else {
+            None
         }
     }
 
@@ -2623,11 +2652,11 @@ mod tests {
     }
 
     #[test]
-    fn discounted_value_sums_the_monthly_increments() {
+    fn discounted_increments_sum_the_monthly_increments() {
         // E = 1, 3, 4 purchases within 1, 2, 3 months, spend 10, 10 % a month
-        let v = discounted_value(&[1.0, 3.0, 4.0], 10.0, 0.1);
+        let v = 10.0 * discounted_increments(&[1.0, 3.0, 4.0], 0.1);
         assert!((v - (10.0 / 1.1 + 20.0 / 1.21 + 10.0 / 1.331)).abs() < 1e-12);
-        assert_eq!(discounted_value(&[], 10.0, 0.1), 0.0);
+        assert_eq!(discounted_increments(&[], 0.1), 0.0);
     }
 
     #[test]

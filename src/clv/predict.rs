@@ -3,12 +3,12 @@
 //! its first argument (a column, so different rows may use different models, e.g. one per
 //! segment).
 
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::{Result, exec_err, plan_err};
+use datafusion::common::{HashMap, Result, exec_err, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
     Signature, Volatility,
@@ -92,6 +92,7 @@ impl Op {
 pub struct Predict {
     op: Op,
     signature: Signature,
+    curves: CurveCache,
 }
 
 impl Predict {
@@ -99,7 +100,112 @@ impl Predict {
         Self {
             op,
             signature: signature(op.params(), op.required(), Volatility::Immutable),
+            curves: CurveCache::default(),
         }
+    }
+}
+
+/// What a BG/NBD-family prediction computes from a customer's curve
+/// ([`model::bg_family_curve`]), apart from the customer: the model, the horizons `step`,
+/// 2·`step`, …, `count`·`step`, and either the curve's last value (`rate` None, for the
+/// expected purchases) or its monthly increments discounted at `rate` (for CLV). Floats by
+/// their bits, so equal keys give bit-identical values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Curve {
+    mbg: bool,
+    params: [u64; 4],
+    step: u64,
+    count: u32,
+    rate: Option<u64>,
+}
+
+impl Curve {
+    fn new(kind: ModelKind, p: &[f64; 4], step: f64, count: u32, rate: Option<f64>) -> Self {
+        Self {
+            mbg: kind == ModelKind::MbgNbd,
+            params: p.map(f64::to_bits),
+            step: step.to_bits(),
+            count,
+            rate: rate.map(f64::to_bits),
+        }
+    }
+
+    /// The value for a customer with frequency `x` and age `t`; `scratch` is reused.
+    fn value(&self, x: f64, t: f64, scratch: &mut Vec<f64>) -> f64 {
+        let p = self.params.map(f64::from_bits);
+        let step = f64::from_bits(self.step);
+        let n = self.count as usize;
+        scratch.clear();
+        scratch.extend((1..=self.count).map(|i| f64::from(i) * step));
+        scratch.resize(2 * n, 0.0);
+        let (horizons, curve) = scratch.split_at_mut(n);
+        model::bg_family_curve(self.mbg, &p, horizons, x, t, curve);
+        match self.rate {
+            None => curve.last().copied().unwrap_or(0.0),
+            Some(rate) => model::discounted_increments(curve, f64::from_bits(rate)),
+        }
+    }
+}
+
+/// A customer's (frequency, T), by their bits.
+type Customer = [u64; 2];
+
+/// At most this many values are kept (under 12 MiB with the hash maps' slack); the cache is
+/// emptied when a batch's new values would exceed it (and a batch whose new values alone
+/// exceed it adds none).
+const MAX_CACHED_VALUES: usize = 200_000;
+
+/// The values computed so far, by curve and customer, shared by every query of the process
+/// (the functions are singletons) and bounded by [`MAX_CACHED_VALUES`]. The curve is the
+/// expensive part of a BG/NBD or MBG/NBD prediction (a hypergeometric series per horizon)
+/// and depends on the customer only through (frequency, T): in a day-granular summary,
+/// hundreds of thousands of customers share a few tens of thousands of (frequency, T)
+/// pairs, so most rows are a lookup. A value from the cache is bit for bit the value
+/// computed afresh.
+struct CurveCache {
+    values: Mutex<Values>,
+    limit: usize,
+}
+
+#[derive(Default)]
+struct Values {
+    by_curve: HashMap<Curve, HashMap<Customer, f64>>,
+    len: usize,
+}
+
+impl Default for CurveCache {
+    fn default() -> Self {
+        Self::with_limit(MAX_CACHED_VALUES)
+    }
+}
+
+impl CurveCache {
+    fn with_limit(limit: usize) -> Self {
+        Self {
+            values: Mutex::default(),
+            limit,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Values> {
+        // a panic elsewhere cannot leave a half-written entry: the maps are only inserted into
+        self.values.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+// The cache is not part of the function's identity.
+impl PartialEq for CurveCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for CurveCache {}
+impl std::hash::Hash for CurveCache {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+}
+impl std::fmt::Debug for CurveCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CurveCache({} values)", self.lock().len)
     }
 }
 
@@ -208,14 +314,100 @@ fn purchase_names(kind: ModelKind) -> &'static [&'static str] {
     kind.params()
 }
 
-/// Expected purchases within each of `horizons` periods for a purchase model of `kind`.
-fn expected(kind: ModelKind, p: &[f64; 4], horizons: &[f64], c: [f64; 3], out: &mut [f64]) {
-    let [x, tx, t] = c;
-    match kind {
-        ModelKind::BgNbd => model::bgnbd_expected_many(p, horizons, x, tx, t, out),
-        ModelKind::MbgNbd => model::mbgnbd_expected_many(p, horizons, x, tx, t, out),
-        _ => model::pareto_nbd_expected_many(p, horizons, x, tx, t, out),
+/// Rows of a batch whose BG/NBD-family prediction waits for its curve's value
+/// ([`CurveCache`]): the row, the curve (an index into `curves`, the batch's distinct ones),
+/// the customer, the recency-dependent denominator and, for CLV, the expected spend.
+#[derive(Default)]
+struct Pending {
+    curves: Vec<Curve>,
+    index: HashMap<Curve, usize>,
+    rows: Vec<PendingRow>,
+}
+
+struct PendingRow {
+    row: usize,
+    curve: usize,
+    customer: Customer,
+    denominator: f64,
+    spend: f64,
+}
+
+impl Pending {
+    fn push(&mut self, row: usize, curve: Curve, x: f64, t: f64, denominator: f64, spend: f64) {
+        // the rows of a batch nearly always share one model: compare with the last first
+        let id = if self.curves.last() == Some(&curve) {
+            self.curves.len() - 1
+        } else {
+            let curves = &mut self.curves;
+            *self.index.entry(curve).or_insert_with(|| {
+                curves.push(curve);
+                curves.len() - 1
+            })
+        };
+        self.rows.push(PendingRow {
+            row,
+            curve: id,
+            customer: [x.to_bits(), t.to_bits()],
+            denominator,
+            spend,
+        });
     }
+
+    /// Fills `out[row]` with `finish(value, denominator, spend)` for every pending row, the
+    /// value from the cache or computed (and then cached). The cache is locked twice per
+    /// batch, never while a series is summed.
+    fn finish(
+        &self,
+        cache: &CurveCache,
+        out: &mut [Option<f64>],
+        mut finish: impl FnMut(f64, f64, f64) -> Result<f64>,
+    ) -> Result<()> {
+        let mut values = vec![f64::NAN; self.rows.len()];
+        let mut missing = Vec::new();
+        {
+            let cached = cache.lock();
+            let maps: Vec<_> = self.curves.iter().map(|c| cached.by_curve.get(c)).collect();
+            for (j, r) in self.rows.iter().enumerate() {
+                match maps[r.curve].and_then(|m| m.get(&r.customer)) {
+                    Some(&v) => values[j] = v,
+                    None => missing.push(j),
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let mut fresh: HashMap<(usize, Customer), f64> = HashMap::with_capacity(missing.len());
+            let mut scratch = Vec::new();
+            for &j in &missing {
+                let r = &self.rows[j];
+                values[j] = *fresh.entry((r.curve, r.customer)).or_insert_with(|| {
+                    let [x, t] = r.customer.map(f64::from_bits);
+                    self.curves[r.curve].value(x, t, &mut scratch)
+                });
+            }
+            let mut cached = cache.lock();
+            if cached.len + fresh.len() > cache.limit {
+                cached.by_curve.clear();
+                cached.len = 0;
+            }
+            if fresh.len() <= cache.limit {
+                for ((curve, customer), v) in fresh {
+                    let map = cached.by_curve.entry(self.curves[curve]).or_default();
+                    // (another partition may have added the same value meanwhile)
+                    if map.insert(customer, v).is_none() {
+                        cached.len += 1;
+                    }
+                }
+            }
+        }
+        for (r, v) in self.rows.iter().zip(values) {
+            out[r.row] = Some(finish(v, r.denominator, r.spend)?);
+        }
+        Ok(())
+    }
+}
+
+fn is_bg_family(kind: ModelKind) -> bool {
+    matches!(kind, ModelKind::BgNbd | ModelKind::MbgNbd)
 }
 
 fn finite(function: &str, v: f64, what: &str) -> Result<f64> {
@@ -274,6 +466,7 @@ impl ScalarUDFImpl for Predict {
                     .collect::<Result<Vec<_>>>()?;
                 let horizon = matches!(self.op, Op::Expected(_));
                 let mut out = Vec::with_capacity(rows);
+                let mut pending = Pending::default();
                 for i in 0..rows {
                     if models.is_null(i) || nums.iter().any(|c| c.is_null(i)) {
                         out.push(None);
@@ -298,8 +491,16 @@ impl ScalarUDFImpl for Predict {
                                 "{name}: t must be a finite number of periods >= 0, got {h}"
                             );
                         }
+                        if is_bg_family(kind) {
+                            let mbg = kind == ModelKind::MbgNbd;
+                            let curve = Curve::new(kind, &p, h, 1, None);
+                            let denominator = model::bg_family_denominator(mbg, &p, x, tx, t);
+                            pending.push(i, curve, x, t, denominator, 0.0);
+                            out.push(None);
+                            continue;
+                        }
                         let mut e = [0.0];
-                        expected(kind, &p, &[h], [x, tx, t], &mut e);
+                        model::pareto_nbd_expected_many(&p, &[h], x, tx, t, &mut e);
                         finite(name, e[0], "the expected number of purchases")?
                     } else {
                         let (x, tx, t) = (v[0], v[1], v[2]);
@@ -313,6 +514,9 @@ impl ScalarUDFImpl for Predict {
                     };
                     out.push(Some(value));
                 }
+                pending.finish(&self.curves, &mut out, |c, denominator, _| {
+                    finite(name, c / denominator, "the expected number of purchases")
+                })?;
                 Float64Array::from(out)
             }
             Op::Spend => {
@@ -330,7 +534,7 @@ impl ScalarUDFImpl for Predict {
                 }
                 Float64Array::from(out)
             }
-            Op::Lifetime => lifetime(name, &arrays, rows)?,
+            Op::Lifetime => lifetime(name, &arrays, rows, &self.curves)?,
         };
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
@@ -379,7 +583,12 @@ fn spend(name: &str, p: &[f64; 3], x: f64, m: f64) -> Result<f64> {
     )
 }
 
-fn lifetime(name: &str, arrays: &[ArrayRef], rows: usize) -> Result<Float64Array> {
+fn lifetime(
+    name: &str,
+    arrays: &[ArrayRef],
+    rows: usize,
+    cache: &CurveCache,
+) -> Result<Float64Array> {
     let purchase_tags = Models::new(&arrays[0], &[])?;
     // every parameter column any purchase model has, cast once (absent ones are None)
     const NAMES: [&str; 6] = ["r", "alpha", "a", "b", "s", "beta"];
@@ -407,6 +616,7 @@ fn lifetime(name: &str, arrays: &[ArrayRef], rows: usize) -> Result<Float64Array
     };
     let mut out = Vec::with_capacity(rows);
     let (mut horizons, mut curve) = (Vec::new(), Vec::new());
+    let mut pending = Pending::default();
     for i in 0..rows {
         let (Some(h), Some(d), Some(dpm)) = (
             value_or(&months, i, 12.0),
@@ -473,18 +683,37 @@ fn lifetime(name: &str, arrays: &[ArrayRef], rows: usize) -> Result<Float64Array
         check_customer(name, x, tx, t)?;
         let sp = spend_params(name, &spend_models, i)?;
         let e_spend = spend(name, &sp, x, m)?;
-        model::month_horizons(h as u32, period.per_month(dpm), &mut horizons);
+        let step = period.per_month(dpm);
+        if is_bg_family(kind) {
+            let mbg = kind == ModelKind::MbgNbd;
+            let curve = Curve::new(kind, &p, step, h as u32, Some(d));
+            let denominator = model::bg_family_denominator(mbg, &p, x, tx, t);
+            pending.push(i, curve, x, t, denominator, e_spend);
+            out.push(None);
+            continue;
+        }
+        model::month_horizons(h as u32, step, &mut horizons);
         curve.resize(horizons.len(), 0.0);
-        expected(kind, &p, &horizons, [x, tx, t], &mut curve);
-        let value = model::discounted_value(&curve, e_spend, d);
+        model::pareto_nbd_expected_many(&p, &horizons, x, tx, t, &mut curve);
+        let value = e_spend * model::discounted_increments(&curve, d);
         out.push(Some(finite(name, value, "the lifetime value")?));
     }
+    // the expected purchases are the curve over the denominator, so are their increments
+    pending.finish(cache, &mut out, |increments, denominator, spend| {
+        finite(name, spend * increments / denominator, "the lifetime value")
+    })?;
     Ok(Float64Array::from(out))
 }
 
 fn section() -> datafusion::logical_expr::DocSection {
     doc_section("Customer lifetime value")
 }
+
+/// How BG/NBD-family predictions share their series (see [`CurveCache`]).
+const CURVE_SHARING: &str = " The series depends on the customer only through (frequency, T): \
+     customers that share both share one evaluation, kept in a cache of at most 12 MiB per \
+     function for the process's later queries, so a summary in whole periods costs a lookup \
+     for most customers.";
 
 fn expected_doc(kind: ModelKind, example: &str) -> Documentation {
     let model = match kind {
@@ -493,6 +722,11 @@ fn expected_doc(kind: ModelKind, example: &str) -> Documentation {
         _ => "Pareto/NBD",
     };
     let f = Op::Expected(kind).name();
+    let shared = if kind == ModelKind::ParetoNbd {
+        ""
+    } else {
+        CURVE_SHARING
+    };
     Documentation::builder(
         section(),
         format!(
@@ -500,7 +734,7 @@ fn expected_doc(kind: ModelKind, example: &str) -> Documentation {
              (frequency, recency, T), under a fitted {model} model (the conditional expectation \
              of the model's paper, as lifetimes' `conditional_expected_number_of_purchases_up_to_time`). \
              `t` is in the model's period unit. The hypergeometric function is evaluated after \
-             Euler's transformation, so frequent buyers do not overflow. NULL inputs give NULL; \
+             Euler's transformation, so frequent buyers do not overflow.{shared} NULL inputs give NULL; \
              a customer with recency > T, negative values or recency > 0 at frequency 0 is an error."
         ),
         format!("{f}(model, t, frequency, recency, T)"),
@@ -657,7 +891,11 @@ static LIFETIME_DOC: LazyLock<Documentation> = LazyLock::new(|| {
          to the purchase model's period unit by the function itself — `days_per_month` days \
          (default 30) make a month, so 30 periods for 'day', 30/7 for 'week', 1 for 'month' — \
          so units cannot be mixed up; a purchase model without a period unit is an error. \
-         `discount_rate` is monthly (default 0.01). NULL inputs give NULL.",
+         `discount_rate` is monthly (default 0.01). For BG/NBD and MBG/NBD purchase models the \
+         expected purchases come from a hypergeometric series per month, which depends on the \
+         customer only through (frequency, T): customers that share both share one evaluation, \
+         kept in a cache of at most 12 MiB for the process's later queries, so a summary in whole \
+         periods costs a lookup for most customers. NULL inputs give NULL.",
         "customer_lifetime_value(purchase_model, spend_model, frequency, recency, T, monetary_value [, horizon_months [, discount_rate [, days_per_month]]])",
     )
     .with_argument("purchase_model", "The struct returned by `bgnbd_fit`, `mbgnbd_fit` or `pareto_nbd_fit`.")
@@ -707,3 +945,128 @@ predict_udf!(
 predict_udf!(pareto_nbd_p_alive, Op::Alive(ModelKind::ParetoNbd));
 predict_udf!(gamma_gamma_expected_spend, Op::Spend);
 predict_udf!(customer_lifetime_value, Op::Lifetime);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values from the cache are bit for bit the values computed afresh, for repeated, new
+    /// and evicted keys, equal the model's own functions, and the cache stays within its
+    /// limit.
+    #[test]
+    fn cached_curve_values_are_the_computed_ones() {
+        let bg = [0.24, 30.0, 0.79, 2.43];
+        let mbg = [0.52, 43.0, 0.89, 1.61];
+        // the model's functions, one customer at a time
+        let direct = |kind: ModelKind, p: &[f64; 4], c: [f64; 3], horizons: &[f64]| {
+            let [x, tx, t] = c;
+            let mut out = vec![0.0; horizons.len()];
+            match kind {
+                ModelKind::BgNbd => model::bgnbd_expected_many(p, horizons, x, tx, t, &mut out),
+                _ => model::mbgnbd_expected_many(p, horizons, x, tx, t, &mut out),
+            }
+            out
+        };
+        // 60 customers over 24 (model, frequency, T) keys, with different recencies
+        let customers: Vec<(ModelKind, [f64; 4], [f64; 3])> = (0..60)
+            .map(|i| {
+                let (kind, p) = if i % 5 == 0 {
+                    (ModelKind::MbgNbd, mbg)
+                } else {
+                    (ModelKind::BgNbd, bg)
+                };
+                let x = f64::from(i % 4);
+                let t = 100.0 + f64::from(i % 3) * 50.0;
+                let tx = if x == 0.0 {
+                    0.0
+                } else {
+                    t * f64::from(i % 7 + 1) / 8.0
+                };
+                (kind, p, [x, tx, t])
+            })
+            .collect();
+        let run = |cache: &CurveCache, months: u32, rate: Option<f64>| {
+            let mut pending = Pending::default();
+            for (i, &(kind, p, [x, tx, t])) in customers.iter().enumerate() {
+                let mbg = kind == ModelKind::MbgNbd;
+                let (step, count) = if rate.is_some() {
+                    (30.0, months)
+                } else {
+                    (39.0, 1)
+                };
+                let curve = Curve::new(kind, &p, step, count, rate);
+                let denominator = model::bg_family_denominator(mbg, &p, x, tx, t);
+                pending.push(i, curve, x, t, denominator, 20.0);
+            }
+            let mut out = vec![None; customers.len()];
+            pending
+                .finish(cache, &mut out, |v, denominator, spend| {
+                    Ok(if rate.is_some() {
+                        spend * v / denominator
+                    } else {
+                        v / denominator
+                    })
+                })
+                .unwrap();
+            out.into_iter()
+                .map(|v| v.unwrap().to_bits())
+                .collect::<Vec<u64>>()
+        };
+        // CLV over 12 months, 6 months, again 12, and the expected purchases in 39 periods:
+        // 24 new values each time unless cached
+        let batches = [
+            (12, Some(0.01)),
+            (6, Some(0.01)),
+            (12, Some(0.01)),
+            (1, None),
+        ];
+        let never = CurveCache::with_limit(0);
+        let afresh: Vec<Vec<u64>> = batches.iter().map(|&(m, r)| run(&never, m, r)).collect();
+        assert_eq!(never.lock().len, 0);
+        for (k, &(months, rate)) in batches.iter().enumerate() {
+            for (i, &(kind, p, c)) in customers.iter().enumerate() {
+                let got = f64::from_bits(afresh[k][i]);
+                if let Some(rate) = rate {
+                    let mut horizons = Vec::new();
+                    model::month_horizons(months, 30.0, &mut horizons);
+                    let e = direct(kind, &p, c, &horizons);
+                    let want = 20.0 * model::discounted_increments(&e, rate);
+                    assert!(
+                        (got - want).abs() <= 1e-14 * want,
+                        "CLV of {i}: {got} vs {want}"
+                    );
+                } else {
+                    assert_eq!(
+                        got,
+                        direct(kind, &p, c, &[39.0])[0],
+                        "expected purchases of {i}"
+                    );
+                }
+            }
+        }
+        for (limit, kept) in [
+            (MAX_CACHED_VALUES, [24, 48, 48, 72]),
+            (30, [24, 24, 24, 24]),
+            (5, [0, 0, 0, 0]),
+        ] {
+            let cache = CurveCache::with_limit(limit);
+            for (k, &(months, rate)) in batches.iter().enumerate() {
+                // the second run of a batch reads what the first one cached
+                for _ in 0..2 {
+                    assert_eq!(
+                        run(&cache, months, rate),
+                        afresh[k],
+                        "limit {limit}, batch {k}"
+                    );
+                }
+                let held = cache.lock();
+                let stored: usize = held.by_curve.values().map(|m| m.len()).sum();
+                assert_eq!(
+                    (held.len, stored),
+                    (kept[k], kept[k]),
+                    "limit {limit}, batch {k}"
+                );
+            }
+        }
+    }
+}
