@@ -12,9 +12,10 @@ use datafusion_marketing::generate::sim::{
     CustomerRow, EventRow, ItemRow, OrderRow, Sink, TouchRow, World, simulate_customer,
 };
 use datafusion_marketing::kernels::{
-    Dual, MarkovCounts, Pattern, Real, Spend, Times, bgnbd_ll_gradient, bgnbd_ll_indexed,
-    frequent_itemsets, gamma_gamma_ll, gamma_gamma_ll_gradient, ln_hyp2f1_a_b_a1,
-    pareto_ll_gradient, pareto_row_ll, sort_patterns, sort_spends,
+    Dual, MarkovCounts, Pattern, Real, Spend, Times, bg_family_curve, bgnbd_ll_gradient,
+    bgnbd_ll_indexed, discounted_increments, frequent_itemsets, gamma_gamma_ll,
+    gamma_gamma_ll_gradient, ln_hyp2f1_a_b_a1, pareto_ll_gradient, pareto_row_ll, sort_patterns,
+    sort_spends,
 };
 
 struct Count(u64);
@@ -176,6 +177,34 @@ fn clv_fits(c: &mut Criterion) {
             b.iter(|| run(&rt, &ctx, &format!("SELECT {f}(x, tx, t) FROM c")));
         });
     }
+    g.finish();
+}
+
+/// Predictions: one customer's 12-month BG/NBD curve (the hypergeometric series per month,
+/// computed once per distinct (frequency, T)), and `customer_lifetime_value` over 100k
+/// customers once those curves are cached (the per-row work: lookup, denominator, spend).
+fn clv_predict(c: &mut Criterion) {
+    let p = [1.2635, 18.25, 1.4532, 13.406]; // the large benchmark's day-unit fit
+    let horizons: Vec<f64> = (1..=12).map(|i| f64::from(i) * 30.0).collect();
+    let mut g = c.benchmark_group("clv_predict");
+    // young customers need the longest series (z = 360/(α + T + 360) near 1)
+    for t in [30.0, 365.0, 1000.0] {
+        g.bench_function(format!("bgnbd_curve_12_months_t{t}"), |b| {
+            let mut out = [0.0; 12];
+            b.iter(|| {
+                bg_family_curve(false, &p, &horizons, 4.0, t, &mut out);
+                discounted_increments(&out, 0.01)
+            });
+        });
+    }
+    let (rt, ctx) = context_with("c", customers(100_000));
+    let sql = "SELECT sum(customer_lifetime_value(named_struct('model', 'bgnbd', 'r', 0.2426, \
+               'alpha', 4.4136, 'a', 0.7929, 'b', 2.4259, 'period', 'week'), \
+               named_struct('model', 'gamma_gamma', 'p', 6.25, 'q', 3.74, 'v', 15.44), x, tx, t, 20.0)) FROM c";
+    g.throughput(Throughput::Elements(100_000));
+    g.bench_function("customer_lifetime_value_100k_customers_cached", |b| {
+        b.iter(|| run(&rt, &ctx, sql));
+    });
     g.finish();
 }
 
@@ -433,6 +462,7 @@ criterion_group!(
     quantile_score,
     clv_fits,
     clv_likelihoods,
+    clv_predict,
     markov_solve,
     similarity,
     eclat

@@ -150,9 +150,9 @@ impl Curve {
 /// A customer's (frequency, T), by their bits.
 type Customer = [u64; 2];
 
-/// At most this many values are kept (under 12 MiB with the hash maps' slack); the cache is
-/// emptied when a batch's new values would exceed it (and a batch whose new values alone
-/// exceed it adds none).
+/// At most this many values are kept, counting [`CURVE_UNITS`] per curve (under 12 MiB with
+/// the hash maps' slack); the cache is emptied when a batch's new values could exceed it (and
+/// a batch whose new values alone could exceed it adds none).
 const MAX_CACHED_VALUES: usize = 200_000;
 
 /// The values computed so far, by curve and customer, shared by every query of the process
@@ -170,8 +170,13 @@ struct CurveCache {
 #[derive(Default)]
 struct Values {
     by_curve: HashMap<Curve, HashMap<Customer, f64>>,
-    len: usize,
+    /// Values held plus [`CURVE_UNITS`] per curve: what [`MAX_CACHED_VALUES`] bounds.
+    size: usize,
 }
+
+/// What a curve's own entry (its key and an empty map) costs, in values: so a query whose
+/// rows each bring a curve of their own (say, a different horizon per row) stays bounded too.
+const CURVE_UNITS: usize = 8;
 
 impl Default for CurveCache {
     fn default() -> Self {
@@ -205,7 +210,7 @@ impl std::hash::Hash for CurveCache {
 }
 impl std::fmt::Debug for CurveCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CurveCache({} values)", self.lock().len)
+        write!(f, "CurveCache({} units)", self.lock().size)
     }
 }
 
@@ -384,18 +389,28 @@ impl Pending {
                     self.curves[r.curve].value(x, t, &mut scratch)
                 });
             }
+            // at most: every value new, and every curve of the batch too
+            let added = fresh.len() + CURVE_UNITS * self.curves.len();
             let mut cached = cache.lock();
-            if cached.len + fresh.len() > cache.limit {
+            if cached.size + added > cache.limit {
                 cached.by_curve.clear();
-                cached.len = 0;
+                cached.size = 0;
             }
-            if fresh.len() <= cache.limit {
+            if added <= cache.limit {
                 for ((curve, customer), v) in fresh {
-                    let map = cached.by_curve.entry(self.curves[curve]).or_default();
+                    let mut size = 0;
+                    let map = cached
+                        .by_curve
+                        .entry(self.curves[curve])
+                        .or_insert_with(|| {
+                            size += CURVE_UNITS;
+                            HashMap::new()
+                        });
                     // (another partition may have added the same value meanwhile)
                     if map.insert(customer, v).is_none() {
-                        cached.len += 1;
+                        size += 1;
                     }
+                    cached.size += size;
                 }
             }
         }
@@ -1022,7 +1037,7 @@ mod tests {
         ];
         let never = CurveCache::with_limit(0);
         let afresh: Vec<Vec<u64>> = batches.iter().map(|&(m, r)| run(&never, m, r)).collect();
-        assert_eq!(never.lock().len, 0);
+        assert_eq!(never.lock().size, 0);
         for (k, &(months, rate)) in batches.iter().enumerate() {
             for (i, &(kind, p, c)) in customers.iter().enumerate() {
                 let got = f64::from_bits(afresh[k][i]);
@@ -1046,7 +1061,8 @@ mod tests {
         }
         for (limit, kept) in [
             (MAX_CACHED_VALUES, [24, 48, 48, 72]),
-            (30, [24, 24, 24, 24]),
+            // a batch takes 24 values and two curves (BG/NBD and MBG/NBD): 40 units
+            (60, [24, 24, 24, 24]),
             (5, [0, 0, 0, 0]),
         ] {
             let cache = CurveCache::with_limit(limit);
@@ -1061,11 +1077,9 @@ mod tests {
                 }
                 let held = cache.lock();
                 let stored: usize = held.by_curve.values().map(|m| m.len()).sum();
-                assert_eq!(
-                    (held.len, stored),
-                    (kept[k], kept[k]),
-                    "limit {limit}, batch {k}"
-                );
+                assert_eq!(stored, kept[k], "limit {limit}, batch {k}");
+                assert_eq!(held.size, stored + CURVE_UNITS * held.by_curve.len());
+                assert!(held.size <= limit);
             }
         }
     }
