@@ -14,8 +14,8 @@ use datafusion_marketing::generate::sim::{
 use datafusion_marketing::kernels::{
     Dual, MarkovCounts, Pattern, Real, Spend, Times, bg_family_curve, bgnbd_ll_gradient,
     bgnbd_ll_indexed, discounted_increments, frequent_itemsets, gamma_gamma_ll,
-    gamma_gamma_ll_gradient, ln_hyp2f1_a_b_a1, pareto_ll_gradient, pareto_row_ll, sort_patterns,
-    sort_spends,
+    gamma_gamma_ll_gradient, ln_hyp2f1_a_b_a1, month_horizons, pareto_ll_gradient, pareto_row_ll,
+    sort_patterns, sort_spends,
 };
 
 struct Count(u64);
@@ -185,7 +185,8 @@ fn clv_fits(c: &mut Criterion) {
 /// customers once those curves are cached (the per-row work: lookup, denominator, spend).
 fn clv_predict(c: &mut Criterion) {
     let p = [1.2635, 18.25, 1.4532, 13.406]; // the large benchmark's day-unit fit
-    let horizons: Vec<f64> = (1..=12).map(|i| f64::from(i) * 30.0).collect();
+    let mut horizons = Vec::new();
+    month_horizons(12, 30.0, &mut horizons);
     let mut g = c.benchmark_group("clv_predict");
     // young customers need the longest series (z = 360/(α + T + 360) near 1)
     for t in [30.0, 365.0, 1000.0] {

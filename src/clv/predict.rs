@@ -135,8 +135,7 @@ impl Curve {
         let p = self.params.map(f64::from_bits);
         let step = f64::from_bits(self.step);
         let n = self.count as usize;
-        scratch.clear();
-        scratch.extend((1..=self.count).map(|i| f64::from(i) * step));
+        model::month_horizons(self.count, step, scratch);
         scratch.resize(2 * n, 0.0);
         let (horizons, curve) = scratch.split_at_mut(n);
         model::bg_family_curve(self.mbg, &p, horizons, x, t, curve);
@@ -338,7 +337,11 @@ struct PendingRow {
 }
 
 impl Pending {
-    fn push(&mut self, row: usize, curve: Curve, x: f64, t: f64, denominator: f64, spend: f64) {
+    /// Row `row`, a customer (x, t_x, T) under the purchase model `p` of `curve`, waits for
+    /// the curve's value; `spend` is passed on to [`Self::finish`].
+    fn push(&mut self, row: usize, curve: Curve, p: &[f64; 4], customer: [f64; 3], spend: f64) {
+        let [x, tx, t] = customer;
+        let denominator = model::bg_family_denominator(curve.mbg, p, x, tx, t);
         // the rows of a batch nearly always share one model: compare with the last first
         let id = if self.curves.last() == Some(&curve) {
             self.curves.len() - 1
@@ -507,10 +510,8 @@ impl ScalarUDFImpl for Predict {
                             );
                         }
                         if is_bg_family(kind) {
-                            let mbg = kind == ModelKind::MbgNbd;
                             let curve = Curve::new(kind, &p, h, 1, None);
-                            let denominator = model::bg_family_denominator(mbg, &p, x, tx, t);
-                            pending.push(i, curve, x, t, denominator, 0.0);
+                            pending.push(i, curve, &p, [x, tx, t], 0.0);
                             out.push(None);
                             continue;
                         }
@@ -700,10 +701,8 @@ fn lifetime(
         let e_spend = spend(name, &sp, x, m)?;
         let step = period.per_month(dpm);
         if is_bg_family(kind) {
-            let mbg = kind == ModelKind::MbgNbd;
             let curve = Curve::new(kind, &p, step, h as u32, Some(d));
-            let denominator = model::bg_family_denominator(mbg, &p, x, tx, t);
-            pending.push(i, curve, x, t, denominator, e_spend);
+            pending.push(i, curve, &p, [x, tx, t], e_spend);
             out.push(None);
             continue;
         }
@@ -899,6 +898,7 @@ static SPEND_DOC: LazyLock<Documentation> = LazyLock::new(|| {
 static LIFETIME_DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         section(),
+        format!(
         "Discounted customer lifetime value over the next `horizon_months` months: the sum over \
          months i = 1..horizon of expected spend × (E(i months) − E(i − 1 months)) / \
          (1 + discount_rate)^i, with E the purchase model's expected purchases and the spend \
@@ -907,10 +907,9 @@ static LIFETIME_DOC: LazyLock<Documentation> = LazyLock::new(|| {
          (default 30) make a month, so 30 periods for 'day', 30/7 for 'week', 1 for 'month' — \
          so units cannot be mixed up; a purchase model without a period unit is an error. \
          `discount_rate` is monthly (default 0.01). For BG/NBD and MBG/NBD purchase models the \
-         expected purchases come from a hypergeometric series per month, which depends on the \
-         customer only through (frequency, T): customers that share both share one evaluation, \
-         kept in a cache of at most 12 MiB for the process's later queries, so a summary in whole \
-         periods costs a lookup for most customers. NULL inputs give NULL.",
+         expected purchases come from a hypergeometric series per month.{CURVE_SHARING} NULL \
+         inputs give NULL."
+        ),
         "customer_lifetime_value(purchase_model, spend_model, frequency, recency, T, monetary_value [, horizon_months [, discount_rate [, days_per_month]]])",
     )
     .with_argument("purchase_model", "The struct returned by `bgnbd_fit`, `mbgnbd_fit` or `pareto_nbd_fit`.")
@@ -1003,15 +1002,13 @@ mod tests {
         let run = |cache: &CurveCache, months: u32, rate: Option<f64>| {
             let mut pending = Pending::default();
             for (i, &(kind, p, [x, tx, t])) in customers.iter().enumerate() {
-                let mbg = kind == ModelKind::MbgNbd;
                 let (step, count) = if rate.is_some() {
                     (30.0, months)
                 } else {
                     (39.0, 1)
                 };
                 let curve = Curve::new(kind, &p, step, count, rate);
-                let denominator = model::bg_family_denominator(mbg, &p, x, tx, t);
-                pending.push(i, curve, x, t, denominator, 20.0);
+                pending.push(i, curve, &p, [x, tx, t], 20.0);
             }
             let mut out = vec![None; customers.len()];
             pending
