@@ -316,6 +316,24 @@ const LAKE_SQL: &str = "WITH s AS (\
             bg.r, bg.alpha, bg.a, bg.b, gg.p, gg.q, gg.v \
      FROM s CROSS JOIN m ORDER BY customer_id";
 
+/// [`LAKE_SQL`] with the fitted models passed as scalar subqueries instead of a cross join
+/// (the predictions then read each model once per batch).
+const LAKE_SQL_SCALAR: &str = "WITH s AS (\
+       SELECT customer_id, clv_summary(order_ts, amount, (SELECT max(order_ts) FROM orders)) AS s \
+       FROM orders GROUP BY customer_id), \
+     m AS (SELECT bgnbd_fit(s) AS bg, gamma_gamma_fit(s) FILTER (WHERE s.monetary_value > 0) AS gg FROM s) \
+     SELECT customer_id, s.frequency, s.recency, s.\"T\", s.monetary_value, \
+            bgnbd_p_alive((SELECT bg FROM m), s.frequency, s.recency, s.\"T\"), \
+            bgnbd_expected_purchases((SELECT bg FROM m), 30, s.frequency, s.recency, s.\"T\"), \
+            gamma_gamma_expected_spend((SELECT gg FROM m), s.frequency, s.monetary_value), \
+            customer_lifetime_value((SELECT bg FROM m), (SELECT gg FROM m), s.frequency, s.recency, \
+                                    s.\"T\", s.monetary_value), \
+            get_field((SELECT bg FROM m), 'r') AS r, get_field((SELECT bg FROM m), 'alpha') AS alpha, \
+            get_field((SELECT bg FROM m), 'a') AS a, get_field((SELECT bg FROM m), 'b') AS b, \
+            get_field((SELECT gg FROM m), 'p') AS p, get_field((SELECT gg FROM m), 'q') AS q, \
+            get_field((SELECT gg FROM m), 'v') AS v \
+     FROM s ORDER BY customer_id";
+
 async fn lake(config: SessionConfig) -> SessionContext {
     crate::common::lake_context_with(config).await
 }
@@ -384,6 +402,34 @@ async fn same_answer_on_1_and_16_partitions_and_tiny_batches() {
         )
         .await
     );
+}
+
+/// A model passed as a scalar (a scalar subquery) gives bit for bit the values of the same
+/// model repeated in a column by a cross join, on one partition and on several with tiny
+/// batches.
+#[tokio::test]
+async fn scalar_models_give_the_same_bits_as_model_columns() {
+    let bits = |rows: Vec<Vec<f64>>| -> Vec<Vec<u64>> {
+        rows.iter()
+            .map(|r| r.iter().map(|v| v.to_bits()).collect())
+            .collect()
+    };
+    let one = lake(SessionConfig::new()).await;
+    let columns = bits(rows(&one, LAKE_SQL).await);
+    assert!(columns.len() > 100);
+    let tiny = lake(
+        SessionConfig::new()
+            .with_target_partitions(3)
+            .with_batch_size(7),
+    )
+    .await;
+    for ctx in [&one, &tiny] {
+        let scalars = bits(rows(ctx, LAKE_SQL_SCALAR).await);
+        assert_eq!(columns.len(), scalars.len());
+        for (c, s) in columns.iter().zip(&scalars) {
+            assert_eq!(c, s, "customer {}", f64::from_bits(c[0]));
+        }
+    }
 }
 
 /// CDNOW's 2,357 customers repeated 85 times with T stretched by k hundredths of a week

@@ -78,11 +78,15 @@ PARETO = """SELECT m.r AS r, m.alpha AS alpha, m.s AS s, m.beta AS beta, m.log_l
        m.customers AS customers, m.converged AS converged
 FROM (SELECT pareto_nbd_fit(frequency, recency, "T") AS m FROM '{path}')"""
 
+# The fitted models reach the prediction as scalar subqueries (read once per batch; the two
+# identical `(SELECT gg FROM m)` are one subquery, so each model is fitted once) rather than by
+# a CROSS JOIN, which would repeat both model structs into every row of every batch.
 GGCLV = """WITH m AS (SELECT bgnbd_fit(frequency, recency, "T", 0, 'day') AS bg,
                   gamma_gamma_fit(frequency, monetary_value) FILTER (WHERE monetary_value > 0) AS gg FROM '{path}')
-SELECT gg.p AS p, gg.q AS q, gg.v AS v,
-       sum(customer_lifetime_value(bg, gg, frequency, recency, "T", monetary_value)) AS clv
-FROM '{path}' CROSS JOIN m GROUP BY gg.p, gg.q, gg.v"""
+SELECT get_field((SELECT gg FROM m), 'p') AS p, get_field((SELECT gg FROM m), 'q') AS q,
+       get_field((SELECT gg FROM m), 'v') AS v,
+       sum(customer_lifetime_value((SELECT bg FROM m), (SELECT gg FROM m), frequency, recency, "T", monetary_value)) AS clv
+FROM '{path}'"""
 
 
 def prepare(binary, lake, work, pareto_customers):

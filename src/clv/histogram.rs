@@ -17,9 +17,10 @@
 //! their rows ([`Histogram::collect`], on two threads when large).
 //!
 //! The first key that does not pack moves everything to the general form: the bits of each
-//! number (non-negative numbers sort by their bits as by value) with a count, sorted by the
-//! stable sort whenever the buffer has doubled (it finds the sorted prefix and the appended
-//! sorted states as runs). Either way the entries reach the fits in the (x, t_x, T) order the
+//! number (non-negative numbers sort by their bits as by value) with a count, sorted whenever
+//! the buffer has doubled: rows appended since the last merge by the unstable sort (faster on
+//! arrival order), then everything by the stable sort (it finds the sorted prefix and the
+//! appended sorted states as runs and merges them). Either way the entries reach the fits in the (x, t_x, T) order the
 //! fits sum them in.
 //!
 //! A state is two lists: the keys (one u64 a pattern when packed, the three numbers' bits
@@ -194,6 +195,9 @@ pub struct Histogram {
     general: bool,
     /// The sorted prefix of `entries`.
     compressed: usize,
+    /// Whether single rows were appended to `entries` since the last merge: their order is
+    /// the arrival order, with no sorted runs for the stable sort to find.
+    rows_appended: bool,
     /// Entries buffered before the first merge ([`FIRST_COMPRESS`]; smaller in tests).
     first_compress: usize,
     /// Patterns from which [`Self::collect`] merges on two threads ([`PARALLEL_MERGE`];
@@ -211,6 +215,7 @@ impl Default for Histogram {
             entries: Vec::new(),
             general: false,
             compressed: 0,
+            rows_appended: false,
             first_compress: FIRST_COMPRESS,
             parallel_merge: PARALLEL_MERGE,
         }
@@ -231,6 +236,7 @@ impl Histogram {
             self.make_general();
         }
         self.entries.push((key.map(canonical), 1.0));
+        self.rows_appended = true;
         self.maybe_compress_general();
     }
 
@@ -438,6 +444,12 @@ impl Histogram {
     fn compress(&mut self) {
         if self.general {
             if self.entries.len() > self.compressed {
+                if self.rows_appended {
+                    // rows in arrival order: the unstable sort is faster there (equal keys
+                    // have whole counts, so their order does not change the sums)
+                    self.entries[self.compressed..].sort_unstable_by_key(|e| e.0);
+                }
+                // the sorted prefix and the appended sorted states are runs it merges
                 self.entries.sort_by_key(|e| e.0);
                 self.entries.dedup_by(|later, kept| {
                     let same = later.0 == kept.0;
@@ -448,6 +460,7 @@ impl Histogram {
                 });
             }
             self.compressed = self.entries.len();
+            self.rows_appended = false;
             return;
         }
         if self.fresh.is_empty() && self.runs.is_empty() {

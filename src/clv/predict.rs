@@ -1,7 +1,8 @@
 //! Predictions from fitted models: expected purchases, P(alive), expected spend and
 //! discounted customer lifetime value. Each takes the struct a `*_fit` aggregate returns as
-//! its first argument (a column, so different rows may use different models, e.g. one per
-//! segment).
+//! its first argument: a column, so different rows may use different models (e.g. one per
+//! segment), or a scalar (a scalar subquery over the fit), which is read and checked once per
+//! batch instead of being repeated into every row.
 
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
@@ -238,16 +239,59 @@ fn check_model_type(function: &str, arg: &str, t: &DataType, kinds: &[ModelKind]
     Ok(())
 }
 
-/// Rows of a model struct column: model tag, parameters and period per row.
+/// An argument's values: the column, or a scalar (a literal, a scalar subquery) kept as one
+/// row that every row reads, so it is never repeated into a column of the batch's length.
+fn one_row_or_column(v: &ColumnarValue) -> Result<(ArrayRef, bool)> {
+    Ok(match v {
+        ColumnarValue::Array(a) => (Arc::clone(a), false),
+        ColumnarValue::Scalar(s) => (s.to_array_of_size(1)?, true),
+    })
+}
+
+/// A numeric argument as Float64 (see [`one_row_or_column`]).
+struct Numbers {
+    values: Float64Array,
+    scalar: bool,
+}
+
+impl Numbers {
+    fn new(v: &ColumnarValue) -> Result<Self> {
+        let (a, scalar) = one_row_or_column(v)?;
+        Ok(Self {
+            values: f64_column(&a)?,
+            scalar,
+        })
+    }
+
+    /// The row of `values` that row `i` reads.
+    fn row(&self, i: usize) -> usize {
+        if self.scalar { 0 } else { i }
+    }
+
+    fn is_null(&self, i: usize) -> bool {
+        self.values.is_null(self.row(i))
+    }
+
+    fn value(&self, i: usize) -> f64 {
+        self.values.value(self.row(i))
+    }
+}
+
+/// Rows of a model struct argument: model tag, parameters and period per row (one row for
+/// every row when the model is a scalar, see [`one_row_or_column`]).
 struct Models {
     tags: StringArray,
     params: Vec<Float64Array>,
     periods: Option<StringArray>,
     nulls: Option<datafusion::arrow::buffer::NullBuffer>,
+    /// The struct itself (None for an untyped NULL).
+    fields: Option<datafusion::arrow::array::StructArray>,
+    scalar: bool,
 }
 
 impl Models {
-    fn new(a: &ArrayRef, names: &[&str]) -> Result<Self> {
+    fn new(v: &ColumnarValue, names: &[&str]) -> Result<Self> {
+        let (a, scalar) = one_row_or_column(v)?;
         if a.data_type().is_null() {
             let n = a.len();
             return Ok(Self {
@@ -255,6 +299,8 @@ impl Models {
                 params: vec![],
                 periods: None,
                 nulls: Some(datafusion::arrow::buffer::NullBuffer::new_null(n)),
+                fields: None,
+                scalar,
             });
         }
         let s = a.as_struct();
@@ -281,21 +327,42 @@ impl Models {
             params,
             periods,
             nulls: s.logical_nulls(),
+            fields: Some(s.clone()),
+            scalar,
         })
     }
 
+    /// The row of the struct that row `i` reads.
+    fn row(&self, i: usize) -> usize {
+        if self.scalar { 0 } else { i }
+    }
+
     fn is_null(&self, i: usize) -> bool {
+        let i = self.row(i);
         self.nulls.as_ref().is_some_and(|n| n.is_null(i))
             || self.tags.is_null(i)
             || self.params.iter().any(|p| p.is_null(i))
     }
 
+    fn tag(&self, i: usize) -> &str {
+        self.tags.value(self.row(i))
+    }
+
     fn kind(&self, i: usize) -> Option<ModelKind> {
-        ModelKind::from_tag(self.tags.value(i))
+        ModelKind::from_tag(self.tag(i))
     }
 
     fn get<const N: usize>(&self, i: usize) -> [f64; N] {
+        let i = self.row(i);
         std::array::from_fn(|k| self.params[k].value(i))
+    }
+
+    fn period(&self, i: usize) -> Option<&str> {
+        let i = self.row(i);
+        self.periods
+            .as_ref()
+            .filter(|p| p.is_valid(i))
+            .map(|p| p.value(i))
     }
 }
 
@@ -473,31 +540,39 @@ impl ScalarUDFImpl for Predict {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let name = self.op.name();
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let rows = args.number_rows;
         let out: Float64Array = match self.op {
             Op::Expected(kind) | Op::Alive(kind) => {
-                let models = Models::new(&arrays[0], purchase_names(kind))?;
-                let nums = arrays[1..]
+                let models = Models::new(&args.args[0], purchase_names(kind))?;
+                let nums = args.args[1..]
                     .iter()
-                    .map(f64_column)
+                    .map(Numbers::new)
                     .collect::<Result<Vec<_>>>()?;
                 let horizon = matches!(self.op, Op::Expected(_));
                 let mut out = Vec::with_capacity(rows);
                 let mut pending = Pending::default();
+                // the model row last checked, and its parameters
+                let mut checked: Option<(usize, [f64; 4])> = None;
                 for i in 0..rows {
                     if models.is_null(i) || nums.iter().any(|c| c.is_null(i)) {
                         out.push(None);
                         continue;
                     }
-                    if models.kind(i) != Some(kind) {
-                        return exec_err!(
-                            "{name}: the model is a '{}' model, expected '{}'",
-                            models.tags.value(i),
-                            kind.tag()
-                        );
-                    }
-                    let p: [f64; 4] = models.get(i);
+                    let p = match checked {
+                        Some((row, p)) if row == models.row(i) => p,
+                        _ => {
+                            if models.kind(i) != Some(kind) {
+                                return exec_err!(
+                                    "{name}: the model is a '{}' model, expected '{}'",
+                                    models.tag(i),
+                                    kind.tag()
+                                );
+                            }
+                            let p: [f64; 4] = models.get(i);
+                            checked = Some((models.row(i), p));
+                            p
+                        }
+                    };
                     // (t,) frequency, recency, T — no per-row allocation
                     let v: [f64; 4] =
                         std::array::from_fn(|k| nums.get(k).map_or(0.0, |c| c.value(i)));
@@ -536,21 +611,29 @@ impl ScalarUDFImpl for Predict {
                 Float64Array::from(out)
             }
             Op::Spend => {
-                let models = Models::new(&arrays[0], ModelKind::GammaGamma.params())?;
-                let x = f64_column(&arrays[1])?;
-                let m = f64_column(&arrays[2])?;
+                let models = Models::new(&args.args[0], ModelKind::GammaGamma.params())?;
+                let x = Numbers::new(&args.args[1])?;
+                let m = Numbers::new(&args.args[2])?;
                 let mut out = Vec::with_capacity(rows);
+                let mut checked: Option<(usize, [f64; 3])> = None;
                 for i in 0..rows {
                     if models.is_null(i) || x.is_null(i) || m.is_null(i) {
                         out.push(None);
                         continue;
                     }
-                    let p = spend_params(name, &models, i)?;
+                    let p = match checked {
+                        Some((row, p)) if row == models.row(i) => p,
+                        _ => {
+                            let p = spend_params(name, &models, i)?;
+                            checked = Some((models.row(i), p));
+                            p
+                        }
+                    };
                     out.push(Some(spend(name, &p, x.value(i), m.value(i))?));
                 }
                 Float64Array::from(out)
             }
-            Op::Lifetime => lifetime(name, &arrays, rows, &self.curves)?,
+            Op::Lifetime => lifetime(name, &args.args, rows, &self.curves)?,
         };
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
@@ -573,7 +656,7 @@ fn spend_params(name: &str, models: &Models, i: usize) -> Result<[f64; 3]> {
     if models.kind(i) != Some(ModelKind::GammaGamma) {
         return exec_err!(
             "{name}: the spend model is a '{}' model, expected 'gamma_gamma'",
-            models.tags.value(i)
+            models.tag(i)
         );
     }
     let p: [f64; 3] = models.get(i);
@@ -599,68 +682,88 @@ fn spend(name: &str, p: &[f64; 3], x: f64, m: f64) -> Result<f64> {
     )
 }
 
+/// What `customer_lifetime_value` derives from a row's models and options (checked): the
+/// same for every row that reads the same model and option rows, so it is derived once per
+/// run of such rows — once per batch when they are scalars.
+#[derive(Clone, Copy)]
+struct Setup {
+    kind: ModelKind,
+    p: [f64; 4],
+    spend: [f64; 3],
+    /// The BG/NBD-family curve (None for Pareto/NBD).
+    curve: Option<Curve>,
+    months: u32,
+    rate: f64,
+    step: f64,
+}
+
 fn lifetime(
     name: &str,
-    arrays: &[ArrayRef],
+    args: &[ColumnarValue],
     rows: usize,
     cache: &CurveCache,
 ) -> Result<Float64Array> {
-    let purchase_tags = Models::new(&arrays[0], &[])?;
+    let purchase = Models::new(&args[0], &[])?;
     // every parameter column any purchase model has, cast once (absent ones are None)
     const NAMES: [&str; 6] = ["r", "alpha", "a", "b", "s", "beta"];
-    let columns: Vec<Option<Float64Array>> = match arrays[0].as_struct_opt() {
+    let columns: Vec<Option<Float64Array>> = match &purchase.fields {
         Some(s) => NAMES
             .iter()
             .map(|n| s.column_by_name(n).map(f64_column).transpose())
             .collect::<Result<_>>()?,
         None => vec![None; NAMES.len()],
     };
-    let spend_models = Models::new(&arrays[1], ModelKind::GammaGamma.params())?;
-    let nums = arrays[2..6]
+    let spend_models = Models::new(&args[1], ModelKind::GammaGamma.params())?;
+    let nums = args[2..6]
         .iter()
-        .map(f64_column)
+        .map(Numbers::new)
         .collect::<Result<Vec<_>>>()?;
     let optional =
-        |i: usize| -> Result<Option<Float64Array>> { arrays.get(i).map(f64_column).transpose() };
+        |i: usize| -> Result<Option<Numbers>> { args.get(i).map(Numbers::new).transpose() };
     let (months, rate, days) = (optional(6)?, optional(7)?, optional(8)?);
-    let value_or = |c: &Option<Float64Array>, i: usize, d: f64| -> Option<f64> {
+    let value_or = |c: &Option<Numbers>, i: usize, d: f64| -> Option<f64> {
         match c {
             None => Some(d),
             Some(c) if c.is_null(i) => None,
             Some(c) => Some(c.value(i)),
         }
     };
-    let mut out = Vec::with_capacity(rows);
-    let (mut horizons, mut curve) = (Vec::new(), Vec::new());
-    let mut pending = Pending::default();
-    for i in 0..rows {
+    // the model and option rows row `i` reads: rows reading the same ones share a setup
+    let rows_read = |i: usize| -> [usize; 5] {
+        let opt = |c: &Option<Numbers>| c.as_ref().map_or(0, |c| c.row(i));
+        [
+            purchase.row(i),
+            spend_models.row(i),
+            opt(&months),
+            opt(&rate),
+            opt(&days),
+        ]
+    };
+    // None: a NULL model or option, so a NULL value
+    let setup = |i: usize| -> Result<Option<Setup>> {
         let (Some(h), Some(d), Some(dpm)) = (
             value_or(&months, i, 12.0),
             value_or(&rate, i, 0.01),
             value_or(&days, i, 30.0),
         ) else {
-            out.push(None);
-            continue;
+            return Ok(None);
         };
-        if purchase_tags.is_null(i) || spend_models.is_null(i) || nums.iter().any(|c| c.is_null(i))
-        {
-            out.push(None);
-            continue;
+        if purchase.is_null(i) || spend_models.is_null(i) {
+            return Ok(None);
         }
-        let kind = purchase_tags.kind(i);
+        let kind = purchase.kind(i);
         let slots: [usize; 4] = match kind {
             Some(ModelKind::BgNbd | ModelKind::MbgNbd) => [0, 1, 2, 3],
             Some(ModelKind::ParetoNbd) => [0, 1, 4, 5],
             _ => {
                 return exec_err!(
                     "{name}: the purchase model is a '{}' model, expected bgnbd, mbgnbd or pareto_nbd",
-                    purchase_tags.tags.value(i)
+                    purchase.tag(i)
                 );
             }
         };
         let kind = kind.expect("checked");
         let mut p = [0.0; 4];
-        let mut null = false;
         for (k, &slot) in slots.iter().enumerate() {
             let Some(c) = &columns[slot] else {
                 return exec_err!(
@@ -668,19 +771,12 @@ fn lifetime(
                     kind.params()
                 );
             };
-            null |= c.is_null(i);
-            p[k] = c.value(i);
+            if c.is_null(purchase.row(i)) {
+                return Ok(None);
+            }
+            p[k] = c.value(purchase.row(i));
         }
-        if null {
-            out.push(None);
-            continue;
-        }
-        let period = purchase_tags
-            .periods
-            .as_ref()
-            .filter(|p| p.is_valid(i))
-            .and_then(|p| Period::parse(p.value(i)));
-        let Some(period) = period else {
+        let Some(period) = purchase.period(i).and_then(Period::parse) else {
             return exec_err!(
                 "{name}: the purchase model has no period unit ('day', 'week' or 'month'), so months \
                  cannot be converted; fit it on clv_summary(...) or pass period => 'day' to the fit"
@@ -695,21 +791,52 @@ fn lifetime(
         if !(dpm > 0.0 && dpm.is_finite()) {
             return exec_err!("{name}: days_per_month must be > 0, got {dpm}");
         }
-        let [x, tx, t, m] = [0, 1, 2, 3].map(|k| nums[k].value(i));
-        check_customer(name, x, tx, t)?;
-        let sp = spend_params(name, &spend_models, i)?;
-        let e_spend = spend(name, &sp, x, m)?;
         let step = period.per_month(dpm);
-        if is_bg_family(kind) {
-            let curve = Curve::new(kind, &p, step, h as u32, Some(d));
-            pending.push(i, curve, &p, [x, tx, t], e_spend);
+        Ok(Some(Setup {
+            kind,
+            p,
+            spend: spend_params(name, &spend_models, i)?,
+            curve: is_bg_family(kind).then(|| Curve::new(kind, &p, step, h as u32, Some(d))),
+            months: h as u32,
+            rate: d,
+            step,
+        }))
+    };
+    let mut out = Vec::with_capacity(rows);
+    let (mut horizons, mut curve) = (Vec::new(), Vec::new());
+    let mut pending = Pending::default();
+    let mut last: Option<([usize; 5], Option<Setup>)> = None;
+    for i in 0..rows {
+        if nums.iter().any(|c| c.is_null(i)) {
             out.push(None);
             continue;
         }
-        model::month_horizons(h as u32, step, &mut horizons);
+        let read = rows_read(i);
+        let s = match last {
+            Some((r, s)) if r == read => s,
+            _ => {
+                let s = setup(i)?;
+                last = Some((read, s));
+                s
+            }
+        };
+        let Some(s) = s else {
+            out.push(None);
+            continue;
+        };
+        let [x, tx, t, m] = [0, 1, 2, 3].map(|k| nums[k].value(i));
+        check_customer(name, x, tx, t)?;
+        let e_spend = spend(name, &s.spend, x, m)?;
+        if let Some(c) = s.curve {
+            pending.push(i, c, &s.p, [x, tx, t], e_spend);
+            out.push(None);
+            continue;
+        }
+        debug_assert_eq!(s.kind, ModelKind::ParetoNbd);
+        model::month_horizons(s.months, s.step, &mut horizons);
         curve.resize(horizons.len(), 0.0);
-        model::pareto_nbd_expected_many(&p, &horizons, x, tx, t, &mut curve);
-        let value = e_spend * model::discounted_increments(&curve, d);
+        model::pareto_nbd_expected_many(&s.p, &horizons, x, tx, t, &mut curve);
+        let value = e_spend * model::discounted_increments(&curve, s.rate);
         out.push(Some(finite(name, value, "the lifetime value")?));
     }
     // the expected purchases are the curve over the denominator, so are their increments
@@ -728,6 +855,12 @@ const CURVE_SHARING: &str = " The series depends on the customer only through (f
      customers that share both share one evaluation, kept in a cache of at most 12 MiB per \
      function for the process's later queries, so a summary in whole periods costs a lookup \
      for most customers.";
+
+/// How a model argument may be given, in each prediction's documentation.
+const MODEL_ARGUMENT: &str = " The model may be a column (a model per row, e.g. one per segment, \
+     or the fits CROSS JOINed to the customers) or a scalar, such as the scalar subquery \
+     `(SELECT bg FROM m)` over a fit: a scalar model is read and checked once per batch instead \
+     of being repeated into every row, the faster form for one model over many customers.";
 
 fn expected_doc(kind: ModelKind, example: &str) -> Documentation {
     let model = match kind {
@@ -748,7 +881,7 @@ fn expected_doc(kind: ModelKind, example: &str) -> Documentation {
              (frequency, recency, T), under a fitted {model} model (the conditional expectation \
              of the model's paper, as lifetimes' `conditional_expected_number_of_purchases_up_to_time`). \
              `t` is in the model's period unit. The hypergeometric function is evaluated after \
-             Euler's transformation, so frequent buyers do not overflow.{shared} NULL inputs give NULL; \
+             Euler's transformation, so frequent buyers do not overflow.{shared}{MODEL_ARGUMENT} NULL inputs give NULL; \
              a customer with recency > T, negative values or recency > 0 at frequency 0 is an error."
         ),
         format!("{f}(model, t, frequency, recency, T)"),
@@ -773,7 +906,8 @@ fn alive_doc(kind: ModelKind, example: &str) -> Documentation {
         section(),
         format!(
             "Probability that a customer with history (frequency, recency, T) is still active \
-             at the end of observation, under a fitted {model} model. NULL inputs give NULL."
+             at the end of observation, under a fitted {model} model.{MODEL_ARGUMENT} NULL inputs \
+             give NULL."
         ),
         format!("{f}(model, frequency, recency, T)"),
     )
@@ -874,11 +1008,14 @@ const GG_MODEL: &str = "named_struct('model', 'gamma_gamma', 'p', 6.25, 'q', 3.7
 static SPEND_DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         section(),
-        "Expected mean spend per purchase of a customer with `frequency` repeat purchases of \
-         mean `monetary_value`, under a fitted Gamma-Gamma model: the weighted average \
-         (1 − w)·p·v/(q − 1) + w·monetary_value with w = p·x/(p·x + q − 1) (lifetimes' \
-         `conditional_expected_average_profit`). A customer without repeat purchases gets the \
-         population mean. A model with q <= 1 (infinite mean) is an error; NULL inputs give NULL.",
+        format!(
+            "Expected mean spend per purchase of a customer with `frequency` repeat purchases of \
+             mean `monetary_value`, under a fitted Gamma-Gamma model: the weighted average \
+             (1 − w)·p·v/(q − 1) + w·monetary_value with w = p·x/(p·x + q − 1) (lifetimes' \
+             `conditional_expected_average_profit`). A customer without repeat purchases gets the \
+             population mean.{MODEL_ARGUMENT} A model with q <= 1 (infinite mean) is an error; NULL \
+             inputs give NULL."
+        ),
         "gamma_gamma_expected_spend(model, frequency, monetary_value)",
     )
     .with_argument("model", "The struct returned by `gamma_gamma_fit`.")
@@ -907,8 +1044,8 @@ static LIFETIME_DOC: LazyLock<Documentation> = LazyLock::new(|| {
          (default 30) make a month, so 30 periods for 'day', 30/7 for 'week', 1 for 'month' — \
          so units cannot be mixed up; a purchase model without a period unit is an error. \
          `discount_rate` is monthly (default 0.01). For BG/NBD and MBG/NBD purchase models the \
-         expected purchases come from a hypergeometric series per month.{CURVE_SHARING} NULL \
-         inputs give NULL."
+         expected purchases come from a hypergeometric series per month.{CURVE_SHARING}\
+         {MODEL_ARGUMENT} NULL inputs give NULL."
         ),
         "customer_lifetime_value(purchase_model, spend_model, frequency, recency, T, monetary_value [, horizon_months [, discount_rate [, days_per_month]]])",
     )
