@@ -689,7 +689,6 @@ fn spend(name: &str, p: &[f64; 3], x: f64, m: f64) -> Result<f64> {
 struct Setup {
     kind: ModelKind,
     p: [f64; 4],
-    spend: [f64; 3],
     /// The BG/NBD-family curve (None for Pareto/NBD).
     curve: Option<Curve>,
     months: u32,
@@ -764,6 +763,7 @@ fn lifetime(
         };
         let kind = kind.expect("checked");
         let mut p = [0.0; 4];
+        let mut null = false;
         for (k, &slot) in slots.iter().enumerate() {
             let Some(c) = &columns[slot] else {
                 return exec_err!(
@@ -771,10 +771,12 @@ fn lifetime(
                     kind.params()
                 );
             };
-            if c.is_null(purchase.row(i)) {
-                return Ok(None);
-            }
+            // (every slot is looked at, so a missing parameter is an error even after a NULL)
+            null |= c.is_null(purchase.row(i));
             p[k] = c.value(purchase.row(i));
+        }
+        if null {
+            return Ok(None);
         }
         let Some(period) = purchase.period(i).and_then(Period::parse) else {
             return exec_err!(
@@ -795,7 +797,6 @@ fn lifetime(
         Ok(Some(Setup {
             kind,
             p,
-            spend: spend_params(name, &spend_models, i)?,
             curve: is_bg_family(kind).then(|| Curve::new(kind, &p, step, h as u32, Some(d))),
             months: h as u32,
             rate: d,
@@ -806,6 +807,7 @@ fn lifetime(
     let (mut horizons, mut curve) = (Vec::new(), Vec::new());
     let mut pending = Pending::default();
     let mut last: Option<([usize; 5], Option<Setup>)> = None;
+    let mut spend_checked: Option<(usize, [f64; 3])> = None;
     for i in 0..rows {
         if nums.iter().any(|c| c.is_null(i)) {
             out.push(None);
@@ -826,7 +828,16 @@ fn lifetime(
         };
         let [x, tx, t, m] = [0, 1, 2, 3].map(|k| nums[k].value(i));
         check_customer(name, x, tx, t)?;
-        let e_spend = spend(name, &s.spend, x, m)?;
+        // the spend model's checks come after the customer's, once per spend model row
+        let sp = match spend_checked {
+            Some((row, sp)) if row == spend_models.row(i) => sp,
+            _ => {
+                let sp = spend_params(name, &spend_models, i)?;
+                spend_checked = Some((spend_models.row(i), sp));
+                sp
+            }
+        };
+        let e_spend = spend(name, &sp, x, m)?;
         if let Some(c) = s.curve {
             pending.push(i, c, &s.p, [x, tx, t], e_spend);
             out.push(None);
