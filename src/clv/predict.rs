@@ -248,6 +248,29 @@ fn one_row_or_column(v: &ColumnarValue) -> Result<(ArrayRef, bool)> {
     })
 }
 
+/// The row of an argument that row `i` reads: row 0 of a scalar (see [`one_row_or_column`]).
+fn row_read(scalar: bool, i: usize) -> usize {
+    if scalar { 0 } else { i }
+}
+
+/// What `derive(key)` gives, unless `last` already holds it for `key`: a model's checks and
+/// parameters are derived once per run of rows reading the same model row (once per batch for a
+/// scalar model), and an error is returned as soon as it is found.
+fn derived<K: PartialEq + Copy, V: Copy>(
+    last: &mut Option<(K, V)>,
+    key: K,
+    derive: impl FnOnce() -> Result<V>,
+) -> Result<V> {
+    match *last {
+        Some((k, v)) if k == key => Ok(v),
+        _ => {
+            let v = derive()?;
+            *last = Some((key, v));
+            Ok(v)
+        }
+    }
+}
+
 /// A numeric argument as Float64 (see [`one_row_or_column`]).
 struct Numbers {
     values: Float64Array,
@@ -263,9 +286,8 @@ impl Numbers {
         })
     }
 
-    /// The row of `values` that row `i` reads.
     fn row(&self, i: usize) -> usize {
-        if self.scalar { 0 } else { i }
+        row_read(self.scalar, i)
     }
 
     fn is_null(&self, i: usize) -> bool {
@@ -332,9 +354,8 @@ impl Models {
         })
     }
 
-    /// The row of the struct that row `i` reads.
     fn row(&self, i: usize) -> usize {
-        if self.scalar { 0 } else { i }
+        row_read(self.scalar, i)
     }
 
     fn is_null(&self, i: usize) -> bool {
@@ -558,21 +579,16 @@ impl ScalarUDFImpl for Predict {
                         out.push(None);
                         continue;
                     }
-                    let p = match checked {
-                        Some((row, p)) if row == models.row(i) => p,
-                        _ => {
-                            if models.kind(i) != Some(kind) {
-                                return exec_err!(
-                                    "{name}: the model is a '{}' model, expected '{}'",
-                                    models.tag(i),
-                                    kind.tag()
-                                );
-                            }
-                            let p: [f64; 4] = models.get(i);
-                            checked = Some((models.row(i), p));
-                            p
+                    let p = derived(&mut checked, models.row(i), || {
+                        if models.kind(i) != Some(kind) {
+                            return exec_err!(
+                                "{name}: the model is a '{}' model, expected '{}'",
+                                models.tag(i),
+                                kind.tag()
+                            );
                         }
-                    };
+                        Ok(models.get::<4>(i))
+                    })?;
                     // (t,) frequency, recency, T — no per-row allocation
                     let v: [f64; 4] =
                         std::array::from_fn(|k| nums.get(k).map_or(0.0, |c| c.value(i)));
@@ -621,14 +637,9 @@ impl ScalarUDFImpl for Predict {
                         out.push(None);
                         continue;
                     }
-                    let p = match checked {
-                        Some((row, p)) if row == models.row(i) => p,
-                        _ => {
-                            let p = spend_params(name, &models, i)?;
-                            checked = Some((models.row(i), p));
-                            p
-                        }
-                    };
+                    let p = derived(&mut checked, models.row(i), || {
+                        spend_params(name, &models, i)
+                    })?;
                     out.push(Some(spend(name, &p, x.value(i), m.value(i))?));
                 }
                 Float64Array::from(out)
@@ -687,7 +698,6 @@ fn spend(name: &str, p: &[f64; 3], x: f64, m: f64) -> Result<f64> {
 /// run of such rows — once per batch when they are scalars.
 #[derive(Clone, Copy)]
 struct Setup {
-    kind: ModelKind,
     p: [f64; 4],
     /// The BG/NBD-family curve (None for Pareto/NBD).
     curve: Option<Curve>,
@@ -795,7 +805,6 @@ fn lifetime(
         }
         let step = period.per_month(dpm);
         Ok(Some(Setup {
-            kind,
             p,
             curve: is_bg_family(kind).then(|| Curve::new(kind, &p, step, h as u32, Some(d))),
             months: h as u32,
@@ -813,37 +822,22 @@ fn lifetime(
             out.push(None);
             continue;
         }
-        let read = rows_read(i);
-        let s = match last {
-            Some((r, s)) if r == read => s,
-            _ => {
-                let s = setup(i)?;
-                last = Some((read, s));
-                s
-            }
-        };
-        let Some(s) = s else {
+        let Some(s) = derived(&mut last, rows_read(i), || setup(i))? else {
             out.push(None);
             continue;
         };
         let [x, tx, t, m] = [0, 1, 2, 3].map(|k| nums[k].value(i));
         check_customer(name, x, tx, t)?;
         // the spend model's checks come after the customer's, once per spend model row
-        let sp = match spend_checked {
-            Some((row, sp)) if row == spend_models.row(i) => sp,
-            _ => {
-                let sp = spend_params(name, &spend_models, i)?;
-                spend_checked = Some((spend_models.row(i), sp));
-                sp
-            }
-        };
+        let sp = derived(&mut spend_checked, spend_models.row(i), || {
+            spend_params(name, &spend_models, i)
+        })?;
         let e_spend = spend(name, &sp, x, m)?;
         if let Some(c) = s.curve {
             pending.push(i, c, &s.p, [x, tx, t], e_spend);
             out.push(None);
             continue;
         }
-        debug_assert_eq!(s.kind, ModelKind::ParetoNbd);
         model::month_horizons(s.months, s.step, &mut horizons);
         curve.resize(horizons.len(), 0.0);
         model::pareto_nbd_expected_many(&s.p, &horizons, x, tx, t, &mut curve);
