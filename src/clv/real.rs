@@ -548,15 +548,50 @@ pub fn hyp2f1(a: f64, b: f64, c: f64, z: f64) -> f64 {
     out[0]
 }
 
+/// The relative tolerance of [`hyp2f1_many`]: a series stops when a bound on the sum of all the
+/// terms it has not added is below this fraction of its sum (under a tenth of an ulp).
+const SERIES_TOLERANCE: f64 = 1e-17;
+
+/// A bound on the ratio of consecutive terms of the ₂F₁(a, b; c; z) series from term `k1` on,
+/// divided by |z|: 1 + δ with (a+j)(b+j)/((c+j)(1+j)) ≤ 1 + δ for every j ≥ `k1`. None while
+/// some of a + `k1`, b + `k1`, c + `k1` is not positive (later terms may still change sign or
+/// vanish). With N(j) = ab − c + j·s, s = a + b − c − 1, the ratio is 1 + N(j)/((c+j)(1+j)):
+/// for s ≤ 0, N falls and the denominator grows, so δ = max(N(k1), 0)/((c+k1)(1+k1)); for
+/// s > 0, N(j)/((c+j)(1+j)) ≤ |ab − c|/((c+k1)(1+k1)) + s/(c+k1).
+#[inline]
+fn later_ratio_bound(a: f64, b: f64, c: f64, k1: f64) -> Option<f64> {
+    if !(a + k1 > 0.0 && b + k1 > 0.0 && c + k1 > 0.0) {
+        return None;
+    }
+    let (n0, s, d) = (a * b - c, a + b - c - 1.0, (c + k1) * (1.0 + k1));
+    Some(
+        1.0 + if s <= 0.0 {
+            (n0 + k1 * s).max(0.0) / d
+        } else {
+            n0.abs() / d + s / (c + k1)
+        },
+    )
+}
+
+/// Whether a series whose last added term is `term` (sum so far `sum`) may stop, given the
+/// bound `rho` on the ratio of all later terms (|z| · [`later_ratio_bound`]): the terms not
+/// added sum to at most |term|·ρ/(1 − ρ) in absolute value (they share one sign, or alternate
+/// with z < 0). A term of exactly 0 ends a terminating series (a or b a non-positive integer).
+#[inline]
+fn series_done(term: f64, sum: f64, rho: f64) -> bool {
+    term == 0.0 || (rho < 1.0 && term.abs() * rho <= SERIES_TOLERANCE * sum.abs() * (1.0 - rho))
+}
+
 /// ₂F₁(a, b; c; zᵢ) into `out[i]` for several arguments at once (a customer's horizons): the
 /// coefficient ratio (a+k)(b+k)/((c+k)(k+1)) of each term, with its division, is shared, and
 /// the arguments' terms are independent chains the CPU overlaps. Each value is bit for bit
 /// the series of its argument alone: every lane runs the same operations and stops at the
-/// same term.
+/// same term. A series stops once the terms it has not added provably sum to less than
+/// [`SERIES_TOLERANCE`] of its sum ([`later_ratio_bound`]): few terms when c is large (a
+/// frequent buyer's series), more as z nears 1; NaN after [`MAX_SERIES_TERMS`] terms.
 pub fn hyp2f1_many(a: f64, b: f64, c: f64, z: &[f64], out: &mut [f64]) {
     assert_eq!(z.len(), out.len(), "hyp2f1_many: one output per argument");
     const LANES: usize = 16;
-    let big = a.abs().max(b.abs()).max(c.abs());
     for (z, out) in z.chunks(LANES).zip(out.chunks_mut(LANES)) {
         let mut term = [1.0; LANES];
         let mut sum = [1.0; LANES];
@@ -565,13 +600,15 @@ pub fn hyp2f1_many(a: f64, b: f64, c: f64, z: &[f64], out: &mut [f64]) {
         for k in 0..MAX_SERIES_TERMS {
             let k = k as f64;
             let ratio = (a + k) * (b + k) / ((c + k) * (k + 1.0));
+            // the later terms' ratios, from the next one on (∞: not bounded yet)
+            let bound = later_ratio_bound(a, b, c, k + 1.0).unwrap_or(f64::INFINITY);
             for i in 0..z.len() {
                 if done[i] {
                     continue;
                 }
                 term[i] *= ratio * z[i];
                 sum[i] += term[i];
-                let finished = term[i] == 0.0 || (k > big && term[i].abs() <= 1e-17 * sum[i].abs());
+                let finished = series_done(term[i], sum[i], z[i].abs() * bound);
                 if finished || !sum[i].is_finite() {
                     out[i] = if finished { sum[i] } else { f64::NAN };
                     done[i] = true;
@@ -799,12 +836,12 @@ mod tests {
     /// The series one argument at a time, as `hyp2f1` was before it shared its coefficients.
     fn hyp2f1_alone(a: f64, b: f64, c: f64, z: f64) -> f64 {
         let (mut term, mut sum) = (1.0, 1.0);
-        let big = a.abs().max(b.abs()).max(c.abs());
         for k in 0..MAX_SERIES_TERMS {
             let k = k as f64;
             term *= (a + k) * (b + k) / ((c + k) * (k + 1.0)) * z;
             sum += term;
-            if term == 0.0 || (k > big && term.abs() <= 1e-17 * sum.abs()) {
+            let bound = later_ratio_bound(a, b, c, k + 1.0).unwrap_or(f64::INFINITY);
+            if series_done(term, sum, z.abs() * bound) {
                 return sum;
             }
             if !sum.is_finite() {
@@ -812,6 +849,36 @@ mod tests {
             }
         }
         f64::NAN
+    }
+
+    /// The BG/NBD-family series against mpmath at 50 digits (tests/data/make_hyp2f1_fixture.py):
+    /// three parameter sets, frequencies 0 to 300, z from 0.01 to 0.99. What is left is the
+    /// rounding of the terms added, not the terms left out: within 12 ulps up to z = 0.9, and
+    /// 1.5e-14 for the worst series (a > 2 + r at z = 0.99: growing terms, 4,600 of them).
+    #[test]
+    fn hyp2f1_matches_mpmath() {
+        let fixture = include_str!("../../tests/data/hyp2f1_mpmath.csv");
+        let mut worst = [(0.0, ""); 2];
+        let mut checked = 0;
+        for line in fixture.lines().skip(1) {
+            let v: Vec<f64> = line.split(',').map(|f| f.parse().unwrap()).collect();
+            let [a, b, c, z, want] = v[..] else {
+                panic!("bad fixture line {line}")
+            };
+            let err = ((hyp2f1(a, b, c, z) - want) / want).abs();
+            let w = &mut worst[usize::from(z > 0.9)];
+            if !(err <= w.0) {
+                *w = (err, line);
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, 168);
+        let [(near, at_near), (far, at_far)] = worst;
+        assert!(
+            near < 12.0 * f64::EPSILON,
+            "z <= 0.9: relative error {near:e} at {at_near}"
+        );
+        assert!(far < 3e-14, "z > 0.9: relative error {far:e} at {at_far}");
     }
 
     #[test]
