@@ -15,7 +15,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
 };
 
-use super::histogram::Histogram;
+use super::histogram::{Histogram, SpendKey};
 use super::model::{self, Fit, FitOptions, Pattern, Period, Spend};
 use super::real::is_whole;
 use crate::args::{
@@ -422,7 +422,11 @@ impl AggregateUDFImpl for ModelFit {
             short,
             penalizer,
             period,
-            patterns: Histogram::default(),
+            patterns: if self.kind == ModelKind::GammaGamma {
+                Patterns::Spend(Histogram::default())
+            } else {
+                Patterns::Purchase(Histogram::default())
+            },
         }))
     }
 
@@ -443,7 +447,25 @@ struct FitAccumulator {
     penalizer: f64,
     /// The period label: from the `period` argument, or from the summary structs.
     period: Option<String>,
-    patterns: Histogram,
+    patterns: Patterns,
+}
+
+/// The histogram of a fit's patterns: (x, t_x, T) for the purchase models, (x, m) for
+/// Gamma-Gamma (two words a key, see [`SpendKey`]).
+#[derive(Debug)]
+enum Patterns {
+    Purchase(Histogram),
+    Spend(Histogram<SpendKey>),
+}
+
+/// `$body` with `$h` the histogram, whichever its key.
+macro_rules! on_histogram {
+    ($patterns:expr, $h:ident => $body:expr) => {
+        match $patterns {
+            Patterns::Purchase($h) => $body,
+            Patterns::Spend($h) => $body,
+        }
+    };
 }
 
 impl FitAccumulator {
@@ -480,7 +502,7 @@ impl FitAccumulator {
                 "{f}: a customer with frequency 0 must have recency 0, got recency {tx} (T {t})"
             );
         }
-        self.patterns.add_row([x, tx, t]);
+        on_histogram!(&mut self.patterns, h => h.add_row([x, tx, t]));
         Ok(())
     }
 
@@ -501,14 +523,14 @@ impl FitAccumulator {
                  (frequency {x}); leave them out, e.g. FILTER (WHERE monetary_value > 0)"
             );
         }
-        self.patterns.add_row([x, m, 0.0]);
+        on_histogram!(&mut self.patterns, h => h.add_row([x, m, 0.0]));
         Ok(())
     }
 
     fn fit_struct(&mut self) -> Result<ScalarValue> {
         let kind = self.kind;
         let started = std::time::Instant::now();
-        if self.patterns.is_empty() {
+        if on_histogram!(&self.patterns, h => h.is_empty()) {
             return ScalarValue::try_from(DataType::Struct(model_fields(kind)));
         }
         let opts = FitOptions {
@@ -517,8 +539,8 @@ impl FitAccumulator {
         };
         let distinct;
         let (params, fit_ll, customers, converged, iterations): (Vec<f64>, f64, f64, bool, u32) =
-            if kind == ModelKind::GammaGamma {
-                let rows = self.patterns.collect(|[x, m, _], w| Spend { x, m, w });
+            if let Patterns::Spend(h) = &mut self.patterns {
+                let rows = h.collect(|[x, m, _], w| Spend { x, m, w });
                 distinct = rows.len();
                 // the histogram gives its patterns in the canonical order
                 debug_assert!(rows.is_sorted_by(|a, b| (a.x, a.m) <= (b.x, b.m)));
@@ -537,9 +559,7 @@ impl FitAccumulator {
                     iterations,
                 )
             } else {
-                let rows = self
-                    .patterns
-                    .collect(|[x, tx, t], w| Pattern { x, tx, t, w });
+                let rows = on_histogram!(&mut self.patterns, h => h.collect(|[x, tx, t], w| Pattern { x, tx, t, w }));
                 distinct = rows.len();
                 // the histogram gives its patterns in the canonical order
                 debug_assert!(rows.is_sorted_by(|a, b| (a.x, a.tx, a.t) <= (b.x, b.tx, b.t)));
@@ -628,18 +648,39 @@ impl Accumulator for FitAccumulator {
         };
         let all_valid = nulls.as_ref().is_none_or(|n| n.null_count() == 0)
             && cols.iter().all(|c| c.null_count() == 0);
-        if all_valid && periods.is_none() && !spend {
+        if all_valid && periods.is_none() {
             // the common case, without per-row NULL checks
-            let (xs, txs, ts) = (cols[0].values(), cols[1].values(), cols[2].values());
-            // whole-period rows that are all valid purchases: in bulk (the conditions of
-            // `add_purchase` that packing does not already check)
-            if self.patterns.add_packed_rows(xs, txs, ts, |x, tx, t| {
-                (tx <= t) & ((x > 0.0) | (tx == 0.0))
-            }) {
-                return Ok(());
-            }
-            for ((&x, &tx), &t) in xs.iter().zip(txs.iter()).zip(ts.iter()) {
-                self.add_purchase(x, tx, t)?;
+            match &mut self.patterns {
+                Patterns::Spend(h) => {
+                    let (xs, ms) = (cols[0].values(), cols[1].values());
+                    // rows that are all valid: in bulk, leaving out those without repeat
+                    // purchases (the conditions of `add_spend`)
+                    if h.add_spend_rows(xs, ms, |x, m| {
+                        let valid = x.is_finite() && m.is_finite() && x >= 0.0 && is_whole(x);
+                        match valid.then_some(x > 0.0) {
+                            Some(true) if m <= 0.0 => None,
+                            keep => keep,
+                        }
+                    }) {
+                        return Ok(());
+                    }
+                    for (&x, &m) in xs.iter().zip(ms.iter()) {
+                        self.add_spend(x, m)?;
+                    }
+                }
+                Patterns::Purchase(h) => {
+                    let (xs, txs, ts) = (cols[0].values(), cols[1].values(), cols[2].values());
+                    // whole-period rows that are all valid purchases: in bulk (the conditions
+                    // of `add_purchase` that packing does not already check)
+                    if h.add_packed_rows(xs, txs, ts, |x, tx, t| {
+                        (tx <= t) & ((x > 0.0) | (tx == 0.0))
+                    }) {
+                        return Ok(());
+                    }
+                    for ((&x, &tx), &t) in xs.iter().zip(txs.iter()).zip(ts.iter()) {
+                        self.add_purchase(x, tx, t)?;
+                    }
+                }
             }
             return Ok(());
         }
@@ -671,16 +712,18 @@ impl Accumulator for FitAccumulator {
             if keys.is_null(i) || counts.is_null(i) {
                 continue;
             }
-            self.patterns.merge_state(
-                keys.value(i).as_primitive::<UInt64Type>(),
-                counts.value(i).as_primitive::<Float64Type>(),
-            )?;
+            let (k, c) = (keys.value(i), counts.value(i));
+            let (k, c) = (
+                k.as_primitive::<UInt64Type>(),
+                c.as_primitive::<Float64Type>(),
+            );
+            on_histogram!(&mut self.patterns, h => h.merge_state(k, c))?;
         }
         Ok(())
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let (keys, counts) = self.patterns.state();
+        let (keys, counts) = on_histogram!(&mut self.patterns, h => h.state());
         Ok(vec![
             scalar_list(Arc::new(keys)),
             scalar_list(Arc::new(counts)),
@@ -693,7 +736,7 @@ impl Accumulator for FitAccumulator {
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.patterns.size()
+        std::mem::size_of_val(self) + on_histogram!(&self.patterns, h => h.size())
     }
 }
 

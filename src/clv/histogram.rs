@@ -25,6 +25,12 @@
 //!
 //! A state is two lists: the keys (one u64 a pattern when packed, the three numbers' bits
 //! when general) and the counts.
+//!
+//! The Gamma-Gamma fit's patterns are (x, m) pairs with a fractional mean spend m, which do
+//! not pack into a u64: its histogram packs each into two words, the bits of x and of m
+//! ([`SpendKey`], whose order is the (x, m) order; half the bytes of the general form, and
+//! sorted by one 128-bit comparison), and is otherwise the same machinery (the [`Key`] of
+//! [`Histogram`]). Its state has two key words per count.
 
 use datafusion::arrow::array::{Float64Array, UInt64Array};
 use datafusion::arrow::buffer::ScalarBuffer;
@@ -76,20 +82,82 @@ pub fn unpack(k: u64) -> [f64; 3] {
     [k >> 44, (k >> 22) & MASK, k & MASK].map(|v| v as f64)
 }
 
+/// A pattern packed into whole words whose order is the patterns' order.
+pub trait Key: Copy + Ord + Send + Sync + std::fmt::Debug + 'static {
+    /// Words of a key in a state.
+    const WORDS: usize;
+    /// The key of a pattern, if it packs.
+    fn pack(key: [f64; 3]) -> Option<Self>;
+    /// The pattern of a key.
+    fn unpack(self) -> [f64; 3];
+    /// The keys of a state's words (`WORDS` per key; `words.len()` a multiple of it).
+    fn of_words(words: &[u64]) -> &[Self];
+    /// The words of keys (no copy).
+    fn into_words(keys: Vec<Self>) -> Vec<u64>;
+    /// Sort keys (ties are equal keys: the order among them does not matter).
+    fn sort(keys: &mut [Self]);
+}
+
+/// The purchase models' key: (x, t_x, T) in one word ([`pack`]).
+impl Key for u64 {
+    const WORDS: usize = 1;
+    fn pack(key: [f64; 3]) -> Option<Self> {
+        pack(key)
+    }
+    fn unpack(self) -> [f64; 3] {
+        unpack(self)
+    }
+    fn of_words(words: &[u64]) -> &[Self] {
+        words
+    }
+    fn into_words(keys: Vec<Self>) -> Vec<u64> {
+        keys
+    }
+    fn sort(keys: &mut [Self]) {
+        keys.sort_unstable();
+    }
+}
+
+/// The Gamma-Gamma key: the bits of x and of m, for a pattern (x, m, 0) of non-negative
+/// numbers (non-negative numbers order by their bits as by value; −0.0 is 0).
+pub type SpendKey = [u64; 2];
+
+impl Key for SpendKey {
+    const WORDS: usize = 2;
+    fn pack(key: [f64; 3]) -> Option<Self> {
+        let [x, m, rest] = key;
+        (x >= 0.0 && m >= 0.0 && rest == 0.0).then(|| [canonical(x), canonical(m)])
+    }
+    fn unpack(self) -> [f64; 3] {
+        [f64::from_bits(self[0]), f64::from_bits(self[1]), 0.0]
+    }
+    fn of_words(words: &[u64]) -> &[Self] {
+        words.as_chunks().0
+    }
+    fn into_words(keys: Vec<Self>) -> Vec<u64> {
+        keys.into_flattened()
+    }
+    fn sort(keys: &mut [Self]) {
+        // one 128-bit comparison instead of two word comparisons: measured 35 % faster on
+        // 420k spends
+        keys.sort_unstable_by_key(|k| (u128::from(k[0]) << 64) | u128::from(k[1]));
+    }
+}
+
 /// One key-sorted run of packed keys; without counts every key counts once.
 #[derive(Clone, Copy)]
-struct Run<'a> {
-    keys: &'a [u64],
+struct Run<'a, K> {
+    keys: &'a [K],
     counts: Option<&'a [f64]>,
 }
 
-impl<'a> Run<'a> {
+impl<'a, K: Key> Run<'a, K> {
     fn count(&self, i: usize) -> f64 {
         self.counts.map_or(1.0, |c| c[i])
     }
 
     /// The keys below `key`, and the others.
-    fn split(self, key: u64) -> (Run<'a>, Run<'a>) {
+    fn split(self, key: K) -> (Self, Self) {
         let i = self.keys.partition_point(|&k| k < key);
         let (lo, hi) = self.keys.split_at(i);
         let (clo, chi) = match self.counts {
@@ -113,12 +181,12 @@ impl<'a> Run<'a> {
 }
 
 /// Merge `runs` into `make(pattern, count)` items appended to `out`.
-fn merge_into<T>(runs: &[Run], make: &impl Fn([f64; 3], f64) -> T, out: &mut Vec<T>) {
-    merge_runs(runs, |k, c| out.push(make(unpack(k), c)));
+fn merge_into<T, K: Key>(runs: &[Run<K>], make: &impl Fn([f64; 3], f64) -> T, out: &mut Vec<T>) {
+    merge_runs(runs, |k, c| out.push(make(k.unpack(), c)));
 }
 
 /// The keys of one sorted run from `i` on, equal keys added.
-fn merge_one(run: &Run, mut i: usize, emit: &mut impl FnMut(u64, f64)) {
+fn merge_one<K: Key>(run: &Run<K>, mut i: usize, emit: &mut impl FnMut(K, f64)) {
     while i < run.keys.len() {
         let key = run.keys[i];
         let mut count = 0.0;
@@ -132,8 +200,8 @@ fn merge_one(run: &Run, mut i: usize, emit: &mut impl FnMut(u64, f64)) {
 
 /// Merge key-sorted runs (a key may repeat within and across runs) and call `emit` once per
 /// distinct key, in key order, with its summed count.
-fn merge_runs(runs: &[Run], mut emit: impl FnMut(u64, f64)) {
-    let runs: Vec<Run> = runs
+fn merge_runs<K: Key>(runs: &[Run<K>], mut emit: impl FnMut(K, f64)) {
+    let runs: Vec<Run<K>> = runs
         .iter()
         .copied()
         .filter(|r| !r.keys.is_empty())
@@ -164,7 +232,7 @@ fn merge_runs(runs: &[Run], mut emit: impl FnMut(u64, f64)) {
     }
     let mut at = vec![0usize; runs.len()];
     loop {
-        let mut min: Option<u64> = None;
+        let mut min: Option<K> = None;
         for (run, &i) in runs.iter().zip(&at) {
             if let Some(&k) = run.keys.get(i)
                 && min.is_none_or(|m| k < m)
@@ -184,10 +252,12 @@ fn merge_runs(runs: &[Run], mut emit: impl FnMut(u64, f64)) {
     }
 }
 
+/// Distinct patterns with counts, packed into keys `K` while they pack (see the module
+/// documentation).
 #[derive(Debug)]
-pub struct Histogram {
-    fresh: Vec<u64>,
-    keys: Vec<u64>,
+pub struct Histogram<K = u64> {
+    fresh: Vec<K>,
+    keys: Vec<K>,
     counts: Vec<f64>,
     runs: Vec<(ScalarBuffer<u64>, ScalarBuffer<f64>)>,
     /// The general form: each number's bits, and the count.
@@ -205,7 +275,7 @@ pub struct Histogram {
     parallel_merge: usize,
 }
 
-impl Default for Histogram {
+impl<K> Default for Histogram<K> {
     fn default() -> Self {
         Self {
             fresh: Vec::new(),
@@ -222,11 +292,11 @@ impl Default for Histogram {
     }
 }
 
-impl Histogram {
+impl<K: Key> Histogram<K> {
     /// Add one customer's pattern.
     pub fn add_row(&mut self, key: [f64; 3]) {
         if !self.general {
-            if let Some(k) = pack(key) {
+            if let Some(k) = K::pack(key) {
                 self.fresh.push(k);
                 if self.fresh.len() >= self.keys.len().max(self.first_compress) {
                     self.compress();
@@ -240,38 +310,6 @@ impl Histogram {
         self.maybe_compress_general();
     }
 
-    /// Add whole-period rows (x, t_x, T) in bulk, the common case of a batch: when every row
-    /// packs and satisfies `valid`, all are added in one branch-free pass and `true` is
-    /// returned; otherwise (or once the histogram is general) nothing is added and `false`
-    /// tells the caller to add the rows one by one (to report the bad one, or to go general).
-    pub fn add_packed_rows(
-        &mut self,
-        xs: &[f64],
-        txs: &[f64],
-        ts: &[f64],
-        valid: impl Fn(f64, f64, f64) -> bool,
-    ) -> bool {
-        if self.general {
-            return false;
-        }
-        let start = self.fresh.len();
-        let mut all = true;
-        self.fresh
-            .extend(xs.iter().zip(txs).zip(ts).map(|((&x, &tx), &t)| {
-                let (key, packs) = pack_checked(x, tx, t);
-                all &= packs & valid(x, tx, t);
-                key
-            }));
-        if !all {
-            self.fresh.truncate(start);
-            return false;
-        }
-        if self.fresh.len() >= self.keys.len().max(self.first_compress) {
-            self.compress();
-        }
-        true
-    }
-
     /// Add another histogram's state (see [`Self::state`]): packed runs are kept as they are
     /// (Arrow buffers are shared, not copied) and merged later; general ones are appended.
     pub fn merge_state(&mut self, keys: &UInt64Array, counts: &Float64Array) -> Result<()> {
@@ -279,13 +317,17 @@ impl Histogram {
         if c.is_empty() && k.is_empty() {
             return Ok(());
         }
-        if k.len() == c.len() {
-            if !k.windows(2).all(|w| w[0] < w[1]) {
+        if k.len() == K::WORDS * c.len() {
+            if !K::of_words(k).windows(2).all(|w| w[0] < w[1]) {
                 return internal_err!("a model fit's state has keys out of order");
             }
             if self.general {
-                self.entries
-                    .extend(k.iter().zip(c.iter()).map(|(&k, &c)| (bits(unpack(k)), c)));
+                self.entries.extend(
+                    K::of_words(k)
+                        .iter()
+                        .zip(c.iter())
+                        .map(|(&k, &c)| (bits(k.unpack()), c)),
+                );
                 self.maybe_compress_general();
             } else {
                 self.runs.push((k.clone(), c.clone()));
@@ -321,7 +363,7 @@ impl Histogram {
             let counts = self.entries.iter().map(|e| e.1).collect::<Vec<_>>();
             return (UInt64Array::from(keys), Float64Array::from(counts));
         }
-        let keys = ScalarBuffer::from(std::mem::take(&mut self.keys));
+        let keys = ScalarBuffer::from(K::into_words(std::mem::take(&mut self.keys)));
         let counts = ScalarBuffer::from(std::mem::take(&mut self.counts));
         self.runs.push((keys.clone(), counts.clone()));
         (
@@ -338,8 +380,8 @@ impl Histogram {
                 f(k.map(f64::from_bits), w);
             }
         } else {
-            self.fresh.sort_unstable();
-            merge_runs(&self.packed_runs(), |k, w| f(unpack(k), w));
+            K::sort(&mut self.fresh);
+            merge_runs(&self.packed_runs(), |k, w| f(k.unpack(), w));
         }
     }
 
@@ -355,8 +397,8 @@ impl Histogram {
             self.for_each(|k, w| out.push(make(k, w)));
             return out;
         }
-        self.fresh.sort_unstable();
-        let runs: Vec<Run> = self
+        K::sort(&mut self.fresh);
+        let runs: Vec<Run<K>> = self
             .packed_runs()
             .into_iter()
             .filter(|r| !r.keys.is_empty())
@@ -371,7 +413,8 @@ impl Histogram {
         // its own merge while the helper is still merging, and takes the smaller share
         // (two fifths) to make room for it.
         let split = longest.keys[longest.keys.len() * 2 / 5];
-        let (lower, upper): (Vec<Run>, Vec<Run>) = runs.iter().map(|r| r.split(split)).unzip();
+        let (lower, upper): (Vec<Run<K>>, Vec<Run<K>>) =
+            runs.iter().map(|r| r.split(split)).unzip();
         let upper_len: usize = upper.iter().map(|r| r.keys.len()).sum();
         let merge_upper = || {
             let mut tail = Vec::with_capacity(upper_len);
@@ -411,8 +454,9 @@ impl Histogram {
 
     /// Bytes held (shared state buffers included).
     pub fn size(&self) -> usize {
-        self.fresh.capacity() * 8
-            + self.keys.capacity() * 8
+        let key = std::mem::size_of::<K>();
+        self.fresh.capacity() * key
+            + self.keys.capacity() * key
             + self.counts.capacity() * 8
             + self
                 .runs
@@ -422,7 +466,7 @@ impl Histogram {
             + self.entries.capacity() * std::mem::size_of::<([u64; 3], f64)>()
     }
 
-    fn packed_runs(&self) -> Vec<Run<'_>> {
+    fn packed_runs(&self) -> Vec<Run<'_, K>> {
         let mut runs = vec![
             Run {
                 keys: &self.fresh,
@@ -434,7 +478,7 @@ impl Histogram {
             },
         ];
         runs.extend(self.runs.iter().map(|(k, c)| Run {
-            keys: k,
+            keys: K::of_words(k),
             counts: Some(c),
         }));
         runs
@@ -466,7 +510,7 @@ impl Histogram {
         if self.fresh.is_empty() && self.runs.is_empty() {
             return;
         }
-        self.fresh.sort_unstable();
+        K::sort(&mut self.fresh);
         if self.keys.is_empty() && self.runs.is_empty() {
             // only rows (a partition's first merge): the distinct keys in place, so the
             // buffer becomes the keys instead of being copied into a second one
@@ -516,11 +560,80 @@ impl Histogram {
             .keys
             .iter()
             .zip(&self.counts)
-            .map(|(&k, &c)| (bits(unpack(k)), c))
+            .map(|(&k, &c)| (bits(k.unpack()), c))
             .collect();
         self.compressed = self.entries.len();
         (self.keys, self.counts) = (Vec::new(), Vec::new());
         self.fresh = Vec::new();
+    }
+}
+
+impl Histogram {
+    /// Add whole-period rows (x, t_x, T) in bulk, the common case of a batch: when every row
+    /// packs and satisfies `valid`, all are added in one branch-free pass and `true` is
+    /// returned; otherwise (or once the histogram is general) nothing is added and `false`
+    /// tells the caller to add the rows one by one (to report the bad one, or to go general).
+    pub fn add_packed_rows(
+        &mut self,
+        xs: &[f64],
+        txs: &[f64],
+        ts: &[f64],
+        valid: impl Fn(f64, f64, f64) -> bool,
+    ) -> bool {
+        if self.general {
+            return false;
+        }
+        let start = self.fresh.len();
+        let mut all = true;
+        self.fresh
+            .extend(xs.iter().zip(txs).zip(ts).map(|((&x, &tx), &t)| {
+                let (key, packs) = pack_checked(x, tx, t);
+                all &= packs & valid(x, tx, t);
+                key
+            }));
+        if !all {
+            self.fresh.truncate(start);
+            return false;
+        }
+        if self.fresh.len() >= self.keys.len().max(self.first_compress) {
+            self.compress();
+        }
+        true
+    }
+}
+
+impl Histogram<SpendKey> {
+    /// Add (x, m) rows in bulk: `keep(x, m)` says whether a row is added (`Some(true)`),
+    /// skipped (`Some(false)`) or invalid (`None`: nothing of the batch is added and `false`
+    /// tells the caller to add the rows one by one, to report the bad one). Kept rows must be
+    /// non-negative numbers (they always pack).
+    pub fn add_spend_rows(
+        &mut self,
+        xs: &[f64],
+        ms: &[f64],
+        keep: impl Fn(f64, f64) -> Option<bool>,
+    ) -> bool {
+        if self.general {
+            return false;
+        }
+        let start = self.fresh.len();
+        for (&x, &m) in xs.iter().zip(ms) {
+            match keep(x, m) {
+                Some(true) => {
+                    debug_assert!(x >= 0.0 && m >= 0.0);
+                    self.fresh.push([canonical(x), canonical(m)]);
+                }
+                Some(false) => {}
+                None => {
+                    self.fresh.truncate(start);
+                    return false;
+                }
+            }
+        }
+        if self.fresh.len() >= self.keys.len().max(self.first_compress) {
+            self.compress();
+        }
+        true
     }
 }
 
@@ -610,7 +723,7 @@ mod tests {
     /// Merging runs adds the counts of equal keys, in the runs and across them.
     #[test]
     fn merge_runs_adds_equal_keys() {
-        let merged = |runs: &[Run]| {
+        let merged = |runs: &[Run<u64>]| {
             let mut out = Vec::new();
             merge_runs(runs, |k, c| out.push((k, c)));
             out
@@ -651,7 +764,7 @@ mod tests {
     /// A state whose keys are out of order, or whose lists do not match, is an error.
     #[test]
     fn malformed_states_are_errors() {
-        let mut h = Histogram::default();
+        let mut h: Histogram = Histogram::default();
         let counts = Float64Array::from(vec![1.0, 1.0]);
         assert!(
             h.merge_state(&UInt64Array::from(vec![3, 2]), &counts)
@@ -666,6 +779,161 @@ mod tests {
                 .is_err()
         );
         assert!(h.is_empty());
+        // a spend state has two words a count, in (x, m) order
+        let mut h: Histogram<SpendKey> = Histogram::default();
+        let words =
+            |w: &[f64]| UInt64Array::from(w.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        for bad in [
+            &[2.0, 5.0, 1.0, 7.0][..],
+            &[1.0, 5.0, 1.0, 5.0],
+            &[1.0, 5.0, 2.0],
+            &[1.0, 5.0],
+        ] {
+            assert!(h.merge_state(&words(bad), &counts).is_err(), "{bad:?}");
+        }
+        assert!(h.is_empty());
+        h.merge_state(&words(&[1.0, 7.0, 2.0, 5.0]), &counts)
+            .unwrap();
+        assert_eq!(
+            h.collect(|k, w| (k, w)),
+            vec![([1.0, 7.0, 0.0], 1.0), ([2.0, 5.0, 0.0], 1.0)]
+        );
+    }
+
+    fn small_spends() -> Histogram<SpendKey> {
+        Histogram {
+            first_compress: 1 << 12,
+            ..Histogram::default()
+        }
+    }
+
+    fn spend_contents(h: &mut Histogram<SpendKey>) -> Vec<([u64; 3], f64)> {
+        let mut out = Vec::new();
+        h.for_each(|k, w| out.push((bits(k), w)));
+        for parallel_merge in [usize::MAX, 0] {
+            h.parallel_merge = parallel_merge;
+            assert_eq!(h.collect(|k, w| (bits(k), w)), out);
+        }
+        h.parallel_merge = PARALLEL_MERGE;
+        out
+    }
+
+    /// The Gamma-Gamma histogram, (x, m) in two words: rows one by one and in bulk, three
+    /// partitions' states merged in any order, through the doubling merges, give the exact
+    /// sorted counts, in (x, m) order; the state has two words a count.
+    #[test]
+    fn spend_histogram_counts_like_a_sorted_map() {
+        const ROWS: usize = 20 << 12;
+        let mut state: u64 = 11;
+        let mut next = move |m: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % m
+        };
+        let mut expected = std::collections::BTreeMap::<[u64; 3], f64>::new();
+        let mut parts = [small_spends(), small_spends(), small_spends()];
+        let mut batch: [Vec<(f64, f64)>; 3] = Default::default();
+        for i in 0..ROWS {
+            // mean spends in cents over a few purchases: many repeats, many fractions
+            let x = (1 + next(12)) as f64;
+            let m = (next(5000) as f64 / 100.0 + 0.01) / x;
+            *expected.entry(bits([x, m, 0.0])).or_default() += 1.0;
+            let part = i % 3;
+            if part == 0 {
+                parts[0].add_row([x, m, 0.0]);
+            } else {
+                batch[part].push((x, m));
+                if batch[part].len() == 1000 {
+                    let (xs, ms): (Vec<f64>, Vec<f64>) = batch[part].drain(..).unzip();
+                    assert!(parts[part].add_spend_rows(&xs, &ms, |_, _| Some(true)));
+                }
+            }
+        }
+        for part in 1..3 {
+            let (xs, ms): (Vec<f64>, Vec<f64>) = batch[part].drain(..).unzip();
+            assert!(parts[part].add_spend_rows(&xs, &ms, |_, _| Some(true)));
+        }
+        let want: Vec<([u64; 3], f64)> = expected.into_iter().collect();
+        assert!(
+            want.len() > ROWS / 4 && want.len() < ROWS,
+            "repeats and distinct patterns"
+        );
+        assert!(want.windows(2).all(|w| {
+            let [a, b] = [w[0].0, w[1].0].map(|k| k.map(f64::from_bits));
+            (a[0], a[1]) < (b[0], b[1])
+        }));
+        for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0]] {
+            let mut h = small_spends();
+            for &p in &order {
+                let (k, c) = parts[p].state();
+                assert_eq!(k.len(), 2 * c.len());
+                h.merge_state(&k, &c).unwrap();
+            }
+            assert!(!h.general);
+            assert_eq!(spend_contents(&mut h), want, "{order:?}");
+            let (k, c) = h.state();
+            let mut again = small_spends();
+            again.merge_state(&k, &c).unwrap();
+            assert_eq!(spend_contents(&mut again), want);
+        }
+    }
+
+    /// Spend rows in bulk: kept rows are the rows added one by one, skipped rows are left
+    /// out, and a batch with an invalid row adds nothing.
+    #[test]
+    fn bulk_spend_rows_keep_skip_or_add_nothing() {
+        let xs: Vec<f64> = (0..3000).map(|i| (i % 5) as f64).collect();
+        let ms: Vec<f64> = (0..3000).map(|i| 1.0 + (i % 37) as f64 / 3.0).collect();
+        let keep = |x: f64, _: f64| Some(x > 0.0);
+        let (mut bulk, mut one_by_one) = (small_spends(), small_spends());
+        assert!(bulk.add_spend_rows(&xs, &ms, keep));
+        assert!(bulk.add_spend_rows(&xs, &ms, keep));
+        for _ in 0..2 {
+            for (&x, &m) in xs.iter().zip(&ms) {
+                if x > 0.0 {
+                    one_by_one.add_row([x, m, 0.0]);
+                }
+            }
+        }
+        let before = spend_contents(&mut bulk);
+        assert_eq!(before, spend_contents(&mut one_by_one));
+        assert_eq!(before.iter().map(|e| e.1).sum::<f64>(), 2.0 * 2400.0);
+        assert!(!bulk.add_spend_rows(&xs, &ms, |x, m| (m < 12.0).then_some(x > 0.0)));
+        assert_eq!(spend_contents(&mut bulk), before);
+    }
+
+    #[test]
+    fn spend_keys_keep_the_order_and_the_numbers() {
+        let keys = [
+            [0.0, 0.0, 0.0],
+            [1.0, 1e-300, 0.0],
+            [1.0, 0.5, 0.0],
+            [1.0, 12.25, 0.0],
+            [2.0, 0.01, 0.0],
+            [1e300, 1e300, 0.0],
+        ];
+        let packed: Vec<SpendKey> = keys.iter().map(|k| SpendKey::pack(*k).unwrap()).collect();
+        assert!(packed.windows(2).all(|w| w[0] < w[1]));
+        let mut sorted = packed.clone();
+        sorted.reverse();
+        SpendKey::sort(&mut sorted);
+        assert_eq!(sorted, packed);
+        for (k, p) in keys.iter().zip(&packed) {
+            assert_eq!(bits(p.unpack()), bits(*k));
+        }
+        assert_eq!(
+            SpendKey::pack([-0.0, 2.0, 0.0]),
+            SpendKey::pack([0.0, 2.0, 0.0])
+        );
+        for k in [
+            [-1.0, 1.0, 0.0],
+            [1.0, -1.0, 0.0],
+            [f64::NAN, 1.0, 0.0],
+            [1.0, 1.0, 3.0],
+        ] {
+            assert_eq!(SpendKey::pack(k), None, "{k:?}");
+        }
     }
 
     /// Rows added in bulk are the rows added one by one; a batch with one row that does not
