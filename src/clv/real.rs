@@ -573,13 +573,29 @@ fn later_ratio_bound(a: f64, b: f64, c: f64, k1: f64) -> Option<f64> {
     )
 }
 
-/// Whether a series whose last added term is `term` (sum so far `sum`) may stop, given the
-/// bound `rho` on the ratio of all later terms (|z| · [`later_ratio_bound`]): the terms not
-/// added sum to at most |term|·ρ/(1 − ρ) in absolute value (they share one sign, or alternate
-/// with z < 0). A term of exactly 0 ends a terminating series (a or b a non-positive integer).
-#[inline]
-fn series_done(term: f64, sum: f64, rho: f64) -> bool {
-    term == 0.0 || (rho < 1.0 && term.abs() * rho <= SERIES_TOLERANCE * sum.abs() * (1.0 - rho))
+/// Whether a series whose last added term is `term` (sum so far `sum`) may stop, for the
+/// argument `z` with `g` = [`tail_factor`]`(z)`, given `bound` ([`later_ratio_bound`], ∞ when
+/// there is none yet): with ρ = |z| · `bound`, the terms not added sum to at most
+/// |term|·ρ/(1 − ρ) in absolute value (they share one sign, or alternate with z < 0). Once
+/// `bound` is 1 (every later ratio at most |z|: soon, for the BG/NBD family's series) the
+/// test is |term| ≤ `g`·|sum| with `g` computed once per argument. A term of exactly 0 ends a
+/// terminating series (a or b a non-positive integer).
+#[inline(always)]
+fn series_done(term: f64, sum: f64, z: f64, g: f64, bound: f64) -> bool {
+    term == 0.0
+        || if bound == 1.0 {
+            term.abs() <= g * sum.abs()
+        } else {
+            let rho = z.abs() * bound;
+            rho < 1.0 && term.abs() * rho <= SERIES_TOLERANCE * sum.abs() * (1.0 - rho)
+        }
+}
+
+/// [`series_done`]'s threshold for an argument whose later ratios are at most |z|: the terms
+/// left out sum to at most |term|·|z|/(1 − |z|) (negative when |z| ≥ 1: never).
+#[inline(always)]
+fn tail_factor(z: f64) -> f64 {
+    SERIES_TOLERANCE * (1.0 - z.abs()) / z.abs()
 }
 
 /// ₂F₁(a, b; c; zᵢ) into `out[i]` for several arguments at once (a customer's horizons): the
@@ -587,42 +603,79 @@ fn series_done(term: f64, sum: f64, rho: f64) -> bool {
 /// the arguments' terms are independent chains the CPU overlaps. Each value is bit for bit
 /// the series of its argument alone: every lane runs the same operations and stops at the
 /// same term. A series stops once the terms it has not added provably sum to less than
-/// [`SERIES_TOLERANCE`] of its sum ([`later_ratio_bound`]): few terms when c is large (a
-/// frequent buyer's series), more as z nears 1; NaN after [`MAX_SERIES_TERMS`] terms.
+/// [`SERIES_TOLERANCE`] of its sum ([`later_ratio_bound`], [`series_done`]): few terms when
+/// c is large (a frequent buyer's series), more as z nears 1; NaN after
+/// [`MAX_SERIES_TERMS`] terms.
 pub fn hyp2f1_many(a: f64, b: f64, c: f64, z: &[f64], out: &mut [f64]) {
     assert_eq!(z.len(), out.len(), "hyp2f1_many: one output per argument");
-    const LANES: usize = 16;
     for (z, out) in z.chunks(LANES).zip(out.chunks_mut(LANES)) {
-        let mut term = [1.0; LANES];
-        let mut sum = [1.0; LANES];
-        let mut done = [false; LANES];
-        let mut left = z.len();
+        let n = z.len();
+        let mut lanes = Lanes {
+            term: [1.0; LANES],
+            sum: [1.0; LANES],
+            done: [false; LANES],
+            g: [0.0; LANES],
+        };
+        for (g, &z) in lanes.g.iter_mut().zip(z) {
+            *g = tail_factor(z);
+        }
+        // lanes below `first` are all done (larger arguments, later lanes, converge later)
+        let mut first = 0;
         for k in 0..MAX_SERIES_TERMS {
             let k = k as f64;
             let ratio = (a + k) * (b + k) / ((c + k) * (k + 1.0));
             // the later terms' ratios, from the next one on (∞: not bounded yet)
             let bound = later_ratio_bound(a, b, c, k + 1.0).unwrap_or(f64::INFINITY);
-            for i in 0..z.len() {
-                if done[i] {
-                    continue;
+            if bound == 1.0 {
+                // the literal 1, so the test folds to |term| ≤ g·|sum|
+                for i in first..n {
+                    lanes.step(i, z[i], ratio, 1.0, out);
                 }
-                term[i] *= ratio * z[i];
-                sum[i] += term[i];
-                let finished = series_done(term[i], sum[i], z[i].abs() * bound);
-                if finished || !sum[i].is_finite() {
-                    out[i] = if finished { sum[i] } else { f64::NAN };
-                    done[i] = true;
-                    left -= 1;
+            } else {
+                for i in first..n {
+                    lanes.step(i, z[i], ratio, bound, out);
                 }
             }
-            if left == 0 {
+            while first < n && lanes.done[first] {
+                first += 1;
+            }
+            if first == n {
                 break;
             }
         }
-        for i in 0..z.len() {
-            if !done[i] {
+        for i in first..n {
+            if !lanes.done[i] {
                 out[i] = f64::NAN;
             }
+        }
+    }
+}
+
+/// Arguments [`hyp2f1_many`] sums at once.
+const LANES: usize = 16;
+
+/// The series of [`hyp2f1_many`]'s arguments: last term, sum, whether done, [`tail_factor`].
+struct Lanes {
+    term: [f64; LANES],
+    sum: [f64; LANES],
+    done: [bool; LANES],
+    g: [f64; LANES],
+}
+
+impl Lanes {
+    /// Add lane `i`'s next term (argument `z`, coefficient ratio `ratio`) unless it is done;
+    /// when it finishes, its sum (NaN if not finite) goes to `out[i]`.
+    #[inline(always)]
+    fn step(&mut self, i: usize, z: f64, ratio: f64, bound: f64, out: &mut [f64]) {
+        if self.done[i] {
+            return;
+        }
+        self.term[i] *= ratio * z;
+        self.sum[i] += self.term[i];
+        let finished = series_done(self.term[i], self.sum[i], z, self.g[i], bound);
+        if finished || !self.sum[i].is_finite() {
+            out[i] = if finished { self.sum[i] } else { f64::NAN };
+            self.done[i] = true;
         }
     }
 }
@@ -841,7 +894,7 @@ mod tests {
             term *= (a + k) * (b + k) / ((c + k) * (k + 1.0)) * z;
             sum += term;
             let bound = later_ratio_bound(a, b, c, k + 1.0).unwrap_or(f64::INFINITY);
-            if series_done(term, sum, z.abs() * bound) {
+            if series_done(term, sum, z, tail_factor(z), bound) {
                 return sum;
             }
             if !sum.is_finite() {
