@@ -4,7 +4,7 @@
 //! segment), or a scalar (a scalar subquery over the fit), which is read and checked once per
 //! batch instead of being repeated into every row.
 
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, StringArray};
 use datafusion::arrow::compute::cast;
@@ -163,7 +163,7 @@ const MAX_CACHED_VALUES: usize = 200_000;
 /// pairs, so most rows are a lookup. A value from the cache is bit for bit the value
 /// computed afresh.
 struct CurveCache {
-    values: Mutex<Values>,
+    values: RwLock<Values>,
     limit: usize,
 }
 
@@ -187,14 +187,20 @@ impl Default for CurveCache {
 impl CurveCache {
     fn with_limit(limit: usize) -> Self {
         Self {
-            values: Mutex::default(),
+            values: RwLock::default(),
             limit,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Values> {
+    /// The values, for lookups: the partitions read at the same time.
+    fn read(&self) -> RwLockReadGuard<'_, Values> {
         // a panic elsewhere cannot leave a half-written entry: the maps are only inserted into
-        self.values.lock().unwrap_or_else(|e| e.into_inner())
+        self.values.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The values, to add to them.
+    fn write(&self) -> RwLockWriteGuard<'_, Values> {
+        self.values.write().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -210,7 +216,7 @@ impl std::hash::Hash for CurveCache {
 }
 impl std::fmt::Debug for CurveCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CurveCache({} units)", self.lock().size)
+        write!(f, "CurveCache({} units)", self.read().size)
     }
 }
 
@@ -451,7 +457,8 @@ impl Pending {
 
     /// Fills `out[row]` with `finish(value, denominator, spend)` for every pending row, the
     /// value from the cache or computed (and then cached). The cache is locked twice per
-    /// batch, never while a series is summed.
+    /// batch, never while a series is summed: shared for the lookups (partitions look up at
+    /// the same time), exclusively to add the new values.
     fn finish(
         &self,
         cache: &CurveCache,
@@ -461,7 +468,7 @@ impl Pending {
         let mut values = vec![f64::NAN; self.rows.len()];
         let mut missing = Vec::new();
         {
-            let cached = cache.lock();
+            let cached = cache.read();
             let maps: Vec<_> = self.curves.iter().map(|c| cached.by_curve.get(c)).collect();
             for (j, r) in self.rows.iter().enumerate() {
                 match maps[r.curve].and_then(|m| m.get(&r.customer)) {
@@ -482,7 +489,7 @@ impl Pending {
             }
             // at most: every value new, and every curve of the batch too
             let added = fresh.len() + CURVE_UNITS * self.curves.len();
-            let mut cached = cache.lock();
+            let mut cached = cache.write();
             if cached.size + added > cache.limit {
                 cached.by_curve.clear();
                 cached.size = 0;
@@ -1176,7 +1183,7 @@ mod tests {
         ];
         let never = CurveCache::with_limit(0);
         let afresh: Vec<Vec<u64>> = batches.iter().map(|&(m, r)| run(&never, m, r)).collect();
-        assert_eq!(never.lock().size, 0);
+        assert_eq!(never.read().size, 0);
         for (k, &(months, rate)) in batches.iter().enumerate() {
             for (i, &(kind, p, c)) in customers.iter().enumerate() {
                 let got = f64::from_bits(afresh[k][i]);
@@ -1214,7 +1221,7 @@ mod tests {
                         "limit {limit}, batch {k}"
                     );
                 }
-                let held = cache.lock();
+                let held = cache.read();
                 let stored: usize = held.by_curve.values().map(|m| m.len()).sum();
                 assert_eq!(stored, kept[k], "limit {limit}, batch {k}");
                 assert_eq!(held.size, stored + CURVE_UNITS * held.by_curve.len());
