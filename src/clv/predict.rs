@@ -744,17 +744,14 @@ fn lifetime(
             Some(c) => Some(c.value(i)),
         }
     };
-    // the model and option rows row `i` reads: rows reading the same ones share a setup
-    let rows_read = |i: usize| -> [usize; 5] {
-        let opt = |c: &Option<Numbers>| c.as_ref().map_or(0, |c| c.row(i));
-        [
-            purchase.row(i),
-            spend_models.row(i),
-            opt(&months),
-            opt(&rate),
-            opt(&days),
-        ]
-    };
+    // rows reading the same model and option rows share a setup: every row when all of them
+    // are scalars (one model for the whole batch), else each row reads rows of its own
+    let all_scalar = purchase.scalar
+        && spend_models.scalar
+        && [&months, &rate, &days]
+            .iter()
+            .all(|c| c.as_ref().is_none_or(|c| c.scalar));
+    let rows_read = |i: usize| if all_scalar { 0 } else { i };
     // None: a NULL model or option, so a NULL value
     let setup = |i: usize| -> Result<Option<Setup>> {
         let (Some(h), Some(d), Some(dpm)) = (
@@ -822,7 +819,7 @@ fn lifetime(
     let mut out = Vec::with_capacity(rows);
     let (mut horizons, mut curve) = (Vec::new(), Vec::new());
     let mut pending = Pending::default();
-    let mut last: Option<([usize; 5], Option<Setup>)> = None;
+    let mut last: Option<(usize, Option<Setup>)> = None;
     let mut spend_checked: Option<(usize, [f64; 3])> = None;
     for i in 0..rows {
         if nums.iter().any(|c| c.is_null(i)) {
