@@ -1619,17 +1619,30 @@ pub fn fit_pareto_nbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
 pub fn fit_gamma_gamma(rows: &[Spend], opts: FitOptions) -> Fit<3> {
     let n: f64 = rows.iter().map(|r| r.w).sum();
     let mean_m = rows.iter().map(|r| r.m * r.w).sum::<f64>() / n;
-    let coarse = coarse_levels(rows, LEVEL_MIN_ROWS, |r| r.w, |r, w| Spend { w, ..r });
+    let ln_of = |rows: &[Spend]| -> Vec<f64> { rows.iter().map(|r| r.m.ln()).collect() };
+    let coarse = || coarse_levels(rows, LEVEL_MIN_ROWS, |r| r.w, |r, w| Spend { w, ..r });
+    // the levels sampled on a second thread while this one takes the full data's logarithms
+    // (both a pass over every pattern, before the first evaluation)
+    let (coarse, full_ln_m) = if cores() > 1 && rows.len() >= 1 << 16 {
+        std::thread::scope(|scope| {
+            let helper = std::thread::Builder::new().spawn_scoped(scope, coarse);
+            let full_ln_m = ln_of(rows);
+            let coarse = match helper.map(|h| h.join()) {
+                Ok(Ok(levels)) => levels,
+                Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                // the system refused a second thread
+                Err(_) => coarse(),
+            };
+            (coarse, full_ln_m)
+        })
+    } else {
+        (coarse(), ln_of(rows))
+    };
     let customers: Vec<f64> = (0..=coarse.len())
         .map(|l| level_rows(rows, &coarse, l).iter().map(|r| r.w).sum())
         .collect();
-    let ln_m: Vec<Vec<f64>> = (0..=coarse.len())
-        .map(|l| {
-            level_rows(rows, &coarse, l)
-                .iter()
-                .map(|r| r.m.ln())
-                .collect()
-        })
+    let ln_m: Vec<Vec<f64>> = std::iter::once(full_ln_m)
+        .chain(coarse.iter().map(|level| ln_of(level)))
         .collect();
     fit_levels(
         |p, l| {
