@@ -16,7 +16,7 @@ use datafusion::logical_expr::{
 };
 
 use super::histogram::{Histogram, SpendKey};
-use super::model::{self, Fit, FitOptions, Pattern, Period, Spend};
+use super::model::{self, FitOptions, Pattern, Period, Spend};
 use super::real::is_whole;
 use crate::args::{
     Kind, Param, aggregate_literal, check_arg_types, doc_section, f64_column, list_of, param,
@@ -539,42 +539,39 @@ impl FitAccumulator {
         };
         let distinct;
         let (params, fit_ll, customers, converged, iterations): (Vec<f64>, f64, f64, bool, u32) =
-            if let Patterns::Spend(h) = &mut self.patterns {
-                let rows = h.collect(|[x, m, _], w| Spend { x, m, w });
-                distinct = rows.len();
-                // the histogram gives its patterns in the canonical order
-                debug_assert!(rows.is_sorted_by(|a, b| (a.x, a.m) <= (b.x, b.m)));
-                let Fit {
-                    params,
-                    log_likelihood,
-                    customers,
-                    converged,
-                    iterations,
-                } = model::fit_gamma_gamma(&rows, opts);
-                (
-                    params.to_vec(),
-                    log_likelihood,
-                    customers,
-                    converged,
-                    iterations,
-                )
-            } else {
-                let rows = on_histogram!(&mut self.patterns, h => h.collect(|[x, tx, t], w| Pattern { x, tx, t, w }));
-                distinct = rows.len();
-                // the histogram gives its patterns in the canonical order
-                debug_assert!(rows.is_sorted_by(|a, b| (a.x, a.tx, a.t) <= (b.x, b.tx, b.t)));
-                let fit = match kind {
-                    ModelKind::BgNbd => model::fit_bgnbd(&rows, opts),
-                    ModelKind::MbgNbd => model::fit_mbgnbd(&rows, opts),
-                    _ => model::fit_pareto_nbd(&rows, opts),
-                };
-                (
-                    fit.params.to_vec(),
-                    fit.log_likelihood,
-                    fit.customers,
-                    fit.converged,
-                    fit.iterations,
-                )
+            match &mut self.patterns {
+                Patterns::Spend(h) => {
+                    let rows = h.collect(|[x, m, _], w| Spend { x, m, w });
+                    distinct = rows.len();
+                    // the histogram gives its patterns in the canonical order
+                    debug_assert!(rows.is_sorted_by(|a, b| (a.x, a.m) <= (b.x, b.m)));
+                    let fit = model::fit_gamma_gamma(&rows, opts);
+                    (
+                        fit.params.to_vec(),
+                        fit.log_likelihood,
+                        fit.customers,
+                        fit.converged,
+                        fit.iterations,
+                    )
+                }
+                Patterns::Purchase(h) => {
+                    let rows = h.collect(|[x, tx, t], w| Pattern { x, tx, t, w });
+                    distinct = rows.len();
+                    // the histogram gives its patterns in the canonical order
+                    debug_assert!(rows.is_sorted_by(|a, b| (a.x, a.tx, a.t) <= (b.x, b.tx, b.t)));
+                    let fit = match kind {
+                        ModelKind::BgNbd => model::fit_bgnbd(&rows, opts),
+                        ModelKind::MbgNbd => model::fit_mbgnbd(&rows, opts),
+                        _ => model::fit_pareto_nbd(&rows, opts),
+                    };
+                    (
+                        fit.params.to_vec(),
+                        fit.log_likelihood,
+                        fit.customers,
+                        fit.converged,
+                        fit.iterations,
+                    )
+                }
             };
         log::debug!(
             "{}: {} patterns sorted and fitted in {:?}",

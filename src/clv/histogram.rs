@@ -23,8 +23,8 @@
 //! appended sorted states as runs and merges them). Either way the entries reach the fits in the (x, t_x, T) order the
 //! fits sum them in.
 //!
-//! A state is two lists: the keys (one u64 a pattern when packed, the three numbers' bits
-//! when general) and the counts.
+//! A state is two lists: the keys (one u64 a pattern when packed — two for Gamma-Gamma, see
+//! below —, the three numbers' bits when general) and the counts.
 //!
 //! The Gamma-Gamma fit's patterns are (x, m) pairs with a fractional mean spend m, which do
 //! not pack into a u64: its histogram packs each into two words, the bits of x and of m
@@ -372,7 +372,8 @@ impl<K: Key> Histogram<K> {
         )
     }
 
-    /// Call `f` with each distinct pattern and its count, sorted by (x, t_x, T).
+    /// Call `f` with each distinct pattern and its count, sorted by (x, t_x, T) (by (x, m) for
+    /// Gamma-Gamma's (x, m, 0)).
     pub fn for_each(&mut self, mut f: impl FnMut([f64; 3], f64)) {
         if self.general {
             self.compress();
@@ -385,7 +386,7 @@ impl<K: Key> Histogram<K> {
         }
     }
 
-    /// `make(pattern, count)` of each distinct pattern, sorted by (x, t_x, T): what
+    /// `make(pattern, count)` of each distinct pattern, in [`Self::for_each`]'s order: what
     /// [`Self::for_each`] calls `f` with, collected. A large packed histogram is merged on two
     /// threads, each taking the keys on one side of a middle key into its own buffer; the
     /// upper half is then appended (a copy, whose pages this thread still touches first, and
@@ -543,6 +544,19 @@ impl<K: Key> Histogram<K> {
         (self.keys, self.counts) = (keys, counts);
     }
 
+    /// The end of a bulk add of rows appended to `fresh` from `start`: kept (merged when the
+    /// buffer is due) when `all` of them were valid, otherwise taken back. Returns `all`.
+    fn bulk_added(&mut self, start: usize, all: bool) -> bool {
+        if !all {
+            self.fresh.truncate(start);
+            return false;
+        }
+        if self.fresh.len() >= self.keys.len().max(self.first_compress) {
+            self.compress();
+        }
+        true
+    }
+
     fn maybe_compress_general(&mut self) {
         if self.entries.len() >= (2 * self.compressed).max(self.first_compress) {
             self.compress();
@@ -591,14 +605,7 @@ impl Histogram {
                 all &= packs & valid(x, tx, t);
                 key
             }));
-        if !all {
-            self.fresh.truncate(start);
-            return false;
-        }
-        if self.fresh.len() >= self.keys.len().max(self.first_compress) {
-            self.compress();
-        }
-        true
+        self.bulk_added(start, all)
     }
 }
 
@@ -624,16 +631,10 @@ impl Histogram<SpendKey> {
                     self.fresh.push([canonical(x), canonical(m)]);
                 }
                 Some(false) => {}
-                None => {
-                    self.fresh.truncate(start);
-                    return false;
-                }
+                None => return self.bulk_added(start, false),
             }
         }
-        if self.fresh.len() >= self.keys.len().max(self.first_compress) {
-            self.compress();
-        }
-        true
+        self.bulk_added(start, true)
     }
 }
 
