@@ -646,7 +646,7 @@ fn bits(key: [f64; 3]) -> [u64; 3] {
 mod tests {
     use super::*;
 
-    fn small() -> Histogram {
+    fn small_of<K>() -> Histogram<K> {
         // a small first merge, so the doubling merges happen within a quick test
         Histogram {
             first_compress: 1 << 12,
@@ -654,7 +654,21 @@ mod tests {
         }
     }
 
-    fn contents(h: &mut Histogram) -> Vec<([u64; 3], f64)> {
+    fn small() -> Histogram {
+        small_of()
+    }
+
+    /// Pseudo-random numbers below `m` (xorshift from `seed`).
+    fn random(mut seed: u64) -> impl FnMut(u64) -> u64 {
+        move |m| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        }
+    }
+
+    fn contents<K: Key>(h: &mut Histogram<K>) -> Vec<([u64; 3], f64)> {
         let mut out = Vec::new();
         h.for_each(|k, w| out.push((bits(k), w)));
         // `collect` gives the same, merging on one thread and (with two cores) on two
@@ -673,13 +687,7 @@ mod tests {
     fn histogram_counts_like_a_sorted_map() {
         const ROWS: usize = 20 << 12;
         for fractional_from in [usize::MAX, 0, 3 << 12, ROWS - 5] {
-            let mut state: u64 = 5;
-            let mut next = move |m: u64| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state % m
-            };
+            let mut next = random(5);
             let mut expected = std::collections::BTreeMap::<[u64; 3], f64>::new();
             // three partitions: the last stays packed whatever the others do
             let mut parts = [small(), small(), small()];
@@ -801,39 +809,19 @@ mod tests {
         );
     }
 
-    fn small_spends() -> Histogram<SpendKey> {
-        Histogram {
-            first_compress: 1 << 12,
-            ..Histogram::default()
-        }
-    }
-
-    fn spend_contents(h: &mut Histogram<SpendKey>) -> Vec<([u64; 3], f64)> {
-        let mut out = Vec::new();
-        h.for_each(|k, w| out.push((bits(k), w)));
-        for parallel_merge in [usize::MAX, 0] {
-            h.parallel_merge = parallel_merge;
-            assert_eq!(h.collect(|k, w| (bits(k), w)), out);
-        }
-        h.parallel_merge = PARALLEL_MERGE;
-        out
-    }
-
     /// The Gamma-Gamma histogram, (x, m) in two words: rows one by one and in bulk, three
     /// partitions' states merged in any order, through the doubling merges, give the exact
     /// sorted counts, in (x, m) order; the state has two words a count.
     #[test]
     fn spend_histogram_counts_like_a_sorted_map() {
         const ROWS: usize = 20 << 12;
-        let mut state: u64 = 11;
-        let mut next = move |m: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % m
-        };
+        let mut next = random(11);
         let mut expected = std::collections::BTreeMap::<[u64; 3], f64>::new();
-        let mut parts = [small_spends(), small_spends(), small_spends()];
+        let mut parts = [
+            small_of::<SpendKey>(),
+            small_of::<SpendKey>(),
+            small_of::<SpendKey>(),
+        ];
         let mut batch: [Vec<(f64, f64)>; 3] = Default::default();
         for i in 0..ROWS {
             // mean spends in cents over a few purchases: many repeats, many fractions
@@ -865,18 +853,18 @@ mod tests {
             (a[0], a[1]) < (b[0], b[1])
         }));
         for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0]] {
-            let mut h = small_spends();
+            let mut h = small_of::<SpendKey>();
             for &p in &order {
                 let (k, c) = parts[p].state();
                 assert_eq!(k.len(), 2 * c.len());
                 h.merge_state(&k, &c).unwrap();
             }
             assert!(!h.general);
-            assert_eq!(spend_contents(&mut h), want, "{order:?}");
+            assert_eq!(contents(&mut h), want, "{order:?}");
             let (k, c) = h.state();
-            let mut again = small_spends();
+            let mut again = small_of::<SpendKey>();
             again.merge_state(&k, &c).unwrap();
-            assert_eq!(spend_contents(&mut again), want);
+            assert_eq!(contents(&mut again), want);
         }
     }
 
@@ -887,7 +875,7 @@ mod tests {
         let xs: Vec<f64> = (0..3000).map(|i| (i % 5) as f64).collect();
         let ms: Vec<f64> = (0..3000).map(|i| 1.0 + (i % 37) as f64 / 3.0).collect();
         let keep = |x: f64, _: f64| Some(x > 0.0);
-        let (mut bulk, mut one_by_one) = (small_spends(), small_spends());
+        let (mut bulk, mut one_by_one) = (small_of::<SpendKey>(), small_of::<SpendKey>());
         assert!(bulk.add_spend_rows(&xs, &ms, keep));
         assert!(bulk.add_spend_rows(&xs, &ms, keep));
         for _ in 0..2 {
@@ -897,11 +885,11 @@ mod tests {
                 }
             }
         }
-        let before = spend_contents(&mut bulk);
-        assert_eq!(before, spend_contents(&mut one_by_one));
+        let before = contents(&mut bulk);
+        assert_eq!(before, contents(&mut one_by_one));
         assert_eq!(before.iter().map(|e| e.1).sum::<f64>(), 2.0 * 2400.0);
         assert!(!bulk.add_spend_rows(&xs, &ms, |x, m| (m < 12.0).then_some(x > 0.0)));
-        assert_eq!(spend_contents(&mut bulk), before);
+        assert_eq!(contents(&mut bulk), before);
     }
 
     #[test]

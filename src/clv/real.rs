@@ -631,12 +631,12 @@ pub fn hyp2f1_many(a: f64, b: f64, c: f64, z: &[f64], out: &mut [f64]) {
             let bound = later_ratio_bound(a, b, c, k + 1.0).unwrap_or(f64::INFINITY);
             if bound == 1.0 {
                 // the literal 1, so the test folds to |term| ≤ g·|sum|
-                for i in first..n {
-                    lanes.step(i, z[i], ratio, 1.0, out);
+                for (i, &z) in z.iter().enumerate().skip(first) {
+                    lanes.step(i, z, ratio, 1.0, out);
                 }
             } else {
-                for i in first..n {
-                    lanes.step(i, z[i], ratio, bound, out);
+                for (i, &z) in z.iter().enumerate().skip(first) {
+                    lanes.step(i, z, ratio, bound, out);
                 }
             }
             while first < n && lanes.done[first] {
@@ -646,9 +646,9 @@ pub fn hyp2f1_many(a: f64, b: f64, c: f64, z: &[f64], out: &mut [f64]) {
                 break;
             }
         }
-        for i in first..n {
-            if !lanes.done[i] {
-                out[i] = f64::NAN;
+        for (out, &done) in out.iter_mut().zip(&lanes.done).skip(first) {
+            if !done {
+                *out = f64::NAN;
             }
         }
     }
