@@ -16,7 +16,7 @@ use datafusion::logical_expr::{
 };
 
 use super::histogram::{Histogram, SpendKey};
-use super::model::{self, FitOptions, Pattern, Period, Spend};
+use super::model::{self, Fit, FitOptions, Pattern, Period, Spend};
 use super::real::is_whole;
 use crate::args::{
     Kind, Param, aggregate_literal, check_arg_types, doc_section, f64_column, list_of, param,
@@ -545,32 +545,18 @@ impl FitAccumulator {
                     distinct = rows.len();
                     // the histogram gives its patterns in the canonical order
                     debug_assert!(rows.is_sorted_by(|a, b| (a.x, a.m) <= (b.x, b.m)));
-                    let fit = model::fit_gamma_gamma(&rows, opts);
-                    (
-                        fit.params.to_vec(),
-                        fit.log_likelihood,
-                        fit.customers,
-                        fit.converged,
-                        fit.iterations,
-                    )
+                    outcome(model::fit_gamma_gamma(&rows, opts))
                 }
                 Patterns::Purchase(h) => {
                     let rows = h.collect(|[x, tx, t], w| Pattern { x, tx, t, w });
                     distinct = rows.len();
                     // the histogram gives its patterns in the canonical order
                     debug_assert!(rows.is_sorted_by(|a, b| (a.x, a.tx, a.t) <= (b.x, b.tx, b.t)));
-                    let fit = match kind {
+                    outcome(match kind {
                         ModelKind::BgNbd => model::fit_bgnbd(&rows, opts),
                         ModelKind::MbgNbd => model::fit_mbgnbd(&rows, opts),
                         _ => model::fit_pareto_nbd(&rows, opts),
-                    };
-                    (
-                        fit.params.to_vec(),
-                        fit.log_likelihood,
-                        fit.customers,
-                        fit.converged,
-                        fit.iterations,
-                    )
+                    })
                 }
             };
         log::debug!(
@@ -596,6 +582,18 @@ impl FitAccumulator {
             None,
         )?)))
     }
+}
+
+/// What a fit's struct reports of it: parameters, log-likelihood, customers, converged,
+/// iterations.
+fn outcome<const N: usize>(fit: Fit<N>) -> (Vec<f64>, f64, f64, bool, u32) {
+    (
+        fit.params.to_vec(),
+        fit.log_likelihood,
+        fit.customers,
+        fit.converged,
+        fit.iterations,
+    )
 }
 
 /// The numeric columns of a summary struct (cast to Float64) and its period labels.

@@ -20,8 +20,8 @@
 //! number (non-negative numbers sort by their bits as by value) with a count, sorted whenever
 //! the buffer has doubled: rows appended since the last merge by the unstable sort (faster on
 //! arrival order), then everything by the stable sort (it finds the sorted prefix and the
-//! appended sorted states as runs and merges them). Either way the entries reach the fits in the (x, t_x, T) order the
-//! fits sum them in.
+//! appended sorted states as runs and merges them). Either way the entries reach the fits in
+//! the (x, t_x, T) order the fits sum them in.
 //!
 //! A state is two lists: the keys (one u64 a pattern when packed — two for Gamma-Gamma, see
 //! below —, the three numbers' bits when general) and the counts.
@@ -298,9 +298,7 @@ impl<K: Key> Histogram<K> {
         if !self.general {
             if let Some(k) = K::pack(key) {
                 self.fresh.push(k);
-                if self.fresh.len() >= self.keys.len().max(self.first_compress) {
-                    self.compress();
-                }
+                self.compress_when_due();
                 return;
             }
             self.make_general();
@@ -551,10 +549,15 @@ impl<K: Key> Histogram<K> {
             self.fresh.truncate(start);
             return false;
         }
+        self.compress_when_due();
+        true
+    }
+
+    /// Merge once `fresh` holds as many keys as the merged part (and [`FIRST_COMPRESS`]).
+    fn compress_when_due(&mut self) {
         if self.fresh.len() >= self.keys.len().max(self.first_compress) {
             self.compress();
         }
-        true
     }
 
     fn maybe_compress_general(&mut self) {

@@ -157,6 +157,22 @@ fn sort_on_two_threads<T: Copy + Send>(
     rows.copy_from_slice(&merged);
 }
 
+/// `helper()` on a second thread while this one runs `here()`: both results. When the system
+/// refuses the thread, this one runs `helper` afterwards; a panic in it is raised here.
+fn on_two_threads<A: Send, B>(helper: impl Fn() -> A + Sync, here: impl FnOnce() -> B) -> (A, B) {
+    let helper = &helper;
+    std::thread::scope(|scope| {
+        let spawned = std::thread::Builder::new().spawn_scoped(scope, helper);
+        let b = here();
+        let a = match spawned.map(|h| h.join()) {
+            Ok(Ok(a)) => a,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => helper(),
+        };
+        (a, b)
+    })
+}
+
 /// Runs of equal `x` in a slice sorted by `x`.
 fn runs_by_x<T>(rows: &[T], x: impl Fn(&T) -> f64) -> impl Iterator<Item = &[T]> {
     let mut i = 0;
@@ -1507,17 +1523,8 @@ impl<'a> PatternLevels<'a> {
         let coarse = || coarse_levels(full, LEVEL_MIN_ROWS, |r| r.w, |r, w| Pattern { w, ..r });
         // the full data's time table on a second thread while this one samples the levels
         let (coarse, full_times) = if times && cores() > 1 && full.len() >= 1 << 16 {
-            std::thread::scope(|scope| {
-                let helper = std::thread::Builder::new().spawn_scoped(scope, || Times::new(full));
-                let coarse = coarse();
-                let full_times = match helper.map(|h| h.join()) {
-                    Ok(Ok(t)) => t,
-                    Ok(Err(panic)) => std::panic::resume_unwind(panic),
-                    // the system refused a second thread
-                    Err(_) => Times::new(full),
-                };
-                (coarse, Some(full_times))
-            })
+            let (full_times, coarse) = on_two_threads(|| Times::new(full), coarse);
+            (coarse, Some(full_times))
         } else {
             (coarse(), None)
         };
@@ -1624,17 +1631,7 @@ pub fn fit_gamma_gamma(rows: &[Spend], opts: FitOptions) -> Fit<3> {
     // the levels sampled on a second thread while this one takes the full data's logarithms
     // (both a pass over every pattern, before the first evaluation)
     let (coarse, full_ln_m) = if cores() > 1 && rows.len() >= 1 << 16 {
-        std::thread::scope(|scope| {
-            let helper = std::thread::Builder::new().spawn_scoped(scope, coarse);
-            let full_ln_m = ln_of(rows);
-            let coarse = match helper.map(|h| h.join()) {
-                Ok(Ok(levels)) => levels,
-                Ok(Err(panic)) => std::panic::resume_unwind(panic),
-                // the system refused a second thread
-                Err(_) => coarse(),
-            };
-            (coarse, full_ln_m)
-        })
+        on_two_threads(coarse, || ln_of(rows))
     } else {
         (coarse(), ln_of(rows))
     };

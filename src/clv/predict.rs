@@ -751,7 +751,7 @@ fn lifetime(
         && [&months, &rate, &days]
             .iter()
             .all(|c| c.as_ref().is_none_or(|c| c.scalar));
-    let rows_read = |i: usize| if all_scalar { 0 } else { i };
+    let setup_key = |i: usize| if all_scalar { 0 } else { i };
     // None: a NULL model or option, so a NULL value
     let setup = |i: usize| -> Result<Option<Setup>> {
         let (Some(h), Some(d), Some(dpm)) = (
@@ -826,7 +826,7 @@ fn lifetime(
             out.push(None);
             continue;
         }
-        let Some(s) = derived(&mut last, rows_read(i), || setup(i))? else {
+        let Some(s) = derived(&mut last, setup_key(i), || setup(i))? else {
             out.push(None);
             continue;
         };
