@@ -159,7 +159,9 @@ impl PhysicalOptimizerRule for ParallelSubqueriesRule {
                     Arc::new(TaskExec::new(Arc::clone(p))) as Arc<dyn ExecutionPlan>
                 }
             }));
-            Ok(Transformed::yes(Arc::clone(&node).replace_children(children, recompute())?))
+            Ok(Transformed::yes(
+                Arc::clone(&node).replace_children(children, recompute())?,
+            ))
         })
         .map(|t| t.data)
     }
@@ -170,5 +172,166 @@ impl PhysicalOptimizerRule for ParallelSubqueriesRule {
 
     fn schema_check(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Condvar, Mutex};
+    use std::time::Duration;
+
+    use datafusion::arrow::array::{Array, BooleanArray};
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    use datafusion::physical_plan::displayable;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+    use datafusion::scalar::ScalarValue;
+
+    use super::*;
+
+    /// A context with the crate's functions, with or without the crate's physical rules.
+    fn context(with_rules: bool) -> SessionContext {
+        let config = SessionConfig::new().with_target_partitions(2);
+        let ctx = if with_rules {
+            SessionContext::new_with_state(crate::session_state(config, Default::default()))
+        } else {
+            SessionContext::new_with_config(config)
+        };
+        crate::register_on_context(&ctx).unwrap();
+        ctx
+    }
+
+    /// `rendezvous(tag)`: each call counts itself, then waits up to `patience` for a second
+    /// call to arrive; true when one did. Two subqueries that call it meet only when they
+    /// run at the same time: run one after the other on one thread, the first gives up.
+    fn register_rendezvous(ctx: &SessionContext, patience: Duration) {
+        let meeting = Arc::new((Mutex::new(0_usize), Condvar::new()));
+        let udf = create_udf(
+            "rendezvous",
+            vec![DataType::Int64],
+            DataType::Boolean,
+            Volatility::Volatile,
+            Arc::new(move |_args: &[ColumnarValue]| {
+                let (arrived, bell) = &*meeting;
+                let mut arrived = arrived.lock().unwrap();
+                *arrived += 1;
+                bell.notify_all();
+                let (arrived, _) = bell
+                    .wait_timeout_while(arrived, patience, |n| *n < 2)
+                    .unwrap();
+                Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(
+                    *arrived >= 2,
+                ))))
+            }),
+        );
+        ctx.register_udf(udf);
+    }
+
+    // the arguments differ so that the two subqueries are not merged into one
+    const TWO_MEETINGS: &str = "SELECT (SELECT rendezvous(1)) AS a, (SELECT rendezvous(2)) AS b";
+
+    async fn met(ctx: &SessionContext) -> Vec<bool> {
+        let batches = ctx
+            .sql(TWO_MEETINGS)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+        let row = batches.iter().find(|b| b.num_rows() == 1).unwrap();
+        (0..2)
+            .map(|c| {
+                let col = row
+                    .column(c)
+                    .as_any()
+                    .downcast_ref::<BooleanArray>()
+                    .unwrap();
+                !col.is_null(0) && col.value(0)
+            })
+            .collect()
+    }
+
+    async fn plan_text(ctx: &SessionContext, sql: &str) -> String {
+        let plan = ctx
+            .sql(sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        displayable(plan.as_ref()).indent(false).to_string()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_subqueries_run_at_the_same_time() {
+        let ctx = context(true);
+        register_rendezvous(&ctx, Duration::from_secs(60));
+        let plan = plan_text(&ctx, TWO_MEETINGS).await;
+        assert_eq!(plan.matches("TaskExec").count(), 2, "{plan}");
+        assert_eq!(met(&ctx).await, [true, true]);
+    }
+
+    /// The control: without the rule DataFusion runs them one after the other, so the
+    /// first call waits out its patience alone (the test above can fail).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_the_rule_the_first_subquery_waits_alone() {
+        let ctx = context(false);
+        register_rendezvous(&ctx, Duration::from_millis(300));
+        let plan = plan_text(&ctx, TWO_MEETINGS).await;
+        assert!(!plan.contains("TaskExec"), "{plan}");
+        let mut met = met(&ctx).await;
+        met.sort();
+        assert_eq!(met, [false, true]);
+    }
+
+    #[tokio::test]
+    async fn one_subquery_or_none_is_left_alone() {
+        let ctx = context(true);
+        for sql in [
+            "SELECT 1 + (SELECT max(x) FROM (VALUES (1), (2)) t(x)) AS y",
+            "SELECT x FROM (VALUES (1), (2)) t(x)",
+        ] {
+            let plan = plan_text(&ctx, sql).await;
+            assert!(!plan.contains("TaskExec"), "{sql}\n{plan}");
+        }
+    }
+
+    /// Same answers with and without the rule, on several partitions, including
+    /// subqueries of zero rows (NULL) and a subquery used twice.
+    #[tokio::test]
+    async fn answers_are_unchanged() {
+        let sql = "WITH t AS (SELECT i, i % 7 AS k FROM generate_series(1, 10000) s(i)) \
+                   SELECT k, sum(i) * (SELECT max(i) FROM t) + (SELECT count(*) FROM t WHERE k = 3) \
+                          AS v, (SELECT min(i) FROM t WHERE i < 0) AS none, \
+                          (SELECT max(i) FROM t) AS again \
+                   FROM t GROUP BY k ORDER BY k";
+        let mut results = Vec::new();
+        for with_rules in [true, false] {
+            let ctx = context(with_rules);
+            let plan = plan_text(&ctx, sql).await;
+            assert_eq!(plan.contains("TaskExec"), with_rules, "{plan}");
+            let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+            let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                .unwrap()
+                .to_string();
+            assert_eq!(text.lines().count(), 7 + 4, "{text}");
+            results.push(text);
+        }
+        assert_eq!(results[0], results[1]);
+    }
+
+    /// An error in one subquery reaches the caller; the other subquery's task is dropped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_error_in_a_subquery_is_the_query_error() {
+        let ctx = context(true);
+        let sql = "WITH t AS (SELECT CASE WHEN i = 500 THEN 'x' ELSE CAST(i AS VARCHAR) END AS s \
+                             FROM generate_series(1, 1000) g(i)) \
+                   SELECT (SELECT max(CAST(s AS INT)) FROM t) AS a, \
+                          (SELECT count(*) FROM t) AS b";
+        let plan = plan_text(&ctx, sql).await;
+        assert_eq!(plan.matches("TaskExec").count(), 2, "{plan}");
+        let err = ctx.sql(sql).await.unwrap().collect().await.unwrap_err();
+        assert!(err.to_string().contains("Cannot cast string 'x'"), "{err}");
     }
 }
