@@ -1707,16 +1707,67 @@ pub fn bgnbd_expected_many(
 /// horizon) and depends on the customer only through (x, T), so callers may share it
 /// between customers with the same frequency and age.
 pub fn bg_family_curve(mbg: bool, p: &[f64; 4], horizons: &[f64], x: f64, t: f64, out: &mut [f64]) {
+    bg_family_curve_with(mbg, p, horizons, x, t, out, &mut AgeTerms::default());
+}
+
+/// [`bg_family_curve`] with the terms that depend on the age alone kept in `age` between
+/// calls: customers of one age T share them whatever their frequency, so a caller that goes
+/// through its customers grouped by age computes them once per age. Bit for bit the same.
+pub fn bg_family_curve_with(
+    mbg: bool,
+    p: &[f64; 4],
+    horizons: &[f64],
+    x: f64,
+    t: f64,
+    out: &mut [f64],
+    age: &mut AgeTerms,
+) {
     let [r, alpha, a, b] = *p;
     if mbg {
         let series = |a: f64| (a + b - r, a + b + x);
-        expected_many(a, series, alpha + t, horizons, out);
+        expected_many(a, series, alpha + t, horizons, out, age);
     } else {
         // (a+b+x−1)/(a−1) · [1 − ₂F₁(r+x, b+x; a+b+x−1; z) (1−z)^(r+x)], z = h/(α+T+h); by
         // Euler's transformation the bracket is 1 − (1−z)^(a−1) ₂F₁(a+b−1−r, a−1; a+b+x−1; z),
         // whose parameters do not grow with x (no overflow for frequent buyers).
         let series = |a: f64| (a + b - 1.0 - r, a + b + x - 1.0);
-        expected_many(a, series, alpha + t, horizons, out);
+        expected_many(a, series, alpha + t, horizons, out, age);
+    }
+}
+
+/// The terms of a BG/NBD-family curve that depend on the customer's age T but not on the
+/// frequency: for each horizon h, z = h/(α + T + h) and (1 − z)^(a−1) (a `powf` per horizon,
+/// as costly as a third of the curve's series). Kept for the last (α + T, a, horizons) and
+/// computed again, the same way, when any of them changes (by their bits).
+#[derive(Debug, Default)]
+pub struct AgeTerms {
+    key: Option<[u64; 2]>,
+    horizons: Vec<u64>,
+    z: Vec<f64>,
+    power: Vec<f64>,
+}
+
+impl AgeTerms {
+    /// z and (1 − z)^(a−1) for each of `horizons` at α + T = `alpha_t`.
+    fn get(&mut self, alpha_t: f64, a: f64, horizons: &[f64]) -> (&[f64], &[f64]) {
+        let key = [alpha_t.to_bits(), a.to_bits()];
+        let same_horizons = self.horizons.len() == horizons.len()
+            && self
+                .horizons
+                .iter()
+                .zip(horizons)
+                .all(|(&k, h)| k == h.to_bits());
+        if self.key != Some(key) || !same_horizons {
+            self.horizons.clear();
+            self.horizons.extend(horizons.iter().map(|h| h.to_bits()));
+            self.z.clear();
+            self.z.extend(horizons.iter().map(|&h| h / (alpha_t + h)));
+            self.power.clear();
+            self.power
+                .extend(self.z.iter().map(|&z| (1.0 - z).powf(a - 1.0)));
+            self.key = Some(key);
+        }
+        (&self.z, &self.power)
     }
 }
 
@@ -1742,25 +1793,14 @@ fn expected_many(
     alpha_t: f64,
     horizons: &[f64],
     out: &mut [f64],
+    age: &mut AgeTerms,
 ) {
-    // on the stack for the usual horizons (one per row for the prediction functions, twelve
-    // months for CLV): no allocation per customer
-    let (mut stack, mut heap) = ([0.0; 16], Vec::new());
-    let z: &mut [f64] = if horizons.len() <= stack.len() {
-        &mut stack[..horizons.len()]
-    } else {
-        heap.resize(horizons.len(), 0.0);
-        &mut heap
-    };
-    for (z, &h) in z.iter_mut().zip(horizons) {
-        *z = h / (alpha_t + h);
-    }
-    let z: &[f64] = z;
     let numerator = |a: f64, out: &mut [f64]| {
+        let (z, power) = age.get(alpha_t, a, horizons);
         let (big_a, c) = series(a);
         hyp2f1_many(big_a, a - 1.0, c, z, out);
-        for (f, &z) in out.iter_mut().zip(z) {
-            *f = c / (a - 1.0) * (1.0 - (1.0 - z).powf(a - 1.0) * *f);
+        for (f, &power) in out.iter_mut().zip(power) {
+            *f = c / (a - 1.0) * (1.0 - power * *f);
         }
     };
     with_removable_singularity(a, out, numerator);
@@ -1799,7 +1839,7 @@ pub fn mbgnbd_expected_many(
 
 /// `f(a, out)`, or for a within 1e-5 of 1 (where the closed form is 0/0) the linear
 /// interpolation between a = 1 ± 1e-5 (error O(1e-10)).
-fn with_removable_singularity(a: f64, out: &mut [f64], f: impl Fn(f64, &mut [f64])) {
+fn with_removable_singularity(a: f64, out: &mut [f64], mut f: impl FnMut(f64, &mut [f64])) {
     const H: f64 = 1e-5;
     if (a - 1.0).abs() >= H {
         return f(a, out);
@@ -2677,5 +2717,50 @@ mod tests {
         assert!((exact - (below + above) / 2.0).abs() < 1e-6 * exact);
         let m = |a: f64| mbgnbd_expected(&[0.5, 5.0, a, 2.0], 10.0, 2.0, 5.0, 8.0);
         assert!((m(1.0) - (m(1.0 - 2e-5) + m(1.0 + 2e-5)) / 2.0).abs() < 1e-6 * m(1.0));
+    }
+
+    /// Curves computed with one [`AgeTerms`] carried from customer to customer (ages that
+    /// repeat, change and come back; `a` changing, and `a` within the removable singularity,
+    /// where each curve needs the terms at two values of a; different horizons) have the bits
+    /// of curves computed afresh.
+    #[test]
+    fn curves_sharing_age_terms_equal_fresh_ones() {
+        let horizons_12: Vec<f64> = (1..=12).map(|m| 30.0 * m as f64).collect();
+        let horizons_3 = [7.0, 14.0, 28.0];
+        let mut age = AgeTerms::default();
+        let mut compared = 0;
+        for a in [1.4531617080209847, 0.85, 1.000_004, 2.6] {
+            let p = [
+                1.2634702234321793,
+                18.249839327942254,
+                a,
+                13.406410808107518,
+            ];
+            for (x, t) in [
+                (0.0, 40.0),
+                (3.0, 40.0),
+                (17.0, 40.0),
+                (3.0, 41.0),
+                (1.0, 40.0),
+            ] {
+                for mbg in [false, true] {
+                    for horizons in [&horizons_12[..], &horizons_3[..]] {
+                        let (mut shared, mut fresh) =
+                            (vec![0.0; horizons.len()], vec![0.0; horizons.len()]);
+                        bg_family_curve_with(mbg, &p, horizons, x, t, &mut shared, &mut age);
+                        bg_family_curve(mbg, &p, horizons, x, t, &mut fresh);
+                        assert!(fresh.iter().all(|v| v.is_finite() && *v > 0.0), "{fresh:?}");
+                        let bits = |v: &[f64]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(
+                            bits(&shared),
+                            bits(&fresh),
+                            "a {a}, x {x}, T {t}, mbg {mbg}"
+                        );
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(compared, 80);
     }
 }

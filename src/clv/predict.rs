@@ -131,20 +131,29 @@ impl Curve {
         }
     }
 
-    /// The value for a customer with frequency `x` and age `t`; `scratch` is reused.
-    fn value(&self, x: f64, t: f64, scratch: &mut Vec<f64>) -> f64 {
+    /// The value for a customer with frequency `x` and age `t`; `scratch` is reused (and
+    /// keeps the age terms of the last age: see [`model::AgeTerms`]).
+    fn value(&self, x: f64, t: f64, scratch: &mut CurveScratch) -> f64 {
         let p = self.params.map(f64::from_bits);
         let step = f64::from_bits(self.step);
         let n = self.count as usize;
-        model::month_horizons(self.count, step, scratch);
-        scratch.resize(2 * n, 0.0);
-        let (horizons, curve) = scratch.split_at_mut(n);
-        model::bg_family_curve(self.mbg, &p, horizons, x, t, curve);
+        let buffer = &mut scratch.buffer;
+        model::month_horizons(self.count, step, buffer);
+        buffer.resize(2 * n, 0.0);
+        let (horizons, curve) = buffer.split_at_mut(n);
+        model::bg_family_curve_with(self.mbg, &p, horizons, x, t, curve, &mut scratch.age);
         match self.rate {
             None => curve.last().copied().unwrap_or(0.0),
             Some(rate) => model::discounted_increments(curve, f64::from_bits(rate)),
         }
     }
+}
+
+/// What [`Curve::value`] reuses from one call to the next.
+#[derive(Default)]
+struct CurveScratch {
+    buffer: Vec<f64>,
+    age: model::AgeTerms,
 }
 
 /// A customer's (frequency, T), by their bits.
@@ -478,14 +487,24 @@ impl Pending {
             }
         }
         if !missing.is_empty() {
-            let mut fresh: HashMap<(usize, Customer), f64> = HashMap::with_capacity(missing.len());
-            let mut scratch = Vec::new();
+            // the distinct missing values, computed grouped by curve and age: customers of
+            // one age share the curve's age terms (T ≥ 0, so its bits sort as the numbers)
+            let mut todo: Vec<(usize, Customer)> = missing
+                .iter()
+                .map(|&j| (self.rows[j].curve, self.rows[j].customer))
+                .collect();
+            todo.sort_unstable_by_key(|&(curve, [x, t])| (curve, t, x));
+            todo.dedup();
+            let mut fresh: HashMap<(usize, Customer), f64> = HashMap::with_capacity(todo.len());
+            let mut scratch = CurveScratch::default();
+            for (curve, customer) in todo {
+                let [x, t] = customer.map(f64::from_bits);
+                let v = self.curves[curve].value(x, t, &mut scratch);
+                fresh.insert((curve, customer), v);
+            }
             for &j in &missing {
                 let r = &self.rows[j];
-                values[j] = *fresh.entry((r.curve, r.customer)).or_insert_with(|| {
-                    let [x, t] = r.customer.map(f64::from_bits);
-                    self.curves[r.curve].value(x, t, &mut scratch)
-                });
+                values[j] = fresh[&(r.curve, r.customer)];
             }
             // at most: every value new, and every curve of the batch too
             let added = fresh.len() + CURVE_UNITS * self.curves.len();

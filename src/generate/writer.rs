@@ -23,7 +23,8 @@ use super::world::{CAMPAIGNS, CHANNELS, DAY_US, START_US};
 
 /// Rows buffered before a record batch is handed to the Parquet writer.
 const BATCH_ROWS: usize = 65_536;
-/// Rows per Parquet row group (also the CLI's default for files written by `COPY`).
+/// Rows per Parquet row group of the generated lake (`COPY` writes smaller ones: see
+/// `cli::COPY_ROW_GROUP_ROWS`).
 pub const ROW_GROUP_ROWS: usize = 262_144;
 
 fn ts_type() -> DataType {
