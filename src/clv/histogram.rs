@@ -42,6 +42,9 @@ const FIRST_COMPRESS: usize = 1 << 20;
 const PARALLEL_MERGE: usize = 1 << 16;
 /// Runs from other partitions kept unmerged at most.
 const MAX_RUNS: usize = 8;
+/// Buffered rows from which the buffer grows straight to what it holds at the next merge,
+/// instead of doubling (each doubling copies the rows into fresh pages).
+const GROW_AHEAD: usize = 1 << 16;
 
 /// Bits of a non-negative number (+0.0 and −0.0 are the same pattern).
 pub fn canonical(v: f64) -> u64 {
@@ -297,6 +300,7 @@ impl<K: Key> Histogram<K> {
     pub fn add_row(&mut self, key: [f64; 3]) {
         if !self.general {
             if let Some(k) = K::pack(key) {
+                self.reserve_fresh(1);
                 self.fresh.push(k);
                 self.compress_when_due();
                 return;
@@ -555,9 +559,32 @@ impl<K: Key> Histogram<K> {
 
     /// Merge once `fresh` holds as many keys as the merged part (and [`FIRST_COMPRESS`]).
     fn compress_when_due(&mut self) {
-        if self.fresh.len() >= self.keys.len().max(self.first_compress) {
+        if self.fresh.len() >= self.merge_at() {
             self.compress();
         }
+    }
+
+    /// The number of buffered keys at which [`Self::compress_when_due`] merges.
+    fn merge_at(&self) -> usize {
+        self.keys.len().max(self.first_compress)
+    }
+
+    /// Room in `fresh` for `additional` more keys. Past [`GROW_AHEAD`] keys it reserves what
+    /// the buffer holds until the next merge (plus this batch) at once: the rows are written
+    /// once, not copied at every doubling (the copies were an eighth of the fits' page faults
+    /// on an 880k-customer summary). The reserved pages that stay unwritten cost address
+    /// space only; [`Self::size`] counts them all.
+    fn reserve_fresh(&mut self, additional: usize) {
+        let (len, cap) = (self.fresh.len(), self.fresh.capacity());
+        if len + additional <= cap {
+            return;
+        }
+        let wanted = if len + additional > GROW_AHEAD {
+            self.merge_at().max(len) + additional
+        } else {
+            (2 * cap).max(len + additional)
+        };
+        self.fresh.reserve_exact(wanted - len);
     }
 
     fn maybe_compress_general(&mut self) {
@@ -600,6 +627,7 @@ impl Histogram {
         if self.general {
             return false;
         }
+        self.reserve_fresh(xs.len());
         let start = self.fresh.len();
         let mut all = true;
         self.fresh
@@ -626,6 +654,7 @@ impl Histogram<SpendKey> {
         if self.general {
             return false;
         }
+        self.reserve_fresh(xs.len());
         let start = self.fresh.len();
         for (&x, &m) in xs.iter().zip(ms) {
             match keep(x, m) {
@@ -659,6 +688,57 @@ mod tests {
 
     fn small() -> Histogram {
         small_of()
+    }
+
+    /// Past [`GROW_AHEAD`] buffered keys the buffer is reserved up to the next merge in one
+    /// step (no copy per doubling), and the counts stay those of a sorted map.
+    #[test]
+    fn the_buffer_grows_to_the_next_merge_at_once() {
+        const BATCH: usize = 8192;
+        let mut h = Histogram {
+            first_compress: 3 * GROW_AHEAD,
+            ..Histogram::default()
+        };
+        let mut next = random(7);
+        let mut expected = std::collections::BTreeMap::new();
+        let mut capacities = vec![];
+        for _ in 0..(3 * GROW_AHEAD / BATCH + 2) {
+            let rows: Vec<[f64; 3]> = (0..BATCH)
+                .map(|_| {
+                    let (x, t) = (next(20) as f64, 100.0 + next(300) as f64);
+                    [x, t - next(100) as f64, t]
+                })
+                .collect();
+            for r in &rows {
+                *expected.entry(bits(*r)).or_insert(0.0) += 1.0;
+            }
+            let column = |k: usize| rows.iter().map(|r| r[k]).collect::<Vec<_>>();
+            assert!(h.add_packed_rows(&column(0), &column(1), &column(2), |_, _, _| true));
+            capacities.push(h.fresh.capacity());
+        }
+        // until the merge (where the buffer becomes the keys): doubling from one batch up to
+        // GROW_AHEAD, then one step to the merge point plus a batch, where it stays
+        let merged = capacities.windows(2).position(|w| w[1] < w[0]).unwrap() + 1;
+        let mut before = capacities[..merged].to_vec();
+        before.dedup();
+        assert_eq!(
+            before,
+            [
+                BATCH,
+                2 * BATCH,
+                4 * BATCH,
+                8 * BATCH,
+                3 * GROW_AHEAD + BATCH
+            ],
+            "{capacities:?}"
+        );
+        // the last batches went past the merge point: merged once, then buffered again
+        assert!(!h.keys.is_empty() && !h.fresh.is_empty());
+        let mut got = std::collections::BTreeMap::new();
+        h.for_each(|k, w| {
+            got.insert(bits(k), w);
+        });
+        assert_eq!(got, expected);
     }
 
     /// Pseudo-random numbers below `m` (xorshift from `seed`).
