@@ -624,33 +624,26 @@ pub fn hyp2f1_many(a: f64, b: f64, c: f64, z: &[f64], out: &mut [f64]) {
         }
         // lanes below `first` are all done (larger arguments, later lanes, converge later)
         let mut first = 0;
-        // the coefficient ratios and bounds of a block of terms are computed ahead of the
-        // lanes: their divisions overlap instead of each term waiting for its own
-        let (mut ratios, mut bounds) = ([0.0; RATIO_BLOCK], [0.0; RATIO_BLOCK]);
-        'terms: for start in (0..MAX_SERIES_TERMS).step_by(RATIO_BLOCK) {
-            for (j, (ratio, bound)) in ratios.iter_mut().zip(&mut bounds).enumerate() {
-                let k = (start + j) as f64;
-                *ratio = (a + k) * (b + k) / ((c + k) * (k + 1.0));
-                // the later terms' ratios, from the next one on (∞: not bounded yet)
-                *bound = later_ratio_bound(a, b, c, k + 1.0).unwrap_or(f64::INFINITY);
+        for k in 0..MAX_SERIES_TERMS {
+            let k = k as f64;
+            let ratio = (a + k) * (b + k) / ((c + k) * (k + 1.0));
+            // the later terms' ratios, from the next one on (∞: not bounded yet)
+            let bound = later_ratio_bound(a, b, c, k + 1.0).unwrap_or(f64::INFINITY);
+            if bound == 1.0 {
+                // the literal 1, so the test folds to |term| ≤ g·|sum|
+                for (i, &z) in z.iter().enumerate().skip(first) {
+                    lanes.step(i, z, ratio, 1.0, out);
+                }
+            } else {
+                for (i, &z) in z.iter().enumerate().skip(first) {
+                    lanes.step(i, z, ratio, bound, out);
+                }
             }
-            for (&ratio, &bound) in ratios.iter().zip(&bounds) {
-                if bound == 1.0 {
-                    // the literal 1, so the test folds to |term| ≤ g·|sum|
-                    for (i, &z) in z.iter().enumerate().skip(first) {
-                        lanes.step(i, z, ratio, 1.0, out);
-                    }
-                } else {
-                    for (i, &z) in z.iter().enumerate().skip(first) {
-                        lanes.step(i, z, ratio, bound, out);
-                    }
-                }
-                while first < n && lanes.done[first] {
-                    first += 1;
-                }
-                if first == n {
-                    break 'terms;
-                }
+            while first < n && lanes.done[first] {
+                first += 1;
+            }
+            if first == n {
+                break;
             }
         }
         for (out, &done) in out.iter_mut().zip(&lanes.done).skip(first) {
@@ -663,11 +656,6 @@ pub fn hyp2f1_many(a: f64, b: f64, c: f64, z: &[f64], out: &mut [f64]) {
 
 /// Arguments [`hyp2f1_many`] sums at once.
 const LANES: usize = 16;
-
-/// Terms whose coefficient ratios [`hyp2f1_many`] computes at a time (divides
-/// [`MAX_SERIES_TERMS`]).
-const RATIO_BLOCK: usize = 8;
-const _: () = assert!(MAX_SERIES_TERMS % RATIO_BLOCK == 0);
 
 /// The series of [`hyp2f1_many`]'s arguments: last term, sum, whether done, [`tail_factor`].
 struct Lanes {
