@@ -8,10 +8,12 @@
 //! `SELECT ... (SELECT bgnbd_fit(...) ...), (SELECT gamma_gamma_fit(...) ...)` thus fits
 //! the two models in sequence on one core while the other core waits.
 //!
-//! [`ParallelSubqueriesRule`] puts a [`TaskExec`] on top of every subquery plan of a
-//! `ScalarSubqueryExec` with at least two subqueries: each subquery then runs on a task of
-//! its own, and the runtime's threads compute them at the same time. Answers are unchanged
-//! (the node passes its input's batches through); only where the work runs changes.
+//! [`ParallelSubqueriesRule`] puts a [`TaskExec`] on top of every single-partition subquery
+//! plan of a `ScalarSubqueryExec` with at least two subqueries: each subquery then runs on a
+//! task of its own, and the runtime's threads compute them at the same time. Answers are
+//! unchanged (the node passes its input's batches through); only where the work runs changes.
+//! Dropping the query's stream stops the tasks; as with DataFusion's own gathering of
+//! partitions, a subquery already started runs on while the plan itself is kept alive.
 
 use std::fmt;
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use datafusion::config::ConfigOptions;
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::execution_plan::{EvaluationType, SchedulingType};
 use datafusion::physical_plan::scalar_subquery::ScalarSubqueryExec;
 use datafusion::physical_plan::stream::RecordBatchReceiverStream;
 use datafusion::physical_plan::{
@@ -35,12 +38,23 @@ use futures::StreamExt;
 #[derive(Debug)]
 pub struct TaskExec {
     input: Arc<dyn ExecutionPlan>,
+    /// The input's properties, declared eager (it drives its input on a task of its own)
+    /// and cooperative (a channel it waits on yields to the runtime).
+    cache: Arc<PlanProperties>,
 }
 
 impl TaskExec {
     /// A node that runs `input`'s partitions on their own tasks.
     pub fn new(input: Arc<dyn ExecutionPlan>) -> Self {
-        Self { input }
+        let cache = Arc::new(
+            input
+                .properties()
+                .as_ref()
+                .clone()
+                .with_evaluation_type(EvaluationType::Eager)
+                .with_scheduling_type(SchedulingType::Cooperative),
+        );
+        Self { input, cache }
     }
 
     /// The plan whose partitions run on their own tasks.
@@ -64,7 +78,7 @@ impl ExecutionPlan for TaskExec {
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
-        self.input.properties()
+        &self.cache
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
@@ -94,7 +108,6 @@ impl ExecutionPlan for TaskExec {
         if children.len() != 1 {
             return internal_err!("TaskExec takes one child, got {}", children.len());
         }
-        // the properties are the child's own, so nothing to recompute
         Ok(Arc::new(Self::new(children.swap_remove(0))))
     }
 
@@ -132,8 +145,8 @@ fn recompute() -> ReplaceChildrenOptions {
     ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute)
 }
 
-/// Puts a [`TaskExec`] on every subquery of a `ScalarSubqueryExec` that has two or more,
-/// so that they are computed at the same time (see the module documentation).
+/// Puts a [`TaskExec`] on every single-partition subquery of a `ScalarSubqueryExec` that has
+/// two or more, so that they are computed at the same time (see the module documentation).
 #[derive(Debug)]
 pub struct ParallelSubqueriesRule;
 
@@ -148,15 +161,19 @@ impl PhysicalOptimizerRule for ParallelSubqueriesRule {
                 return Ok(Transformed::no(node));
             };
             let plans: Vec<_> = exec.subqueries().iter().map(|s| &s.plan).collect();
-            if plans.len() < 2 || plans.iter().all(|p| p.is::<TaskExec>()) {
+            // a plan of several partitions is gathered by DataFusion, on a task per partition
+            let wrap = |p: &Arc<dyn ExecutionPlan>| {
+                !p.is::<TaskExec>() && p.properties().output_partitioning().partition_count() == 1
+            };
+            if plans.len() < 2 || !plans.iter().any(|p| wrap(p)) {
                 return Ok(Transformed::no(node));
             }
             let mut children = vec![Arc::clone(exec.input())];
             children.extend(plans.into_iter().map(|p| {
-                if p.is::<TaskExec>() {
-                    Arc::clone(p)
-                } else {
+                if wrap(p) {
                     Arc::new(TaskExec::new(Arc::clone(p))) as Arc<dyn ExecutionPlan>
+                } else {
+                    Arc::clone(p)
                 }
             }));
             Ok(Transformed::yes(

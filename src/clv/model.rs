@@ -2729,24 +2729,26 @@ mod tests {
         let horizons_3 = [7.0, 14.0, 28.0];
         let mut age = AgeTerms::default();
         let mut compared = 0;
-        for a in [1.4531617080209847, 0.85, 1.000_004, 2.6] {
-            let p = [
-                1.2634702234321793,
-                18.249839327942254,
-                a,
-                13.406410808107518,
-            ];
-            for (x, t) in [
-                (0.0, 40.0),
-                (3.0, 40.0),
-                (17.0, 40.0),
-                (3.0, 41.0),
-                (1.0, 40.0),
-            ] {
-                for mbg in [false, true] {
-                    for horizons in [&horizons_12[..], &horizons_3[..]] {
-                        let (mut shared, mut fresh) =
-                            (vec![0.0; horizons.len()], vec![0.0; horizons.len()]);
+        // horizons outermost, so that consecutive customers of one age reuse the terms: a key
+        // that missed the age, a or the horizons would hand a curve another's terms
+        for horizons in [&horizons_12[..], &horizons_3[..]] {
+            for a in [1.4531617080209847, 0.85, 1.000_004, 2.6] {
+                let p = [
+                    1.2634702234321793,
+                    18.249839327942254,
+                    a,
+                    13.406410808107518,
+                ];
+                for (x, t) in [
+                    (0.0, 40.0),
+                    (3.0, 40.0),
+                    (17.0, 40.0),
+                    (3.0, 41.0),
+                    (1.0, 40.0),
+                ] {
+                    for mbg in [false, true] {
+                        let n = horizons.len();
+                        let (mut shared, mut fresh) = (vec![0.0; n], vec![0.0; n]);
                         bg_family_curve_with(mbg, &p, horizons, x, t, &mut shared, &mut age);
                         bg_family_curve(mbg, &p, horizons, x, t, &mut fresh);
                         assert!(fresh.iter().all(|v| v.is_finite() && *v > 0.0), "{fresh:?}");
