@@ -162,10 +162,10 @@ pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
 ///   8 to 16 bytes per value and scored column in memory, reserved from the memory pool,
 ///   and spills the rows it buffers, instead of DataFusion's `WindowAggExec`, which holds
 ///   the whole input twice outside the pool. `rfm(...)` scores this way.
-/// - `parallel_scalar_subqueries`: the subqueries of a query with two or more uncorrelated
-///   scalar subqueries (e.g. two model fits feeding `customer_lifetime_value`) run on tasks
-///   of their own, so they are computed at the same time instead of one after the other on
-///   one thread; see [`subqueries`].
+/// - `parallel_scalar_subqueries`: the single-partition subqueries of a query with two or
+///   more uncorrelated scalar subqueries (e.g. two model fits feeding
+///   `customer_lifetime_value`) run on tasks of their own, so they are computed at the same
+///   time instead of one after the other on one thread; see [`subqueries`].
 pub fn physical_optimizer_rules()
 -> Vec<Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>> {
     vec![

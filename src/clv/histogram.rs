@@ -42,8 +42,8 @@ const FIRST_COMPRESS: usize = 1 << 20;
 const PARALLEL_MERGE: usize = 1 << 16;
 /// Runs from other partitions kept unmerged at most.
 const MAX_RUNS: usize = 8;
-/// Buffered rows from which the buffer grows straight to what it holds at the next merge,
-/// instead of doubling (each doubling copies the rows into fresh pages).
+/// Buffered rows from which the buffer grows four-fold (at most up to what it holds at the
+/// next merge) instead of doubling: each growth copies the rows into fresh pages.
 const GROW_AHEAD: usize = 1 << 16;
 
 /// Bits of a non-negative number (+0.0 and −0.0 are the same pattern).

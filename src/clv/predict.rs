@@ -489,22 +489,25 @@ impl Pending {
         if !missing.is_empty() {
             // the distinct missing values, computed grouped by curve and age: customers of
             // one age share the curve's age terms (T ≥ 0, so its bits sort as the numbers)
+            let order = |&(curve, [x, t]): &(usize, Customer)| (curve, t, x);
             let mut todo: Vec<(usize, Customer)> = missing
                 .iter()
                 .map(|&j| (self.rows[j].curve, self.rows[j].customer))
                 .collect();
-            todo.sort_unstable_by_key(|&(curve, [x, t])| (curve, t, x));
+            todo.sort_unstable_by_key(order);
             todo.dedup();
-            let mut fresh: HashMap<(usize, Customer), f64> = HashMap::with_capacity(todo.len());
             let mut scratch = CurveScratch::default();
-            for (curve, customer) in todo {
-                let [x, t] = customer.map(f64::from_bits);
-                let v = self.curves[curve].value(x, t, &mut scratch);
-                fresh.insert((curve, customer), v);
-            }
+            let fresh: Vec<f64> = todo
+                .iter()
+                .map(|&(curve, customer)| {
+                    let [x, t] = customer.map(f64::from_bits);
+                    self.curves[curve].value(x, t, &mut scratch)
+                })
+                .collect();
             for &j in &missing {
                 let r = &self.rows[j];
-                values[j] = fresh[&(r.curve, r.customer)];
+                let at = todo.binary_search_by_key(&order(&(r.curve, r.customer)), order);
+                values[j] = fresh[at.expect("every missing value was computed")];
             }
             // at most: every value new, and every curve of the batch too
             let added = fresh.len() + CURVE_UNITS * self.curves.len();
@@ -514,7 +517,7 @@ impl Pending {
                 cached.size = 0;
             }
             if added <= cache.limit {
-                for ((curve, customer), v) in fresh {
+                for (&(curve, customer), v) in todo.iter().zip(fresh) {
                     let mut size = 0;
                     let map = cached
                         .by_curve
