@@ -632,6 +632,32 @@ impl ScalarUDFImpl for Predict {
                     .map(Numbers::new)
                     .collect::<Result<Vec<_>>>()?;
                 let horizon = matches!(self.op, Op::Expected(_));
+                // the common case, customers under one model and horizon with no NULL, goes
+                // through the columns at once (see `expected_columns`)
+                if horizon
+                    && is_bg_family(kind)
+                    && models.scalar
+                    && nums[0].scalar
+                    && rows > 0
+                    && nums[1..]
+                        .iter()
+                        .all(|c| !c.scalar && c.values.null_count() == 0)
+                    && !models.is_null(0)
+                    && !nums[0].is_null(0)
+                    && models.kind(0) == Some(kind)
+                {
+                    let h = nums[0].value(0);
+                    if h >= 0.0 && h.is_finite() {
+                        let p = models.get::<4>(0);
+                        let curve = Curve::new(kind, &p, h, 1, None);
+                        let columns = [1, 2, 3].map(|k| nums[k].values.values().as_ref());
+                        if let Some(values) =
+                            expected_columns(name, &p, curve, columns, &self.curves)?
+                        {
+                            return Ok(ColumnarValue::Array(Arc::new(values)));
+                        }
+                    }
+                }
                 let mut out = Vec::with_capacity(rows);
                 let mut pending = Pending::default();
                 // the model row last checked, and its parameters
@@ -929,45 +955,25 @@ fn lifetime(
     Ok(Float64Array::from(out))
 }
 
-/// Times below which [`lifetime_columns`] looks ln(α + time) up in a table of whole
-/// periods (above it, or for fractional times, it takes the logarithms row by row).
+/// Times below which [`curve_columns`] looks ln(α + time) up in a table of whole periods
+/// (above it, or for fractional times, it takes the logarithms row by row).
 const LN_TABLE_TIMES: f64 = (1u32 << 20) as f64;
 
-/// `customer_lifetime_value` of a batch in the common case: one BG/NBD-family purchase model
-/// `p` (its `curve`) and one Gamma-Gamma model `spend_p` for every row (scalar models and
-/// options), and customer columns (x, t_x, T, m) without NULLs. Passes over the columns
-/// instead of the row-by-row path's per-row checks of every argument, and ln(α + time) from
-/// a table of the whole-period times present (see [`model::bg_family_denominator_ln`]), so
-/// the values are bit for bit the row-by-row path's. `None` (nothing computed) when a row is
-/// not a valid customer or its expected spend is not finite: the row-by-row path then
-/// reports the first such row as it always does.
-fn lifetime_columns(
-    name: &str,
+/// The column passes' common part ([`lifetime_columns`], [`expected_columns`]): for valid
+/// customers (x, t_x, T) under the BG/NBD-family model `p` of `curve`, each row's curve value
+/// (from the cache or computed, [`curve_values`]) and denominator. ln(α + time) comes from a
+/// table of the whole-period times present (see [`model::bg_family_denominator_ln`]), so the
+/// values are bit for bit the row-by-row path's.
+fn curve_columns(
     p: &[f64; 4],
     curve: Curve,
-    spend_p: &[f64; 3],
-    [xs, txs, ts, ms]: [&[f64]; 4],
+    [xs, txs, ts]: [&[f64]; 3],
     cache: &CurveCache,
-) -> Result<Option<Float64Array>> {
+) -> (Vec<f64>, Vec<f64>) {
     let n = xs.len();
-    let mut valid = true;
-    let mut whole = true;
-    let mut top = 0.0f64;
-    let spends: Vec<f64> = (0..n)
-        .map(|i| {
-            let (x, tx, t, m) = (xs[i], txs[i], ts[i], ms[i]);
-            let e = model::gamma_gamma_expected_spend(spend_p, x, m);
-            valid &= valid_customer(x, tx, t) & valid_spend_customer(x, m) & e.is_finite();
-            // (valid customers have 0 <= t_x <= T, so T alone bounds the table)
-            whole &= t.fract() == 0.0;
-            whole &= tx.fract() == 0.0;
-            top = top.max(t);
-            e
-        })
-        .collect();
-    if !valid {
-        return Ok(None);
-    }
+    // (valid customers have 0 <= t_x <= T, so T alone bounds the table)
+    let whole = txs.iter().chain(ts).all(|v| v.fract() == 0.0);
+    let top = ts.iter().fold(0.0f64, |m, &t| m.max(t));
     let alpha = p[1];
     let denominators: Vec<f64> = if whole && top < LN_TABLE_TIMES && top <= (4 * n + 1024) as f64 {
         // the times are whole numbers in 0..=top: their logarithms once each
@@ -985,17 +991,82 @@ fn lifetime_columns(
             .map(|i| model::bg_family_denominator(curve.mbg, p, xs[i], txs[i], ts[i]))
             .collect()
     };
-    let increments = curve_values(cache, &[curve], n, |i| {
+    let values = curve_values(cache, &[curve], n, |i| {
         (0, [xs[i].to_bits(), ts[i].to_bits()])
     });
+    (values, denominators)
+}
+
+/// Whether every row of the columns is a valid customer (see [`check_customer`]).
+fn valid_customers([xs, txs, ts]: [&[f64]; 3]) -> bool {
+    (0..xs.len()).fold(true, |ok, i| ok & valid_customer(xs[i], txs[i], ts[i]))
+}
+
+/// `values` as a column, or the error of the first one that is not finite (what the
+/// row-by-row path reports first).
+fn finite_column(name: &str, values: Vec<f64>, what: &str) -> Result<Float64Array> {
+    if let Some(&bad) = values.iter().find(|v| !v.is_finite()) {
+        finite(name, bad, what)?;
+    }
+    Ok(Float64Array::from(values))
+}
+
+/// `customer_lifetime_value` of a batch in the common case: one BG/NBD-family purchase model
+/// `p` (its `curve`) and one Gamma-Gamma model `spend_p` for every row (scalar models and
+/// options), and customer columns (x, t_x, T, m) without NULLs. Passes over the columns
+/// ([`curve_columns`]) instead of the row-by-row path's per-row checks of every argument;
+/// bit for bit the row-by-row path's values. `None` (nothing computed) when a row is not a
+/// valid customer or its expected spend is not finite: the row-by-row path then reports the
+/// first such row as it always does.
+fn lifetime_columns(
+    name: &str,
+    p: &[f64; 4],
+    curve: Curve,
+    spend_p: &[f64; 3],
+    [xs, txs, ts, ms]: [&[f64]; 4],
+    cache: &CurveCache,
+) -> Result<Option<Float64Array>> {
+    let mut valid = valid_customers([xs, txs, ts]);
+    let spends: Vec<f64> = xs
+        .iter()
+        .zip(ms)
+        .map(|(&x, &m)| {
+            let e = model::gamma_gamma_expected_spend(spend_p, x, m);
+            valid &= valid_spend_customer(x, m) & e.is_finite();
+            e
+        })
+        .collect();
+    if !valid {
+        return Ok(None);
+    }
+    let (increments, denominators) = curve_columns(p, curve, [xs, txs, ts], cache);
     // the expected purchases are the curve over the denominator, so are their increments
-    let values: Vec<f64> = (0..n)
+    let values = (0..xs.len())
         .map(|i| spends[i] * increments[i] / denominators[i])
         .collect();
-    if let Some(&bad) = values.iter().find(|v| !v.is_finite()) {
-        finite(name, bad, "the lifetime value")?;
+    finite_column(name, values, "the lifetime value").map(Some)
+}
+
+/// `*_expected_purchases` of a batch in the common case: one BG/NBD-family model and one
+/// horizon for every row (scalars), customer columns without NULLs, all valid (else `None`:
+/// the row-by-row path reports the first bad row). As [`lifetime_columns`].
+fn expected_columns(
+    name: &str,
+    p: &[f64; 4],
+    curve: Curve,
+    columns: [&[f64]; 3],
+    cache: &CurveCache,
+) -> Result<Option<Float64Array>> {
+    if !valid_customers(columns) {
+        return Ok(None);
     }
-    Ok(Some(Float64Array::from(values)))
+    let (curves, denominators) = curve_columns(p, curve, columns, cache);
+    let values = curves
+        .iter()
+        .zip(&denominators)
+        .map(|(c, d)| c / d)
+        .collect();
+    finite_column(name, values, "the expected number of purchases").map(Some)
 }
 
 fn section() -> datafusion::logical_expr::DocSection {
@@ -1486,6 +1557,21 @@ mod tests {
                     let got = model::bg_family_denominator(mbg, &p, x, tx, t);
                     assert!((got - want).abs() <= 1e-13 * want, "{got} vs {want}");
                 }
+                // the expected purchases' column pass: each value the curve's over the
+                // denominator, bit for bit
+                let kind = ModelKind::from_tag(tag).unwrap();
+                let p = params.map(|(_, v)| v);
+                let curve = Curve::new(kind, &p, 39.0, 1, None);
+                let [xs, txs, ts] = [&cols[0][..], &cols[1][..], &cols[2][..]];
+                let expected = expected_columns("e", &p, curve, [xs, txs, ts], &never)
+                    .unwrap()
+                    .unwrap();
+                let mut scratch = CurveScratch::default();
+                for i in 0..n as usize {
+                    let want = curve.value(xs[i], ts[i], &mut scratch)
+                        / model::bg_family_denominator(curve.mbg, &p, xs[i], txs[i], ts[i]);
+                    assert_eq!(expected.value(i).to_bits(), want.to_bits(), "row {i}");
+                }
                 // a bad row (recency above T) anywhere: the row by row path's error
                 let mut bad = cols.clone();
                 bad[1][n as usize - 3] = bad[2][n as usize - 3] + 1.0;
@@ -1493,6 +1579,12 @@ mod tests {
                 let e2 = lifetime("clv", &args(false, &bad), n as usize, &never).unwrap_err();
                 assert_eq!(e.strip_backtrace(), e2.strip_backtrace());
                 assert!(e.strip_backtrace().contains("invalid customer"), "{e}");
+                let [xs, txs, ts] = [&bad[0][..], &bad[1][..], &bad[2][..]];
+                let none = expected_columns("e", &p, curve, [xs, txs, ts], &never).unwrap();
+                assert!(
+                    none.is_none(),
+                    "a bad row leaves the batch to the row by row path"
+                );
             }
         }
     }
