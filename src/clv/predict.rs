@@ -972,7 +972,7 @@ fn curve_columns(
 ) -> (Vec<f64>, Vec<f64>) {
     let n = xs.len();
     // (valid customers have 0 <= t_x <= T, so T alone bounds the table)
-    let whole = txs.iter().chain(ts).all(|v| v.fract() == 0.0);
+    let whole = txs.iter().chain(ts).all(|&v| super::real::is_whole(v));
     let top = ts.iter().fold(0.0f64, |m, &t| m.max(t));
     let alpha = p[1];
     let denominators: Vec<f64> = if whole && top < LN_TABLE_TIMES && top <= (4 * n + 1024) as f64 {
