@@ -3,6 +3,14 @@
 //! its first argument: a column, so different rows may use different models (e.g. one per
 //! segment), or a scalar (a scalar subquery over the fit), which is read and checked once per
 //! batch instead of being repeated into every row.
+//!
+//! The common case of a batch, `*_expected_purchases` or `customer_lifetime_value` with every
+//! model and option a scalar (one BG/NBD-family model for all rows) and customer columns free
+//! of NULLs, goes through the columns
+//! in a few passes ([`curve_columns`]: validity, denominators with ln(α + time) from a table
+//! of the whole-period ages, the cached curve values, the values) instead of row by row;
+//! every other batch, and any batch with a bad row (so that the first one is reported as
+//! always), takes the row-by-row path. Both give the same bits (tested).
 
 use std::sync::{Arc, LazyLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
