@@ -913,15 +913,16 @@ fn lifetime(
     };
     // the common case, a batch of customers under one BG/NBD-family model (scalar models and
     // options) with no NULL, goes through the columns at once (see `lifetime_columns`)
-    if all_scalar && rows > 0 && nums.iter().all(|c| !c.scalar && c.values.null_count() == 0) {
-        if let Ok(Some(s)) = setup(0)
-            && let Some(curve) = s.curve
-            && let Ok(sp) = spend_params(name, &spend_models, 0)
-        {
-            let columns = [0, 1, 2, 3].map(|k| nums[k].values.values().as_ref());
-            if let Some(values) = lifetime_columns(name, &s.p, curve, &sp, columns, cache)? {
-                return Ok(values);
-            }
+    if all_scalar
+        && rows > 0
+        && nums.iter().all(|c| !c.scalar && c.values.null_count() == 0)
+        && let Ok(Some(s)) = setup(0)
+        && let Some(curve) = s.curve
+        && let Ok(sp) = spend_params(name, &spend_models, 0)
+    {
+        let columns = [0, 1, 2, 3].map(|k| nums[k].values.values().as_ref());
+        if let Some(values) = lifetime_columns(name, &s.p, curve, &sp, columns, cache)? {
+            return Ok(values);
         }
     }
     let mut out = Vec::with_capacity(rows);
@@ -1553,8 +1554,7 @@ mod tests {
                 }
                 // within rounding of the model's own powf form
                 let p = params.map(|(_, v)| v);
-                for i in 0..n as usize {
-                    let [x, tx, t] = [cols[0][i], cols[1][i], cols[2][i]];
+                for ((&x, &tx), &t) in cols[0].iter().zip(&cols[1]).zip(&cols[2]) {
                     let mbg = tag == "mbgnbd";
                     let pow = |rest: f64| (p[2] / rest) * ((p[1] + t) / (p[1] + tx)).powf(p[0] + x);
                     let want = match (mbg, x > 0.0) {
