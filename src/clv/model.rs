@@ -1781,14 +1781,21 @@ pub fn bg_family_denominator(mbg: bool, p: &[f64; 4], x: f64, tx: f64, t: f64) -
 
 /// [`bg_family_denominator`] from `ln_tx` = ln(α + t_x) and `ln_t` = ln(α + T): the odds
 /// carry ((α+T)/(α+t_x))^(r+x) as exp((r+x)·(ln_t − ln_tx)), so a caller with many customers
-/// of whole-period times looks the logarithms up in a table of the ages present (one `exp` a
+/// of whole-period times looks the logarithms up in a table of whole periods (one `exp` a
 /// customer instead of a `powf`) and gets the same bits as this function's own logarithms.
 /// Relative to `powf` of the ratio the power is off by at most about (r+x)·ln(α+T) units in
-/// the last place (2e-13 for x = 300 at a thousand-day age), far below the fits' precision.
+/// the last place (under 5e-13 for x = 300 at a thousand-day age), far below the fits'
+/// precision. An exponent r + x of 0 gives the power 1, as `powf` does, whatever the ratio
+/// (also 0/0 or ∞: α = 0 with t_x = 0).
 #[inline]
 pub fn bg_family_denominator_ln(mbg: bool, p: &[f64; 4], x: f64, ln_tx: f64, ln_t: f64) -> f64 {
     let [r, _, a, b] = *p;
-    let odds = |rest: f64| (a / rest) * ((r + x) * (ln_t - ln_tx)).exp();
+    let power = if r + x == 0.0 {
+        1.0
+    } else {
+        ((r + x) * (ln_t - ln_tx)).exp()
+    };
+    let odds = |rest: f64| (a / rest) * power;
     if mbg {
         1.0 + odds(b + x)
     } else if x > 0.0 {

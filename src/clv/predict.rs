@@ -8,9 +8,11 @@
 //! model and option a scalar (one BG/NBD-family model for all rows) and customer columns free
 //! of NULLs, goes through the columns
 //! in a few passes ([`curve_columns`]: validity, denominators with ln(α + time) from a table
-//! of the whole-period ages, the cached curve values, the values) instead of row by row;
-//! every other batch, and any batch with a bad row (so that the first one is reported as
-//! always), takes the row-by-row path. Both give the same bits (tested).
+//! of whole periods, the cached curve values, the values) instead of row by row. It needs
+//! the customer arguments to be columns and the models, horizon and options to be valid;
+//! every other batch, and any batch with an invalid customer (so that the first one is
+//! reported as always), takes the row-by-row path. Both give the same bits and the same
+//! errors, a value that is not finite included (tested).
 
 use std::sync::{Arc, LazyLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -410,8 +412,8 @@ impl Models {
     }
 }
 
-/// Whether (x, t_x, T) is a customer the models take (see [`check_customer`]); without
-/// branches, for the column pass of [`lifetime_columns`].
+/// Whether (x, t_x, T) is a customer the models take: [`check_customer`]'s test, without
+/// branches (the column passes test whole columns with it, see [`valid_customers`]).
 #[inline]
 fn valid_customer(x: f64, tx: f64, t: f64) -> bool {
     // (comparisons with NaN are false, so NaN fails `x >= 0.0` and the others)
@@ -964,15 +966,16 @@ fn lifetime(
     Ok(Float64Array::from(out))
 }
 
-/// Times below which [`curve_columns`] looks ln(α + time) up in a table of whole periods
-/// (above it, or for fractional times, it takes the logarithms row by row).
+/// Times below which [`curve_columns`] may look ln(α + time) up in a table of whole periods.
 const LN_TABLE_TIMES: f64 = (1u32 << 20) as f64;
 
 /// The column passes' common part ([`lifetime_columns`], [`expected_columns`]): for valid
 /// customers (x, t_x, T) under the BG/NBD-family model `p` of `curve`, each row's curve value
-/// (from the cache or computed, [`curve_values`]) and denominator. ln(α + time) comes from a
-/// table of the whole-period times present (see [`model::bg_family_denominator_ln`]), so the
-/// values are bit for bit the row-by-row path's.
+/// (from the cache or computed, [`curve_values`]) and denominator. When every time of the
+/// batch is a whole number and the largest T is below [`LN_TABLE_TIMES`] and twice the rows
+/// (so the table costs fewer logarithms than the rows would), ln(α + k) is tabled for every
+/// k in 0..=max T; otherwise each row takes its own two logarithms. Either way the values
+/// are bit for bit the row-by-row path's (see [`model::bg_family_denominator_ln`]).
 fn curve_columns(
     p: &[f64; 4],
     curve: Curve,
@@ -984,7 +987,7 @@ fn curve_columns(
     let whole = txs.iter().chain(ts).all(|&v| super::real::is_whole(v));
     let top = ts.iter().fold(0.0f64, |m, &t| m.max(t));
     let alpha = p[1];
-    let denominators: Vec<f64> = if whole && top < LN_TABLE_TIMES && top <= (4 * n + 1024) as f64 {
+    let denominators: Vec<f64> = if whole && top < LN_TABLE_TIMES && top < (2 * n) as f64 {
         // the times are whole numbers in 0..=top: their logarithms once each
         let ln_at: Vec<f64> = (0..=top as usize)
             .map(|k| (alpha + k as f64).ln())
@@ -1484,10 +1487,11 @@ mod tests {
         }
     }
 
-    /// The column pass of `customer_lifetime_value` (scalar models, no NULLs) gives the row
-    /// by row path's values bit for bit, with whole-period times (the logarithm table) and
-    /// fractional ones, for BG/NBD and MBG/NBD; and a batch with a bad row is the row by row
-    /// path's error.
+    /// The column passes of `customer_lifetime_value` and the expected purchases (scalar
+    /// models, no NULLs) give the row by row path's values bit for bit, with whole-period
+    /// times (the logarithm table), fractional ones and large ones, for BG/NBD and MBG/NBD;
+    /// a batch with an invalid customer or spend is left to the row by row path (its error),
+    /// and a value that is not finite is the row by row path's error.
     #[test]
     fn column_pass_equals_the_row_by_row_path() {
         let gg = [("p", 6.25), ("q", 3.74), ("v", 15.44)];
@@ -1506,20 +1510,27 @@ mod tests {
                 [("r", 0.525), ("alpha", 6.183), ("a", 0.891), ("b", 1.614)],
             ),
         ] {
-            for fractional in [false, true] {
+            // whole times (the table), fractional T, fractional t_x, whole times too large
+            // for a table of 500 rows
+            for times in ["whole", "fractional T", "fractional t_x", "large"] {
                 let n = 500;
                 let mut cols = [vec![], vec![], vec![], vec![]];
                 for i in 0..n {
                     let x = f64::from(i % 9);
                     let mut t = 30.0 + f64::from(i % 211);
-                    if fractional {
-                        t += 0.25;
+                    match times {
+                        "fractional T" => t += 0.25,
+                        "large" => t += 2000.0,
+                        _ => {}
                     }
-                    let tx = if x == 0.0 {
+                    let mut tx = if x == 0.0 {
                         0.0
                     } else {
                         (t * f64::from(i % 5) / 5.0).floor()
                     };
+                    if times == "fractional t_x" && x > 0.0 {
+                        tx += 0.5;
+                    }
                     for (c, v) in cols.iter_mut().zip([x, tx, t, 10.0 + f64::from(i % 13)]) {
                         c.push(v);
                     }
@@ -1541,11 +1552,18 @@ mod tests {
                 assert_eq!(columns.null_count(), 0);
                 let bits =
                     |a: &Float64Array| a.values().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                assert_eq!(
-                    bits(&columns),
-                    bits(&rows),
-                    "{tag}, fractional {fractional}"
-                );
+                assert_eq!(bits(&columns), bits(&rows), "{tag}, {times} times");
+                // (and the column pass did run: called directly, it gives these values)
+                let kind = ModelKind::from_tag(tag).unwrap();
+                let p = params.map(|(_, v)| v);
+                let step = Period::parse("day").unwrap().per_month(30.0);
+                let clv_curve = Curve::new(kind, &p, step, 12, Some(0.01));
+                let gg_p = gg.map(|(_, v)| v);
+                fn all(c: &[Vec<f64>; 4]) -> [&[f64]; 4] {
+                    std::array::from_fn(|k| &c[k][..])
+                }
+                let direct = lifetime_columns("clv", &p, clv_curve, &gg_p, all(&cols), &never);
+                assert_eq!(bits(&direct.unwrap().unwrap()), bits(&rows));
                 // and the same values through the cache
                 let cache = CurveCache::default();
                 for _ in 0..2 {
@@ -1553,7 +1571,6 @@ mod tests {
                     assert_eq!(bits(&cached), bits(&rows));
                 }
                 // within rounding of the model's own powf form
-                let p = params.map(|(_, v)| v);
                 for ((&x, &tx), &t) in cols[0].iter().zip(&cols[1]).zip(&cols[2]) {
                     let mbg = tag == "mbgnbd";
                     let pow = |rest: f64| (p[2] / rest) * ((p[1] + t) / (p[1] + tx)).powf(p[0] + x);
@@ -1567,8 +1584,6 @@ mod tests {
                 }
                 // the expected purchases' column pass: each value the curve's over the
                 // denominator, bit for bit
-                let kind = ModelKind::from_tag(tag).unwrap();
-                let p = params.map(|(_, v)| v);
                 let curve = Curve::new(kind, &p, 39.0, 1, None);
                 let [xs, txs, ts] = [&cols[0][..], &cols[1][..], &cols[2][..]];
                 let expected = expected_columns("e", &p, curve, [xs, txs, ts], &never)
@@ -1593,6 +1608,48 @@ mod tests {
                     none.is_none(),
                     "a bad row leaves the batch to the row by row path"
                 );
+                let none = lifetime_columns("clv", &p, clv_curve, &gg_p, all(&bad), &never);
+                assert!(none.unwrap().is_none());
+                // a spend the Gamma-Gamma model rejects (NaN): left to the row by row path too
+                let mut bad = cols.clone();
+                bad[3][7] = f64::NAN;
+                let none = lifetime_columns("clv", &p, clv_curve, &gg_p, all(&bad), &never);
+                assert!(none.unwrap().is_none());
+                let e = lifetime("clv", &args(true, &bad), n as usize, &never).unwrap_err();
+                let e2 = lifetime("clv", &args(false, &bad), n as usize, &never).unwrap_err();
+                assert_eq!(e.strip_backtrace(), e2.strip_backtrace());
+                // valid customers whose value overflows (over 240 months, rows whose value is
+                // several times their spend, given a spend of ±f64::MAX, the earlier one
+                // negative): the column pass's own error, the row by row path's
+                if times != "whole" {
+                    continue;
+                }
+                let cache = CurveCache::default();
+                let months =
+                    ColumnarValue::Scalar(datafusion::common::ScalarValue::Float64(Some(240.0)));
+                let long = |scalar: bool, cols: &[Vec<f64>; 4]| {
+                    let mut a = args(scalar, cols);
+                    a.push(months.clone());
+                    a
+                };
+                let values = lifetime("clv", &long(false, &cols), n as usize, &cache).unwrap();
+                let mut by_ratio: Vec<usize> = (0..n as usize).collect();
+                let ratio = |k: usize| values.value(k) / cols[3][k];
+                by_ratio.sort_by(|&i, &j| ratio(j).total_cmp(&ratio(i)));
+                let (first, second) = (by_ratio[0].min(by_ratio[1]), by_ratio[0].max(by_ratio[1]));
+                assert!(ratio(first) > 1.5 && ratio(second) > 1.5);
+                let mut huge = cols.clone();
+                huge[3][first] = -f64::MAX;
+                huge[3][second] = f64::MAX;
+                let long_curve = Curve::new(kind, &p, step, 240, Some(0.01));
+                let e = lifetime_columns("clv", &p, long_curve, &gg_p, all(&huge), &cache)
+                    .unwrap_err()
+                    .strip_backtrace();
+                let e2 = lifetime("clv", &long(false, &huge), n as usize, &cache).unwrap_err();
+                assert_eq!(e, e2.strip_backtrace());
+                let e3 = lifetime("clv", &long(true, &huge), n as usize, &cache).unwrap_err();
+                assert_eq!(e, e3.strip_backtrace());
+                assert!(e.contains("the lifetime value is not finite (-inf)"), "{e}");
             }
         }
     }
