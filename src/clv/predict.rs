@@ -6,13 +6,12 @@
 //!
 //! The common case of a batch, `*_expected_purchases` or `customer_lifetime_value` with every
 //! model and option a scalar (one BG/NBD-family model for all rows) and customer columns free
-//! of NULLs, goes through the columns
-//! in a few passes ([`curve_columns`]: validity, denominators with ln(α + time) from a table
-//! of whole periods, the cached curve values, the values) instead of row by row. It needs
-//! the customer arguments to be columns and the models, horizon and options to be valid;
-//! every other batch, and any batch with an invalid customer (so that the first one is
-//! reported as always), takes the row-by-row path. Both give the same bits and the same
-//! errors, a value that is not finite included (tested).
+//! of NULLs, goes through the columns in a few passes ([`curve_columns`]: validity,
+//! denominators with ln(α + time) from a table of whole periods, the cached curve values, the
+//! values) instead of row by row. It needs the customer arguments to be columns and the
+//! models, horizon and options to be valid; every other batch, and any batch with an invalid
+//! customer (so that the first one is reported as always), takes the row-by-row path. Both
+//! give the same bits and the same errors, a value that is not finite included (tested).
 
 use std::sync::{Arc, LazyLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -516,26 +515,11 @@ fn curve_values(
     {
         let cached = cache.read();
         let maps: Vec<_> = curves.iter().map(|c| cached.by_curve.get(c)).collect();
-        if let [map] = maps[..] {
-            // one curve (the common case): no per-row indirection
-            match map {
-                Some(map) => {
-                    for (j, v) in values.iter_mut().enumerate() {
-                        match map.get(&key(j).1) {
-                            Some(&c) => *v = c,
-                            None => missing.push(j),
-                        }
-                    }
-                }
-                None => missing.extend(0..n),
-            }
-        } else {
-            for (j, v) in values.iter_mut().enumerate() {
-                let (curve, customer) = key(j);
-                match maps[curve].and_then(|m| m.get(&customer)) {
-                    Some(&c) => *v = c,
-                    None => missing.push(j),
-                }
+        for (j, v) in values.iter_mut().enumerate() {
+            let (curve, customer) = key(j);
+            match maps[curve].and_then(|m| m.get(&customer)) {
+                Some(&c) => *v = c,
+                None => missing.push(j),
             }
         }
     }
@@ -1039,7 +1023,7 @@ fn lifetime_columns(
     cache: &CurveCache,
 ) -> Result<Option<Float64Array>> {
     let mut valid = valid_customers([xs, txs, ts]);
-    let spends: Vec<f64> = xs
+    let mut values: Vec<f64> = xs
         .iter()
         .zip(ms)
         .map(|(&x, &m)| {
@@ -1053,9 +1037,10 @@ fn lifetime_columns(
     }
     let (increments, denominators) = curve_columns(p, curve, [xs, txs, ts], cache);
     // the expected purchases are the curve over the denominator, so are their increments
-    let values = (0..xs.len())
-        .map(|i| spends[i] * increments[i] / denominators[i])
-        .collect();
+    // (the expected spends become the values in place)
+    for ((v, inc), den) in values.iter_mut().zip(&increments).zip(&denominators) {
+        *v = *v * inc / den;
+    }
     finite_column(name, values, "the lifetime value").map(Some)
 }
 
@@ -1072,12 +1057,10 @@ fn expected_columns(
     if !valid_customers(columns) {
         return Ok(None);
     }
-    let (curves, denominators) = curve_columns(p, curve, columns, cache);
-    let values = curves
-        .iter()
-        .zip(&denominators)
-        .map(|(c, d)| c / d)
-        .collect();
+    let (mut values, denominators) = curve_columns(p, curve, columns, cache);
+    for (v, d) in values.iter_mut().zip(&denominators) {
+        *v /= d;
+    }
     finite_column(name, values, "the expected number of purchases").map(Some)
 }
 
