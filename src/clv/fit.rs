@@ -547,7 +547,15 @@ impl FitAccumulator {
                     debug_assert!(rows.is_sorted_by(|a, b| (a.x, a.m) <= (b.x, b.m)));
                     outcome(model::fit_gamma_gamma(&rows, opts))
                 }
-                Patterns::Purchase(h) => {
+                Patterns::Purchase(h) => 'purchase: {
+                    // BG/NBD on whole-period patterns: the fit reads only the time table,
+                    // merged straight from the packed keys
+                    if kind == ModelKind::BgNbd
+                        && let Some(times) = h.whole_times()
+                    {
+                        distinct = times.len();
+                        break 'purchase outcome(model::fit_bgnbd_times(times, opts));
+                    }
                     let rows = h.collect(|[x, tx, t], w| Pattern { x, tx, t, w });
                     distinct = rows.len();
                     // the histogram gives its patterns in the canonical order

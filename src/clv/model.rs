@@ -197,7 +197,7 @@ fn runs_by_x<T>(rows: &[T], x: impl Fn(&T) -> f64) -> impl Iterator<Item = &[T]>
 /// the hand-written gradients read 16 bytes a row (weight and two time indexes) and find no
 /// run boundaries at each evaluation: a quarter to a third less time per evaluation than
 /// reading the rows themselves (standalone harness, 680k patterns).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Times {
     values: Vec<f64>,
     tx: Vec<u32>,
@@ -324,6 +324,153 @@ impl Times {
     fn ln_plus<R: Real>(&self, alpha: R) -> Vec<R> {
         self.values.iter().map(|&v| (alpha + v).ln()).collect()
     }
+
+    /// Patterns indexed: the rows' number.
+    pub fn len(&self) -> usize {
+        self.w.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.w.is_empty()
+    }
+
+    /// The patterns (x, t_x, T) with their counts, in order.
+    fn patterns(&self) -> impl Iterator<Item = Pattern> + '_ {
+        self.runs.iter().flat_map(move |run| {
+            (run.start..run.end).map(move |i| Pattern {
+                x: run.x,
+                tx: self.values[self.tx[i] as usize],
+                t: self.values[self.t[i] as usize],
+                w: self.w[i],
+            })
+        })
+    }
+}
+
+/// Whole-period patterns appended in the canonical (x, t_x, T) order, as a packed histogram's
+/// merge gives them: the columns of a [`Times`] before its times are ranked. A BG/NBD fit
+/// takes its full data this way, without the 32-byte rows (see [`fit_bgnbd_times`]).
+#[derive(Debug, Default)]
+pub struct WholeTimes {
+    tx: Vec<u32>,
+    t: Vec<u32>,
+    w: Vec<f64>,
+    runs: Vec<XRun>,
+    /// The largest time (T, or t_x of an invalid pattern).
+    max_time: u32,
+}
+
+impl WholeTimes {
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            tx: Vec::with_capacity(n),
+            t: Vec::with_capacity(n),
+            w: Vec::with_capacity(n),
+            runs: Vec::new(),
+            max_time: 0,
+        }
+    }
+
+    /// Append pattern (x, t_x, T) with count `w`, after every pattern it follows in the
+    /// canonical order.
+    #[inline]
+    pub fn push(&mut self, x: u32, tx: u32, t: u32, w: f64) {
+        let x = f64::from(x);
+        let i = self.w.len();
+        match self.runs.last_mut() {
+            Some(run) if run.x == x => run.end = i + 1,
+            _ => self.runs.push(XRun {
+                x,
+                start: i,
+                end: i + 1,
+            }),
+        }
+        self.tx.push(tx);
+        self.t.push(t);
+        self.w.push(w);
+        self.max_time = self.max_time.max(tx.max(t));
+    }
+
+    /// Make room for `additional` more patterns, and touch it (so its first-touch page
+    /// faults are taken here, e.g. while another thread still merges what comes next).
+    pub fn reserve_touched(&mut self, additional: usize) {
+        let n = self.w.len();
+        self.tx.resize(n + additional, 0);
+        self.t.resize(n + additional, 0);
+        self.w.resize(n + additional, 0.0);
+        self.tx.truncate(n);
+        self.t.truncate(n);
+        self.w.truncate(n);
+    }
+
+    /// Append `next`, whose patterns follow these (a run of equal x continues across).
+    pub fn append(&mut self, next: WholeTimes) {
+        let offset = self.w.len();
+        let mut runs = next
+            .runs
+            .into_iter()
+            .map(|r| XRun {
+                x: r.x,
+                start: r.start + offset,
+                end: r.end + offset,
+            })
+            .peekable();
+        if let Some(last) = self.runs.last_mut()
+            && let Some(first) = runs.next_if(|first| first.x == last.x)
+        {
+            last.end = first.end;
+        }
+        self.runs.extend(runs);
+        self.tx.extend_from_slice(&next.tx);
+        self.t.extend_from_slice(&next.t);
+        self.w.extend_from_slice(&next.w);
+        self.max_time = self.max_time.max(next.max_time);
+    }
+
+    /// The time table: the times ranked among the distinct ones (what [`Times::new`] makes
+    /// of the same patterns, bit for bit).
+    pub fn finish(self) -> Times {
+        let Self {
+            mut tx,
+            mut t,
+            w,
+            runs,
+            max_time,
+        } = self;
+        let mut values = Vec::new();
+        // a table of the times present, as `Times::whole_numbers`; a few customers with huge
+        // times (a table far larger than the rows) sort the distinct times instead
+        if (max_time as usize) <= 16 * w.len() + 1024 {
+            let mut rank = vec![u32::MAX; max_time as usize + 1];
+            for &i in tx.iter().chain(&t) {
+                rank[i as usize] = 0;
+            }
+            for (v, slot) in rank.iter_mut().enumerate() {
+                if *slot == 0 {
+                    *slot = values.len() as u32;
+                    values.push(v as f64);
+                }
+            }
+            for i in tx.iter_mut().chain(t.iter_mut()) {
+                *i = rank[*i as usize];
+            }
+        } else {
+            let mut distinct: Vec<u32> = tx.iter().chain(&t).copied().collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            for i in tx.iter_mut().chain(t.iter_mut()) {
+                *i = distinct.partition_point(|&v| v < *i) as u32;
+            }
+            values = distinct.into_iter().map(f64::from).collect();
+        }
+        Times {
+            values,
+            tx,
+            t,
+            w,
+            runs,
+        }
+    }
 }
 
 /// Total BG/NBD log-likelihood, parameters (r, α, a, b); rows sorted by x.
@@ -390,8 +537,8 @@ fn bgnbd_ll_rows<R: Real>(
 /// ℓ = −(r+x) L_T + softplus(d), d = ln a − ln(b+x−1) + (r+x)(L_T − L_tx), and
 /// ∂ℓ/∂r = −L_T + σ(d)(L_T − L_tx), ∂ℓ/∂α = (r+x)(σ(d)(I_T − I_tx) − I_T),
 /// ∂ℓ/∂a = σ(d)/a, ∂ℓ/∂b = −σ(d)/(b+x−1); x = 0 rows have ℓ = −r L_T.
-pub fn bgnbd_ll_gradient(p: &[f64; 4], rows: &[Pattern], times: &Times) -> (f64, [f64; 4]) {
-    let c = bgnbd_ll_curvature::<false>(p, rows, times);
+pub fn bgnbd_ll_gradient(p: &[f64; 4], times: &Times) -> (f64, [f64; 4]) {
+    let c = bgnbd_ll_curvature::<false>(p, times);
     (c.v, c.g)
 }
 
@@ -404,12 +551,8 @@ pub fn bgnbd_ll_gradient(p: &[f64; 4], rows: &[Pattern], times: &Times) -> (f64,
 /// ∂²/∂α∂a = (r+x) s ΔI / a, ∂²/∂α∂b = −c (r+x) s ΔI, ∂²/∂a² = (s − σ) / a²,
 /// ∂²/∂a∂b = −c s / a, ∂²/∂b² = c² (s + σ); an x = 0 row has only ∂²/∂r∂α = −I_T and
 /// ∂²/∂α² = r I_T².
-pub fn bgnbd_ll_gradient_hessian(
-    p: &[f64; 4],
-    rows: &[Pattern],
-    times: &Times,
-) -> (f64, [f64; 4], [[f64; 4]; 4]) {
-    let c = bgnbd_ll_curvature::<true>(p, rows, times);
+pub fn bgnbd_ll_gradient_hessian(p: &[f64; 4], times: &Times) -> (f64, [f64; 4], [[f64; 4]; 4]) {
+    let c = bgnbd_ll_curvature::<true>(p, times);
     (c.v, c.g, c.h)
 }
 
@@ -440,12 +583,7 @@ impl<const N: usize> std::ops::Add for Curvature<N> {
     }
 }
 
-fn bgnbd_ll_curvature<const HESSIAN: bool>(
-    p: &[f64; 4],
-    rows: &[Pattern],
-    times: &Times,
-) -> Curvature<4> {
-    debug_assert_eq!(rows.len(), times.w.len());
+fn bgnbd_ll_curvature<const HESSIAN: bool>(p: &[f64; 4], times: &Times) -> Curvature<4> {
     let ln_at: Vec<f64> = times.values.iter().map(|&v| (p[1] + v).ln()).collect();
     let inv_at: Vec<f64> = times.values.iter().map(|&v| 1.0 / (p[1] + v)).collect();
     chunked_fold(times.w.len(), Curvature::ZERO, |range| {
@@ -1071,31 +1209,67 @@ pub fn coarse_levels<T: Copy>(
     weight: impl Fn(&T) -> f64,
     with_weight: impl Fn(T, f64) -> T,
 ) -> Vec<Vec<T>> {
+    let first = coarser_level(
+        rows.len(),
+        || rows.iter().map(|r| (*r, weight(r))),
+        min_rows,
+        &with_weight,
+    );
+    coarse_levels_from(first, min_rows, weight, with_weight)
+}
+
+/// The coarse levels that start with `first` (the coarsest last), each sampled from the
+/// one before as [`coarse_levels`] does.
+fn coarse_levels_from<T: Copy>(
+    first: Option<Vec<T>>,
+    min_rows: usize,
+    weight: impl Fn(&T) -> f64,
+    with_weight: impl Fn(T, f64) -> T,
+) -> Vec<Vec<T>> {
     let mut levels: Vec<Vec<T>> = Vec::new();
-    loop {
-        let finer: &[T] = levels.last().map_or(rows, |l| l.as_slice());
-        let keep = finer.len() / LEVEL_FACTOR;
-        if keep < min_rows {
-            return levels;
-        }
-        let total: f64 = finer.iter().map(&weight).sum();
-        let step = total / keep as f64;
-        let mut level = Vec::with_capacity(keep + 1);
-        let (mut running, mut taken) = (0.0, 0.0);
-        for row in finer {
-            running += weight(row);
-            // crossings of step/2, 3·step/2, ... (centred systematic sampling); the floor (of
-            // a non-negative number: the truncating conversion, not a libm call) only for the
-            // one row in LEVEL_FACTOR that crosses
-            let crossing = (running / step) + 0.5;
-            if crossing >= taken + 1.0 {
-                let crossed = crossing as i64 as f64;
-                level.push(with_weight(*row, (crossed - taken) * step));
-                taken = crossed;
-            }
-        }
+    let mut next = first;
+    while let Some(level) = next {
+        next = coarser_level(
+            level.len(),
+            || level.iter().map(|r| (*r, weight(r))),
+            min_rows,
+            &with_weight,
+        );
         levels.push(level);
     }
+    levels
+}
+
+/// One coarse level sampled from a finer one of `len` rows, given as (row, weight) by
+/// `finer()` (called twice: for the total, then to sample); `None` when it would keep fewer
+/// than `min_rows`.
+fn coarser_level<T: Copy, I: Iterator<Item = (T, f64)>>(
+    len: usize,
+    finer: impl Fn() -> I,
+    min_rows: usize,
+    with_weight: impl Fn(T, f64) -> T,
+) -> Option<Vec<T>> {
+    let keep = len / LEVEL_FACTOR;
+    if keep < min_rows {
+        return None;
+    }
+    let total: f64 = finer().map(|(_, w)| w).sum();
+    let step = total / keep as f64;
+    let mut level = Vec::with_capacity(keep + 1);
+    let (mut running, mut taken) = (0.0, 0.0);
+    for (row, w) in finer() {
+        running += w;
+        // crossings of step/2, 3·step/2, ... (centred systematic sampling); the floor (of a
+        // non-negative number: the truncating conversion, not a libm call) only for the one
+        // row in LEVEL_FACTOR that crosses
+        let crossing = (running / step) + 0.5;
+        if crossing >= taken + 1.0 {
+            let crossed = crossing as i64 as f64;
+            level.push(with_weight(row, (crossed - taken) * step));
+            taken = crossed;
+        }
+    }
+    Some(level)
 }
 
 /// Maximise a total log-likelihood over positive parameters by BFGS on their logarithms,
@@ -1508,6 +1682,11 @@ fn identified(mut fit: Fit<4>, rows: &[Pattern]) -> Fit<4> {
     fit
 }
 
+/// The patterns of a time table with repeat purchases.
+fn any_repeat(times: &Times) -> bool {
+    times.runs.iter().any(|r| r.x > 0.0)
+}
+
 /// A purchase model's data at each level of a coarse-to-fine fit (see [`fit_levels`]).
 struct PatternLevels<'a> {
     full: &'a [Pattern],
@@ -1551,6 +1730,28 @@ impl<'a> PatternLevels<'a> {
         levels
     }
 
+    /// The levels of patterns given by their time table alone (no rows): level 0 is read
+    /// through `full_times` only, so its rows are not kept.
+    fn of_times(full_times: Times) -> PatternLevels<'static> {
+        let first = coarser_level(
+            full_times.len(),
+            || full_times.patterns().map(|r| (r, r.w)),
+            LEVEL_MIN_ROWS,
+            |r, w| Pattern { w, ..r },
+        );
+        let coarse = coarse_levels_from(first, LEVEL_MIN_ROWS, |r| r.w, |r, w| Pattern { w, ..r });
+        let times: Vec<Times> = std::iter::once(full_times)
+            .chain(coarse.iter().map(|level| Times::new(level)))
+            .collect();
+        let customers = times.iter().map(|t| t.w.iter().sum()).collect();
+        PatternLevels {
+            full: &[],
+            coarse,
+            times,
+            customers,
+        }
+    }
+
     fn rows(&self, level: usize) -> &[Pattern] {
         level_rows(self.full, &self.coarse, level)
     }
@@ -1564,27 +1765,41 @@ fn level_rows<'a, T>(full: &'a [T], coarse: &'a [Vec<T>], level: usize) -> &'a [
 /// Starting point and fit of BG/NBD (r, α, a, b).
 pub fn fit_bgnbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
     let (_, start) = start_rate(rows);
-    let levels = PatternLevels::new(rows, true);
+    identified(
+        fit_bgnbd_levels(&PatternLevels::new(rows, true), start, opts),
+        rows,
+    )
+}
+
+/// [`fit_bgnbd`] of the patterns of a time table (made by [`WholeTimes`] straight from a
+/// packed histogram, without the rows): the same start, levels and fit, bit for bit.
+pub fn fit_bgnbd_times(times: Times, opts: FitOptions) -> Fit<4> {
+    let (_, start) = start_rate_of(times.patterns());
+    let repeat = any_repeat(&times);
+    let mut fit = fit_bgnbd_levels(&PatternLevels::of_times(times), start, opts);
+    fit.converged &= repeat;
+    fit
+}
+
+/// BG/NBD fitted coarse to fine with Newton steps on the full data (the times of level 0).
+fn fit_bgnbd_levels(levels: &PatternLevels, start: [f64; 2], opts: FitOptions) -> Fit<4> {
     let full = |p: &[f64; 4], hessian: bool| {
         if hessian {
-            bgnbd_ll_gradient_hessian(p, rows, &levels.times[0])
+            bgnbd_ll_gradient_hessian(p, &levels.times[0])
         } else {
-            let (v, g) = bgnbd_ll_gradient(p, rows, &levels.times[0]);
+            let (v, g) = bgnbd_ll_gradient(p, &levels.times[0]);
             (v, g, [[0.0; 4]; 4])
         }
     };
-    identified(
-        fit_levels_newton(
-            |p, l| {
-                let (v, g) = bgnbd_ll_gradient(&p.map(|d| d.v), levels.rows(l), &levels.times[l]);
-                with_gradient(p, v, g)
-            },
-            Some(&full),
-            &levels.customers,
-            [start[0], start[1], 1.0, 1.0],
-            opts,
-        ),
-        rows,
+    fit_levels_newton(
+        |p, l| {
+            let (v, g) = bgnbd_ll_gradient(&p.map(|d| d.v), &levels.times[l]);
+            with_gradient(p, v, g)
+        },
+        Some(&full),
+        &levels.customers,
+        [start[0], start[1], 1.0, 1.0],
+        opts,
     )
 }
 
@@ -1655,6 +1870,11 @@ pub fn fit_gamma_gamma(rows: &[Spend], opts: FitOptions) -> Fit<3> {
 
 /// Customers, and a start (r = 1, α = r · mean T / mean x) for the purchase-rate gamma.
 fn start_rate(rows: &[Pattern]) -> (f64, [f64; 2]) {
+    start_rate_of(rows.iter().copied())
+}
+
+/// [`start_rate`] of patterns in order.
+fn start_rate_of(rows: impl Iterator<Item = Pattern>) -> (f64, [f64; 2]) {
     // one pass over the rows (each sum in row order, as three passes would add them)
     let (mut n, mut sum_x, mut sum_t) = (0.0, 0.0, 0.0);
     for r in rows {
@@ -2290,7 +2510,7 @@ mod tests {
                 &rows,
                 &times,
             );
-            let (v, g) = bgnbd_ll_gradient(&at, &rows, &times);
+            let (v, g) = bgnbd_ll_gradient(&at, &times);
             assert_same_gradient(&at, (v, g), &dual, [1e-12, 1e-9]);
             // as a Dual in log-parameter directions, like the fits use it
             let p: [Dual<4>; 4] = std::array::from_fn(|i| Dual::var(at[i], i, at[i]));
@@ -2306,16 +2526,16 @@ mod tests {
     /// near and far from a fit; its gradient and value are the gradient function's.
     #[test]
     fn bgnbd_hessian_equals_differences_of_the_gradient() {
-        let (rows, times) = bgnbd_gradient_data();
+        let (_, times) = bgnbd_gradient_data();
         for at in BGNBD_GRADIENT_POINTS {
-            let (v, g, h) = bgnbd_ll_gradient_hessian(&at, &rows, &times);
-            assert_eq!((v, g), bgnbd_ll_gradient(&at, &rows, &times));
+            let (v, g, h) = bgnbd_ll_gradient_hessian(&at, &times);
+            assert_eq!((v, g), bgnbd_ll_gradient(&at, &times));
             for j in 0..4 {
                 let step = 1e-6 * at[j];
                 let shifted = |sign: f64| {
                     let mut p = at;
                     p[j] += sign * step;
-                    bgnbd_ll_gradient(&p, &rows, &times).1
+                    bgnbd_ll_gradient(&p, &times).1
                 };
                 let (up, down) = (shifted(1.0), shifted(-1.0));
                 for i in 0..4 {
@@ -2343,7 +2563,7 @@ mod tests {
         let levels = PatternLevels::new(&rows, true);
         let bfgs_only = fit_levels(
             |p, l| {
-                let (v, g) = bgnbd_ll_gradient(&p.map(|d| d.v), levels.rows(l), &levels.times[l]);
+                let (v, g) = bgnbd_ll_gradient(&p.map(|d| d.v), &levels.times[l]);
                 with_gradient(p, v, g)
             },
             &levels.customers,
@@ -2359,6 +2579,60 @@ mod tests {
             (newton.log_likelihood - bfgs_only.log_likelihood).abs()
                 < 1e-10 * bfgs_only.log_likelihood.abs()
         );
+    }
+
+    /// Whole-period patterns pushed in order (in two parts appended, split anywhere: also
+    /// inside a run of equal x) make the time table `Times::new` makes of the rows, and the
+    /// BG/NBD fit of that table is the fit of the rows, bit for bit: on random data, with a
+    /// few huge times (the distinct times sorted rather than tabled), and without a repeat
+    /// purchase (not converged either way).
+    #[test]
+    fn fit_of_the_time_table_equals_the_fit_of_the_rows() {
+        let whole_times = |rows: &[Pattern], split: usize| {
+            let part = |rows: &[Pattern]| {
+                let mut part = WholeTimes::with_capacity(rows.len());
+                for r in rows {
+                    part.push(r.x as u32, r.tx as u32, r.t as u32, r.w);
+                }
+                part
+            };
+            let mut times = part(&rows[..split]);
+            times.reserve_touched(rows.len() - split);
+            times.append(part(&rows[split..]));
+            times.finish()
+        };
+        let random = random_patterns(60_000, 17);
+        let mut huge = random_patterns(3_000, 3);
+        huge.push(Pattern {
+            x: 40.0,
+            tx: 2_999_000.0,
+            t: 4_000_000.0,
+            w: 2.0,
+        });
+        let no_repeat: Vec<Pattern> = (0..5_000)
+            .map(|t| Pattern {
+                x: 0.0,
+                tx: 0.0,
+                t: f64::from(t + 1),
+                w: 1.0,
+            })
+            .collect();
+        let opts = FitOptions::default();
+        for (name, rows) in [("random", random), ("huge", huge), ("no repeat", no_repeat)] {
+            let n = rows.len();
+            // a split inside the run of the x at the middle row
+            let mid = n / 2;
+            assert_eq!(rows[mid - 1].x, rows[mid].x, "{name}");
+            let want = Times::new(&rows);
+            for split in [0, 1, mid, n - 1, n] {
+                let times = whole_times(&rows, split);
+                assert_eq!(times, want, "{name}, split at {split}");
+                assert_eq!(times.runs.len(), runs_by_x(&rows, |r| r.x).count());
+            }
+            let by_rows = fit_bgnbd(&rows, opts);
+            assert_eq!(fit_bgnbd_times(want, opts), by_rows, "{name}");
+            assert_eq!(by_rows.converged, name != "no repeat", "{name}");
+        }
     }
 
     /// Newton converges in one step on a convex quadratic, and stops as not converged (for
