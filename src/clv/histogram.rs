@@ -14,7 +14,8 @@
 //! holds at least as many keys as the merged part (and [`FIRST_COMPRESS`]), or there are more
 //! than [`MAX_RUNS`] runs, so the buffer holds at most about twice the distinct patterns.
 //! The fits do not merge into a histogram at all: they take the merged stream straight into
-//! their rows ([`Histogram::collect`], on two threads when large).
+//! their rows ([`Histogram::collect`], on two threads when large), or BG/NBD into the columns
+//! of the time table its likelihood reads ([`Histogram::whole_times`]), without the rows.
 //!
 //! The first key that does not pack moves everything to the general form: the bits of each
 //! number (non-negative numbers sort by their bits as by value) with a count, sorted whenever
