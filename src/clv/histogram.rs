@@ -48,6 +48,12 @@ const MAX_RUNS: usize = 8;
 /// Buffered rows from which the buffer grows four-fold (at most up to what it holds at the
 /// next merge) instead of doubling: each growth copies the rows into fresh pages.
 const GROW_AHEAD: usize = 1 << 16;
+/// Rows of a first batch from which the buffer starts with room for [`FIRST_BATCHES`] such
+/// batches instead of one: a batch this large is a large aggregation, and the doublings up to
+/// [`GROW_AHEAD`] would each copy the rows into fresh pages.
+const LARGE_BATCH: usize = 4096;
+/// Batches the first room of a large aggregation holds (see [`LARGE_BATCH`]).
+const FIRST_BATCHES: usize = 16;
 
 /// Bits of a non-negative number (+0.0 and −0.0 are the same pattern).
 pub fn canonical(v: f64) -> u64 {
@@ -553,13 +559,18 @@ impl<K: Key> Histogram<K> {
     /// up to what the buffer holds until the next merge (plus this batch), instead of doubling:
     /// fewer copies of the rows into fresh pages (the doublings' copies were an eighth of the
     /// fits' page faults on an 880k-customer summary), while the capacity, which
-    /// [`Self::size`] reports, stays within four times the keys held.
+    /// [`Self::size`] reports, stays within four times the keys held. An empty buffer given a
+    /// batch of [`LARGE_BATCH`] rows or more starts with room for [`FIRST_BATCHES`] of them
+    /// (at most up to the next merge): the capacity then stays within that or four times the
+    /// keys held.
     fn reserve_fresh(&mut self, additional: usize) {
         let (len, cap) = (self.fresh.len(), self.fresh.capacity());
         if len + additional <= cap {
             return;
         }
-        let wanted = if len + additional > GROW_AHEAD {
+        let wanted = if cap == 0 && additional >= LARGE_BATCH {
+            (FIRST_BATCHES * additional).min(self.merge_at() + additional)
+        } else if len + additional > GROW_AHEAD {
             (4 * len).min(self.merge_at()).max(len) + additional
         } else {
             (2 * cap).max(len + additional)
@@ -748,10 +759,22 @@ mod tests {
         small_of()
     }
 
-    /// Past [`GROW_AHEAD`] buffered keys the buffer grows four-fold, up to the next merge (no
-    /// copy per doubling), and the counts stay those of a sorted map.
+    /// A large first batch starts the buffer with room for [`FIRST_BATCHES`] of them; past
+    /// [`GROW_AHEAD`] buffered keys the buffer grows four-fold, up to the next merge (no copy
+    /// per doubling), and the counts stay those of a sorted map. Small batches double the
+    /// buffer from one batch.
     #[test]
     fn the_buffer_grows_to_the_next_merge_at_once() {
+        let mut small_batches = Histogram::default();
+        let mut small_capacities = vec![];
+        for i in 0..10 {
+            let column = vec![f64::from(i); 100];
+            assert!(small_batches.add_packed_rows(&column, &column, &column, |_, _, _| true));
+            small_capacities.push(small_batches.fresh.capacity());
+        }
+        small_capacities.dedup();
+        assert_eq!(small_capacities, [100, 200, 400, 800, 1600]);
+
         const BATCH: usize = 8192;
         let mut h = Histogram {
             first_compress: 3 * GROW_AHEAD,
@@ -774,21 +797,15 @@ mod tests {
             assert!(h.add_packed_rows(&column(0), &column(1), &column(2), |_, _, _| true));
             capacities.push(h.fresh.capacity());
         }
-        // until the merge (where the buffer becomes the keys): doubling from one batch up to
-        // GROW_AHEAD, then one step to the merge point plus a batch (under four times the
-        // keys held), where it stays
+        // until the merge (where the buffer becomes the keys): room for FIRST_BATCHES
+        // batches, then one step to the merge point plus a batch (under four times the keys
+        // held), where it stays
         let merged = capacities.windows(2).position(|w| w[1] < w[0]).unwrap() + 1;
         let mut before = capacities[..merged].to_vec();
         before.dedup();
         assert_eq!(
             before,
-            [
-                BATCH,
-                2 * BATCH,
-                4 * BATCH,
-                8 * BATCH,
-                3 * GROW_AHEAD + BATCH
-            ],
+            [FIRST_BATCHES * BATCH, 3 * GROW_AHEAD + BATCH],
             "{capacities:?}"
         );
         // the last batches went past the merge point: merged once, then buffered again

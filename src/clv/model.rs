@@ -334,16 +334,32 @@ impl Times {
         self.w.is_empty()
     }
 
-    /// The patterns (x, t_x, T) with their counts, in order.
-    fn patterns(&self) -> impl Iterator<Item = Pattern> + '_ {
-        self.runs.iter().flat_map(move |run| {
-            (run.start..run.end).map(move |i| Pattern {
-                x: run.x,
-                tx: self.values[self.tx[i] as usize],
-                t: self.values[self.t[i] as usize],
-                w: self.w[i],
-            })
-        })
+    /// Pattern `i` (x, t_x, T) with its count.
+    fn pattern(&self, i: usize) -> Pattern {
+        let run = self.runs.partition_point(|r| r.end <= i);
+        Pattern {
+            x: self.runs[run].x,
+            tx: self.values[self.tx[i] as usize],
+            t: self.values[self.t[i] as usize],
+            w: self.w[i],
+        }
+    }
+
+    /// [`start_rate`] of the patterns.
+    fn start_rate(&self) -> (f64, [f64; 2]) {
+        // the sums in row order, as `start_rate` adds them
+        let (mut n, mut sum_x, mut sum_t) = (0.0, 0.0, 0.0);
+        for run in &self.runs {
+            for (&w, &t) in self.w[run.start..run.end]
+                .iter()
+                .zip(&self.t[run.start..run.end])
+            {
+                n += w;
+                sum_x += run.x * w;
+                sum_t += self.values[t as usize] * w;
+            }
+        }
+        rate_start(n, sum_x, sum_t)
     }
 }
 
@@ -1211,7 +1227,8 @@ pub fn coarse_levels<T: Copy>(
 ) -> Vec<Vec<T>> {
     let first = coarser_level(
         rows.len(),
-        || rows.iter().map(|r| (*r, weight(r))),
+        || rows.iter().map(&weight),
+        |i| rows[i],
         min_rows,
         &with_weight,
     );
@@ -1231,7 +1248,8 @@ fn coarse_levels_from<T: Copy>(
     while let Some(level) = next {
         next = coarser_level(
             level.len(),
-            || level.iter().map(|r| (*r, weight(r))),
+            || level.iter().map(&weight),
+            |i| level[i],
             min_rows,
             &with_weight,
         );
@@ -1240,12 +1258,13 @@ fn coarse_levels_from<T: Copy>(
     levels
 }
 
-/// One coarse level sampled from a finer one of `len` rows, given as (row, weight) by
-/// `finer()` (called twice: for the total, then to sample); `None` when it would keep fewer
-/// than `min_rows`.
-fn coarser_level<T: Copy, I: Iterator<Item = (T, f64)>>(
+/// One coarse level sampled from a finer one of `len` rows: `weights()` gives their weights
+/// in order (called twice: for the total, then to sample), `row(i)` row `i` (called for the
+/// rows kept only); `None` when it would keep fewer than `min_rows`.
+fn coarser_level<T, W: Iterator<Item = f64>>(
     len: usize,
-    finer: impl Fn() -> I,
+    weights: impl Fn() -> W,
+    row: impl Fn(usize) -> T,
     min_rows: usize,
     with_weight: impl Fn(T, f64) -> T,
 ) -> Option<Vec<T>> {
@@ -1253,11 +1272,11 @@ fn coarser_level<T: Copy, I: Iterator<Item = (T, f64)>>(
     if keep < min_rows {
         return None;
     }
-    let total: f64 = finer().map(|(_, w)| w).sum();
+    let total: f64 = weights().sum();
     let step = total / keep as f64;
     let mut level = Vec::with_capacity(keep + 1);
     let (mut running, mut taken) = (0.0, 0.0);
-    for (row, w) in finer() {
+    for (i, w) in weights().enumerate() {
         running += w;
         // crossings of step/2, 3·step/2, ... (centred systematic sampling); the floor (of a
         // non-negative number: the truncating conversion, not a libm call) only for the one
@@ -1265,7 +1284,7 @@ fn coarser_level<T: Copy, I: Iterator<Item = (T, f64)>>(
         let crossing = (running / step) + 0.5;
         if crossing >= taken + 1.0 {
             let crossed = crossing as i64 as f64;
-            level.push(with_weight(row, (crossed - taken) * step));
+            level.push(with_weight(row(i), (crossed - taken) * step));
             taken = crossed;
         }
     }
@@ -1735,7 +1754,8 @@ impl<'a> PatternLevels<'a> {
     fn of_times(full_times: Times) -> PatternLevels<'static> {
         let first = coarser_level(
             full_times.len(),
-            || full_times.patterns().map(|r| (r, r.w)),
+            || full_times.w.iter().copied(),
+            |i| full_times.pattern(i),
             LEVEL_MIN_ROWS,
             |r, w| Pattern { w, ..r },
         );
@@ -1774,7 +1794,7 @@ pub fn fit_bgnbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
 /// [`fit_bgnbd`] of the patterns of a time table (made by [`WholeTimes`] straight from a
 /// packed histogram, without the rows): the same start, levels and fit, bit for bit.
 pub fn fit_bgnbd_times(times: Times, opts: FitOptions) -> Fit<4> {
-    let (_, start) = start_rate_of(times.patterns());
+    let (_, start) = times.start_rate();
     let repeat = any_repeat(&times);
     let mut fit = fit_bgnbd_levels(&PatternLevels::of_times(times), start, opts);
     fit.converged &= repeat;
@@ -1870,11 +1890,6 @@ pub fn fit_gamma_gamma(rows: &[Spend], opts: FitOptions) -> Fit<3> {
 
 /// Customers, and a start (r = 1, α = r · mean T / mean x) for the purchase-rate gamma.
 fn start_rate(rows: &[Pattern]) -> (f64, [f64; 2]) {
-    start_rate_of(rows.iter().copied())
-}
-
-/// [`start_rate`] of patterns in order.
-fn start_rate_of(rows: impl Iterator<Item = Pattern>) -> (f64, [f64; 2]) {
     // one pass over the rows (each sum in row order, as three passes would add them)
     let (mut n, mut sum_x, mut sum_t) = (0.0, 0.0, 0.0);
     for r in rows {
@@ -1882,6 +1897,11 @@ fn start_rate_of(rows: impl Iterator<Item = Pattern>) -> (f64, [f64; 2]) {
         sum_x += r.x * r.w;
         sum_t += r.t * r.w;
     }
+    rate_start(n, sum_x, sum_t)
+}
+
+/// [`start_rate`] of `n` customers with Σ x and Σ T.
+fn rate_start(n: f64, sum_x: f64, sum_t: f64) -> (f64, [f64; 2]) {
     let (mean_x, mean_t) = (sum_x / n, sum_t / n);
     (n, [1.0, (mean_t / mean_x.max(0.1)).max(1e-3)])
 }
