@@ -392,6 +392,10 @@ impl WholeTimes {
     #[inline]
     pub fn push(&mut self, x: u32, tx: u32, t: u32, w: f64) {
         let x = f64::from(x);
+        debug_assert!(
+            self.runs.last().is_none_or(|r| r.x <= x),
+            "patterns out of order"
+        );
         let i = self.w.len();
         match self.runs.last_mut() {
             Some(run) if run.x == x => run.end = i + 1,
@@ -421,6 +425,10 @@ impl WholeTimes {
 
     /// Append `next`, whose patterns follow these (a run of equal x continues across).
     pub fn append(&mut self, next: WholeTimes) {
+        debug_assert!(
+            !matches!((self.runs.last(), next.runs.first()), (Some(a), Some(b)) if a.x > b.x),
+            "patterns out of order"
+        );
         let offset = self.w.len();
         let mut runs = next
             .runs
@@ -1708,6 +1716,8 @@ fn any_repeat(times: &Times) -> bool {
 
 /// A purchase model's data at each level of a coarse-to-fine fit (see [`fit_levels`]).
 struct PatternLevels<'a> {
+    /// Level 0's rows; empty when the level is read through its time table only
+    /// ([`PatternLevels::of_times`], for BG/NBD, whose likelihood reads nothing else).
     full: &'a [Pattern],
     coarse: Vec<Vec<Pattern>>,
     times: Vec<Times>,
@@ -1773,6 +1783,12 @@ impl<'a> PatternLevels<'a> {
     }
 
     fn rows(&self, level: usize) -> &[Pattern] {
+        debug_assert!(
+            level > 0
+                || self.full.len() == self.times.first().map_or(0, Times::len)
+                || self.times.is_empty(),
+            "level 0 has no rows here (made from its time table)"
+        );
         level_rows(self.full, &self.coarse, level)
     }
 }
@@ -2622,13 +2638,14 @@ mod tests {
             times.finish()
         };
         let random = random_patterns(60_000, 17);
-        let mut huge = random_patterns(3_000, 3);
+        let mut huge = random_patterns(24_000, 3);
         huge.push(Pattern {
             x: 40.0,
             tx: 2_999_000.0,
             t: 4_000_000.0,
             w: 2.0,
         });
+        sort_patterns(&mut huge);
         let no_repeat: Vec<Pattern> = (0..5_000)
             .map(|t| Pattern {
                 x: 0.0,
@@ -2640,6 +2657,12 @@ mod tests {
         let opts = FitOptions::default();
         for (name, rows) in [("random", random), ("huge", huge), ("no repeat", no_repeat)] {
             let n = rows.len();
+            // the random data have a coarse level (sampled through `Times::pattern`)
+            assert_eq!(
+                n >= LEVEL_FACTOR * LEVEL_MIN_ROWS,
+                name != "no repeat",
+                "{name}: {n}"
+            );
             // a split inside the run of the x at the middle row
             let mid = n / 2;
             assert_eq!(rows[mid - 1].x, rows[mid].x, "{name}");
