@@ -452,7 +452,9 @@ impl<K: Key> Histogram<K> {
         self.len() == 0
     }
 
-    /// Bytes held (shared state buffers included).
+    /// Bytes held (shared state buffers included: by the keys and counts they hold, not their
+    /// buffers' capacity, since a state's lists may be slices of one larger buffer shared by
+    /// several partitions' states).
     pub fn size(&self) -> usize {
         let key = std::mem::size_of::<K>();
         self.fresh.capacity() * key
@@ -461,7 +463,7 @@ impl<K: Key> Histogram<K> {
             + self
                 .runs
                 .iter()
-                .map(|r| r.0.inner().capacity() + r.1.inner().capacity())
+                .map(|r| r.0.len() * 8 + r.1.len() * 8)
                 .sum::<usize>()
             + self.entries.capacity() * std::mem::size_of::<([u64; 3], f64)>()
     }
