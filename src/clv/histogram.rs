@@ -37,7 +37,7 @@ use datafusion::arrow::array::{Float64Array, UInt64Array};
 use datafusion::arrow::buffer::ScalarBuffer;
 use datafusion::common::{Result, internal_err};
 
-use super::model::{Times, WholeTimes};
+use super::model::{Times, WholeTimes, reserve_touched};
 
 /// Entries a histogram buffers before its first merge.
 const FIRST_COMPRESS: usize = 1 << 20;
@@ -91,8 +91,14 @@ fn pack_checked(x: f64, tx: f64, t: f64) -> (u64, bool) {
 /// The numbers of a packed key.
 #[inline]
 pub fn unpack(k: u64) -> [f64; 3] {
+    unpack_whole(k).map(f64::from)
+}
+
+/// The numbers of a packed key, as the whole numbers they are.
+#[inline]
+fn unpack_whole(k: u64) -> [u32; 3] {
     const MASK: u64 = (1 << 22) - 1;
-    [k >> 44, (k >> 22) & MASK, k & MASK].map(|v| v as f64)
+    [k >> 44, (k >> 22) & MASK, k & MASK].map(|v| v as u32)
 }
 
 /// A pattern packed into whole words whose order is the patterns' order.
@@ -423,11 +429,7 @@ impl<K: Key> Histogram<K> {
                 merge_into(runs, &make, &mut out);
                 out
             },
-            |out, upper_len| {
-                let lower_len = out.len();
-                out.resize(lower_len + upper_len, make([0.0; 3], 0.0));
-                out.truncate(lower_len);
-            },
+            |out, upper_len| reserve_touched(out, upper_len, make([0.0; 3], 0.0)),
         );
         out.extend_from_slice(&tail);
         out
@@ -676,16 +678,11 @@ impl Histogram {
         if self.general {
             return None;
         }
-        const MASK: u64 = (1 << 22) - 1;
         let merge = |runs: &[Run<u64>], capacity: usize| {
             let mut times = WholeTimes::with_capacity(capacity);
             merge_runs(runs, |k, w| {
-                times.push(
-                    (k >> 44) as u32,
-                    ((k >> 22) & MASK) as u32,
-                    (k & MASK) as u32,
-                    w,
-                );
+                let [x, tx, t] = unpack_whole(k);
+                times.push(x, tx, t, w);
             });
             times
         };

@@ -247,42 +247,25 @@ impl Times {
     /// second renumbers them to their ranks in place.
     fn whole_numbers(rows: &[Pattern]) -> Option<Self> {
         const LIMIT: f64 = (1u32 << 22) as f64;
-        // a table far larger than the rows (a few customers with huge times) costs more than
-        // hashing them
-        let largest = 16 * rows.len() + 1024;
         let (mut tx, mut t) = (
             Vec::with_capacity(rows.len()),
             Vec::with_capacity(rows.len()),
         );
-        let mut rank: Vec<u32> = Vec::new();
+        let mut top = 0;
         for r in rows {
             let whole = |v: f64| (0.0..LIMIT).contains(&v) && super::real::is_whole(v);
             if !(whole(r.tx) && whole(r.t)) {
                 return None;
             }
             let (a, b) = (r.tx as u32, r.t as u32);
-            let top = a.max(b) as usize;
-            if top >= rank.len() {
-                if top > largest {
-                    return None;
-                }
-                rank.resize(top + 1, u32::MAX);
+            top = top.max(a.max(b));
+            if !time_table_fits(top, rows.len()) {
+                return None;
             }
-            rank[a as usize] = 0;
-            rank[b as usize] = 0;
             tx.push(a);
             t.push(b);
         }
-        let mut values = Vec::new();
-        for (v, slot) in rank.iter_mut().enumerate() {
-            if *slot == 0 {
-                *slot = values.len() as u32;
-                values.push(v as f64);
-            }
-        }
-        for i in tx.iter_mut().chain(t.iter_mut()) {
-            *i = rank[*i as usize];
-        }
+        let values = rank_by_table(&mut tx, &mut t, top);
         Some(Self {
             values,
             tx,
@@ -363,6 +346,15 @@ impl Times {
     }
 }
 
+/// Make room in `v` for `additional` more items and write it (with `fill`, then drop it again):
+/// its first-touch page faults are taken here, e.g. while another thread still merges what
+/// is appended next.
+pub fn reserve_touched<T: Copy>(v: &mut Vec<T>, additional: usize, fill: T) {
+    let n = v.len();
+    v.resize(n + additional, fill);
+    v.truncate(n);
+}
+
 /// Whole-period patterns appended in the canonical (x, t_x, T) order, as a packed histogram's
 /// merge gives them: the columns of a [`Times`] before its times are ranked. A BG/NBD fit
 /// takes its full data this way, without the 32-byte rows (see [`fit_bgnbd_times`]).
@@ -414,13 +406,9 @@ impl WholeTimes {
     /// Make room for `additional` more patterns, and touch it (so its first-touch page
     /// faults are taken here, e.g. while another thread still merges what comes next).
     pub fn reserve_touched(&mut self, additional: usize) {
-        let n = self.w.len();
-        self.tx.resize(n + additional, 0);
-        self.t.resize(n + additional, 0);
-        self.w.resize(n + additional, 0.0);
-        self.tx.truncate(n);
-        self.t.truncate(n);
-        self.w.truncate(n);
+        reserve_touched(&mut self.tx, additional, 0);
+        reserve_touched(&mut self.t, additional, 0);
+        reserve_touched(&mut self.w, additional, 0.0);
     }
 
     /// Append `next`, whose patterns follow these (a run of equal x continues across).
@@ -461,23 +449,10 @@ impl WholeTimes {
             runs,
             max_time,
         } = self;
-        let mut values = Vec::new();
         // a table of the times present, as `Times::whole_numbers`; a few customers with huge
         // times (a table far larger than the rows) sort the distinct times instead
-        if (max_time as usize) <= 16 * w.len() + 1024 {
-            let mut rank = vec![u32::MAX; max_time as usize + 1];
-            for &i in tx.iter().chain(&t) {
-                rank[i as usize] = 0;
-            }
-            for (v, slot) in rank.iter_mut().enumerate() {
-                if *slot == 0 {
-                    *slot = values.len() as u32;
-                    values.push(v as f64);
-                }
-            }
-            for i in tx.iter_mut().chain(t.iter_mut()) {
-                *i = rank[*i as usize];
-            }
+        let values = if time_table_fits(max_time, w.len()) {
+            rank_by_table(&mut tx, &mut t, max_time)
         } else {
             let mut distinct: Vec<u32> = tx.iter().chain(&t).copied().collect();
             distinct.sort_unstable();
@@ -485,8 +460,8 @@ impl WholeTimes {
             for i in tx.iter_mut().chain(t.iter_mut()) {
                 *i = distinct.partition_point(|&v| v < *i) as u32;
             }
-            values = distinct.into_iter().map(f64::from).collect();
-        }
+            distinct.into_iter().map(f64::from).collect()
+        };
         Times {
             values,
             tx,
@@ -495,6 +470,33 @@ impl WholeTimes {
             runs,
         }
     }
+}
+
+/// Whether the whole times of `rows` patterns, the largest `top`, are ranked through a table
+/// of the times present: not when it would be far larger than the rows (a few customers with
+/// huge times), where hashing or sorting the distinct times costs less.
+fn time_table_fits(top: u32, rows: usize) -> bool {
+    top as usize <= 16 * rows + 1024
+}
+
+/// The distinct times of `tx` and `t` (whole numbers up to `top`), sorted, with each index
+/// replaced by its time's rank among them: through a table of the times present.
+fn rank_by_table(tx: &mut [u32], t: &mut [u32], top: u32) -> Vec<f64> {
+    let mut rank = vec![u32::MAX; top as usize + 1];
+    for &i in tx.iter().chain(t.iter()) {
+        rank[i as usize] = 0;
+    }
+    let mut values = Vec::new();
+    for (v, slot) in rank.iter_mut().enumerate() {
+        if *slot == 0 {
+            *slot = values.len() as u32;
+            values.push(v as f64);
+        }
+    }
+    for i in tx.iter_mut().chain(t.iter_mut()) {
+        *i = rank[*i as usize];
+    }
+    values
 }
 
 /// Total BG/NBD log-likelihood, parameters (r, α, a, b); rows sorted by x.
@@ -1727,36 +1729,31 @@ struct PatternLevels<'a> {
 impl<'a> PatternLevels<'a> {
     /// `rows` (level 0, sorted) and its coarse samples; with `times` the distinct-time tables
     /// the BG/NBD-family likelihoods index.
-    fn new(full: &'a [Pattern], times: bool) -> Self {
+    fn new(full: &'a [Pattern]) -> Self {
         let coarse = || coarse_levels(full, LEVEL_MIN_ROWS, |r| r.w, |r, w| Pattern { w, ..r });
         // the full data's time table on a second thread while this one samples the levels
-        let (coarse, full_times) = if times && cores() > 1 && full.len() >= 1 << 16 {
+        let (coarse, full_times) = if cores() > 1 && full.len() >= 1 << 16 {
             let (full_times, coarse) = on_two_threads(|| Times::new(full), coarse);
-            (coarse, Some(full_times))
+            (coarse, full_times)
         } else {
-            (coarse(), None)
+            (coarse(), Times::new(full))
         };
-        let mut levels = Self {
+        let times = std::iter::once(full_times)
+            .chain(coarse.iter().map(|level| Times::new(level)))
+            .collect();
+        Self::with_times(full, coarse, times)
+    }
+
+    /// Levels with their time tables; the customers are summed from the tables' weights
+    /// (a quarter of the rows' bytes).
+    fn with_times(full: &'a [Pattern], coarse: Vec<Vec<Pattern>>, times: Vec<Times>) -> Self {
+        let customers = times.iter().map(|t| t.w.iter().sum()).collect();
+        Self {
             full,
             coarse,
-            times: Vec::new(),
-            customers: Vec::new(),
-        };
-        let n = levels.coarse.len() + 1;
-        if times {
-            let full_times = full_times.unwrap_or_else(|| Times::new(full));
-            levels.times = std::iter::once(full_times)
-                .chain((1..n).map(|l| Times::new(levels.rows(l))))
-                .collect();
+            times,
+            customers,
         }
-        // the weights kept beside the time indexes, when there are (a quarter of the bytes)
-        levels.customers = (0..n)
-            .map(|l| match levels.times.get(l) {
-                Some(times) => times.w.iter().sum(),
-                None => levels.rows(l).iter().map(|r| r.w).sum(),
-            })
-            .collect();
-        levels
     }
 
     /// The levels of patterns given by their time table alone (no rows): level 0 is read
@@ -1770,23 +1767,15 @@ impl<'a> PatternLevels<'a> {
             |r, w| Pattern { w, ..r },
         );
         let coarse = coarse_levels_from(first, LEVEL_MIN_ROWS, |r| r.w, |r, w| Pattern { w, ..r });
-        let times: Vec<Times> = std::iter::once(full_times)
+        let times = std::iter::once(full_times)
             .chain(coarse.iter().map(|level| Times::new(level)))
             .collect();
-        let customers = times.iter().map(|t| t.w.iter().sum()).collect();
-        PatternLevels {
-            full: &[],
-            coarse,
-            times,
-            customers,
-        }
+        PatternLevels::with_times(&[], coarse, times)
     }
 
     fn rows(&self, level: usize) -> &[Pattern] {
         debug_assert!(
-            level > 0
-                || self.full.len() == self.times.first().map_or(0, Times::len)
-                || self.times.is_empty(),
+            level > 0 || self.full.len() == self.times[0].len(),
             "level 0 has no rows here (made from its time table)"
         );
         level_rows(self.full, &self.coarse, level)
@@ -1802,7 +1791,7 @@ fn level_rows<'a, T>(full: &'a [T], coarse: &'a [Vec<T>], level: usize) -> &'a [
 pub fn fit_bgnbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
     let (_, start) = start_rate(rows);
     identified(
-        fit_bgnbd_levels(&PatternLevels::new(rows, true), start, opts),
+        fit_bgnbd_levels(&PatternLevels::new(rows), start, opts),
         rows,
     )
 }
@@ -1842,7 +1831,7 @@ fn fit_bgnbd_levels(levels: &PatternLevels, start: [f64; 2], opts: FitOptions) -
 /// Fit of MBG/NBD (r, α, a, b).
 pub fn fit_mbgnbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
     let (_, start) = start_rate(rows);
-    let levels = PatternLevels::new(rows, true);
+    let levels = PatternLevels::new(rows);
     identified(
         fit_levels(
             |p, l| mbgnbd_ll_indexed(p, levels.rows(l), &levels.times[l]),
@@ -1858,7 +1847,7 @@ pub fn fit_mbgnbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
 /// |α − β| / (max(α, β) + t) is 0 and its series cheapest).
 pub fn fit_pareto_nbd(rows: &[Pattern], opts: FitOptions) -> Fit<4> {
     let (_, start) = start_rate(rows);
-    let levels = PatternLevels::new(rows, true);
+    let levels = PatternLevels::new(rows);
     identified(
         fit_levels(
             |p, l| {
@@ -2596,7 +2585,7 @@ mod tests {
         sort_patterns(&mut rows);
         let opts = FitOptions::default();
         let newton = fit_bgnbd(&rows, opts);
-        let levels = PatternLevels::new(&rows, true);
+        let levels = PatternLevels::new(&rows);
         let bfgs_only = fit_levels(
             |p, l| {
                 let (v, g) = bgnbd_ll_gradient(&p.map(|d| d.v), &levels.times[l]);
