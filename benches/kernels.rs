@@ -14,8 +14,8 @@ use datafusion_marketing::generate::sim::{
 use datafusion_marketing::kernels::{
     Dual, MarkovCounts, Pattern, Real, Spend, Times, bg_family_curve, bgnbd_ll_gradient,
     bgnbd_ll_indexed, discounted_increments, frequent_itemsets, gamma_gamma_ll,
-    gamma_gamma_ll_gradient, ln_hyp2f1_a_b_a1, month_horizons, pareto_ll_gradient, pareto_row_ll,
-    sort_patterns, sort_spends,
+    gamma_gamma_ll_gradient, gamma_gamma_ll_gradient_hessian, ln_hyp2f1_a_b_a1, month_horizons,
+    pareto_ll_gradient, pareto_row_ll, sort_patterns, sort_spends,
 };
 
 struct Count(u64);
@@ -390,6 +390,10 @@ fn clv_likelihoods(c: &mut Criterion) {
     });
     g.bench_function("gamma_gamma_ll_hand_gradient", |b| {
         b.iter(|| gamma_gamma_ll_gradient(&gg, &spends, &ln_m))
+    });
+    // with the Hessian (the Newton steps on the full data): one more sum per row
+    g.bench_function("gamma_gamma_ll_hand_gradient_hessian", |b| {
+        b.iter(|| gamma_gamma_ll_gradient_hessian(&gg, &spends, &ln_m))
     });
     g.throughput(Throughput::Elements(rows.len() as u64));
     let pareto_rows = &rows[..10_000];

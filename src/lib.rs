@@ -61,8 +61,9 @@ pub mod kernels {
     pub use crate::attribution::model::MarkovCounts;
     pub use crate::clv::model::{
         Pattern, Spend, Times, bg_family_curve, bgnbd_ll_gradient, bgnbd_ll_indexed,
-        discounted_increments, gamma_gamma_ll, gamma_gamma_ll_gradient, month_horizons,
-        pareto_ll_gradient, pareto_row_ll, sort_patterns, sort_spends,
+        discounted_increments, gamma_gamma_ll, gamma_gamma_ll_gradient,
+        gamma_gamma_ll_gradient_hessian, month_horizons, pareto_ll_gradient, pareto_row_ll,
+        sort_patterns, sort_spends,
     };
     pub use crate::clv::real::{Dual, Real, ln_hyp2f1_a_b_a1};
     pub use crate::similarity::model::frequent_itemsets;
