@@ -1209,20 +1209,13 @@ fn gamma_gamma_curvature_rows<const HESSIAN: bool>(
         c.g[2] += q / v * weight - (px + q) * sum_inv_s;
         if HESSIAN {
             let psi1_pxq = trigamma(px + q);
-            let h = [
-                [
-                    x * x * (psi1_pxq - trigamma(px)) * weight,
-                    x * psi1_pxq * weight,
-                    -x * sum_inv_s,
-                ],
-                [0.0, (psi1_pxq - psi1_q) * weight, weight / v - sum_inv_s],
-                [0.0, 0.0, -q / (v * v) * weight + (px + q) * sum_inv_s2],
-            ];
-            for i in 0..3 {
-                for j in i..3 {
-                    c.h[i][j] += h[i][j];
-                }
-            }
+            // the upper triangle (mirrored once at the end)
+            c.h[0][0] += x * x * (psi1_pxq - trigamma(px)) * weight;
+            c.h[0][1] += x * psi1_pxq * weight;
+            c.h[0][2] -= x * sum_inv_s;
+            c.h[1][1] += (psi1_pxq - psi1_q) * weight;
+            c.h[1][2] += weight / v - sum_inv_s;
+            c.h[2][2] += (px + q) * sum_inv_s2 - q / (v * v) * weight;
         }
         start += run.len();
     }
