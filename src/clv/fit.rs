@@ -173,7 +173,7 @@ const COMMON_DOC: &str = "Fits by maximum likelihood: BFGS on the logarithms of 
     exact gradient of the log-likelihood (computed by forward-mode differentiation of the \
     same code, or written out by hand and tested against it), from a data-derived start, to a \
     gradient below 1e-9 (or 1e-6 once the objective stops decreasing at machine precision). \
-    With 16,384 or more distinct patterns the fit goes coarse to fine: it first fits \
+    With 2,048 or more distinct patterns the fit goes coarse to fine: it first fits \
     systematic samples of about 1/8, 1/64, … of the patterns (proportional to their counts), \
     then each finer level from the coarser optimum and curvature; only the run on all the data \
     decides the result and `converged`, and `iterations` counts every level's iterations. \
@@ -188,15 +188,18 @@ const COMMON_DOC: &str = "Fits by maximum likelihood: BFGS on the logarithms of 
     returns (then the period unit travels into the model, and the `period` argument is not \
     needed). NULL rows are skipped; no rows gives NULL.";
 
+/// How the BG/NBD and Gamma-Gamma fits finish on all the data (after "the … fit").
+const NEWTON_DOC: &str = "takes Newton steps with the log-likelihood's analytic Hessian \
+    (quadratic convergence from the coarse optimum), the same line search and tolerance, and \
+    goes on with BFGS where the Hessian is not positive definite.";
+
 static BGNBD_DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         section(),
         format!(
             "BG/NBD model (Fader, Hardie & Lee 2005) fitted on one row per customer: parameters \
              r, alpha (purchase-rate gamma), a, b (dropout beta). {COMMON_DOC} On all the data \
-             the BG/NBD fit takes Newton steps with the log-likelihood's analytic Hessian \
-             (quadratic convergence from the coarse optimum), the same line search and \
-             tolerance, and goes on with BFGS where the Hessian is not positive definite. Rows \
+             the BG/NBD fit {NEWTON_DOC} Rows \
              must have a whole frequency >= 0, 0 <= recency <= T, and recency 0 when frequency is 0; \
              anything else is an error naming the row."
         ),
@@ -305,7 +308,7 @@ static GAMMA_GAMMA_DOC: LazyLock<Documentation> = LazyLock::new(|| {
              customers with repeat purchases: rows with frequency 0 are ignored, as the model \
              requires. A customer with frequency > 0 must have monetary_value > 0 (an error \
              otherwise — filter refunds out, e.g. `FILTER (WHERE monetary_value > 0)`). \
-             {COMMON_DOC}"
+             {COMMON_DOC} On all the data the Gamma-Gamma fit {NEWTON_DOC}"
         ),
         "gamma_gamma_fit(frequency, monetary_value [, penalizer [, period]]) | gamma_gamma_fit(summary [, penalizer])",
     )

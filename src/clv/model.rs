@@ -27,6 +27,11 @@ const MIN_CHUNK_ROWS: usize = 256;
 /// [`CHUNK_ROWS`] would keep one thread busy while the other waits).
 const CHUNKS: usize = 16;
 
+/// Fewest rows a sum spreads over threads: below this the chunks are summed on the calling
+/// thread (the same chunks, so the same bits), as starting a thread costs about what a few
+/// hundred rows do, and a fit per group (`GROUP BY`) already runs on every core.
+const PARALLEL_MIN_ROWS: usize = 2 * 1024;
+
 /// Rows per chunk of a sum over `n` rows (a function of `n` alone).
 fn chunk_rows(n: usize) -> usize {
     n.div_ceil(CHUNKS).clamp(MIN_CHUNK_ROWS, CHUNK_ROWS)
@@ -51,10 +56,26 @@ fn chunked_fold<R: Copy + Send + std::ops::Add<Output = R>>(
     zero: R,
     f: impl Fn(Range<usize>) -> R + Sync,
 ) -> R {
+    let chunks = n.div_ceil(chunk_rows(n)).max(1);
+    let threads = if n < PARALLEL_MIN_ROWS {
+        1
+    } else {
+        cores().min(chunks)
+    };
+    chunked_fold_on(threads, n, zero, f)
+}
+
+/// [`chunked_fold`] on up to `threads` threads (the result does not depend on them).
+fn chunked_fold_on<R: Copy + Send + std::ops::Add<Output = R>>(
+    threads: usize,
+    n: usize,
+    zero: R,
+    f: impl Fn(Range<usize>) -> R + Sync,
+) -> R {
     let size = chunk_rows(n);
     let chunks = n.div_ceil(size).max(1);
+    let threads = threads.clamp(1, chunks);
     let range = |c: usize| c * size..((c + 1) * size).min(n);
-    let threads = cores().min(chunks);
     let mut parts = vec![zero; chunks];
     if threads <= 1 {
         for (c, part) in parts.iter_mut().enumerate() {
@@ -2426,6 +2447,36 @@ mod tests {
     /// Many patterns (several chunks, summed on several threads where the machine has
     /// cores): every likelihood equals the plain row-by-row sum to rounding, with the same
     /// gradient, and repeated evaluations give the same bits.
+    /// A chunked sum has the same bits on one thread and on several, for sums below and above
+    /// the threshold of threads and chunk sizes from the smallest to the largest.
+    #[test]
+    fn chunked_sums_do_not_depend_on_the_threads() {
+        let f = |r: Range<usize>| r.map(|i| 1.0 / (i as f64 + 0.3)).sum::<f64>();
+        for n in [0, 1, 255, 300, 2047, 2048, 5_000, 65_536, 70_001] {
+            let one = chunked_fold_on(1, n, 0.0, f);
+            assert_eq!(
+                one.to_bits(),
+                chunked_fold_on(2, n, 0.0, f).to_bits(),
+                "{n}"
+            );
+            assert_eq!(
+                one.to_bits(),
+                chunked_fold_on(3, n, 0.0, f).to_bits(),
+                "{n}"
+            );
+            assert_eq!(one.to_bits(), chunked_fold(n, 0.0, f).to_bits(), "{n}");
+            let size = chunk_rows(n);
+            assert!((MIN_CHUNK_ROWS..=CHUNK_ROWS).contains(&size), "{n}: {size}");
+            if n >= CHUNKS * MIN_CHUNK_ROWS {
+                assert!(n.div_ceil(size) >= CHUNKS, "{n}");
+            }
+        }
+        // and it is the plain sum, to rounding
+        let n = 70_001;
+        let plain = f(0..n);
+        assert!((chunked_fold(n, 0.0, f) - plain).abs() <= 1e-12 * plain);
+    }
+
     #[test]
     fn chunked_parallel_sums_equal_the_sequential_sum() {
         let mut x: u64 = 9;
