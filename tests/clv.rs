@@ -434,7 +434,7 @@ async fn scalar_models_give_the_same_bits_as_model_columns() {
 
 /// CDNOW's 2,357 customers repeated 85 times with T stretched by k hundredths of a week
 /// (times in hundredths of a week: whole numbers, the packed histogram): ~200,000 customers
-/// and as many distinct patterns, so the coarse-to-fine path (more than 16,384 patterns) and
+/// and as many distinct patterns, so the coarse-to-fine path (2,048 patterns or more) and
 /// the histogram merges (above 65,536 entries, and 16 partition states) run.
 const MANY_PATTERNS: &str = "WITH s AS (
     SELECT CAST(x AS DOUBLE) AS x, round(t_x * 100) AS tx, round(\"T\" * 100) + k.value AS t, zbar

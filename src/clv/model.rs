@@ -57,10 +57,12 @@ fn chunked_fold<R: Copy + Send + std::ops::Add<Output = R>>(
     f: impl Fn(Range<usize>) -> R + Sync,
 ) -> R {
     let chunks = n.div_ceil(chunk_rows(n)).max(1);
+    // at most one thread per PARALLEL_MIN_ROWS / 2 rows: a many-core machine does not start
+    // a thread for a few hundred rows
     let threads = if n < PARALLEL_MIN_ROWS {
         1
     } else {
-        cores().min(chunks)
+        cores().min(chunks).min(2 * n / PARALLEL_MIN_ROWS)
     };
     chunked_fold_on(threads, n, zero, f)
 }
@@ -1004,9 +1006,12 @@ pub fn pareto_ll_gradient(p: &[f64; 4], rows: &[Pattern], times: &Times) -> (f64
 }
 
 /// [`pareto_gradient_rows`] memoizes the hypergeometric terms per distinct time when there
-/// are at most this many distinct times per row of its chunk (a table of one entry per time,
-/// cleared for each chunk).
+/// are at most [`MEMO_TIMES`] distinct times, or this many per row of its chunk (a table of
+/// one entry per time, allocated and zeroed for each chunk: bounded by the chunk's work).
 const MEMO_TIMES_PER_ROW: usize = 4;
+/// Distinct times the memo of [`pareto_gradient_rows`] takes whatever the chunk's rows
+/// (a 192 KiB table at most).
+const MEMO_TIMES: usize = 4 * 1024;
 
 fn pareto_gradient_rows(
     p: &[f64; 4],
@@ -1038,7 +1043,7 @@ fn pareto_gradient_rows(
     // fᵢ depends on x and the time only: within a run of equal x it is computed once per
     // distinct time (rows sharing a T, and the sorted t_x), on the run's cached series
     let mut series = Hyp2f1Series::default();
-    let memo_times = times.values.len() <= MEMO_TIMES_PER_ROW * range.len();
+    let memo_times = times.values.len() <= (MEMO_TIMES_PER_ROW * range.len()).max(MEMO_TIMES);
     let mut memo: Vec<(u32, [f64; 5])> = if memo_times {
         vec![(0, [0.0; 5]); times.values.len()]
     } else {
@@ -1161,7 +1166,8 @@ pub fn gamma_gamma_ll<R: Real>(params: &[R; 3], rows: &[Spend]) -> R {
 
 /// The Gamma-Gamma log-likelihood and its gradient with respect to (p, q, v), written out by
 /// hand for the fit (the same sum as [`gamma_gamma_ll`] on [`Dual`] numbers): per row one
-/// `ln` and one division into per-run sums, chunks of rows on all cores. `ln_m` holds
+/// `ln` and one division into per-run sums, chunks of rows on all cores (from
+/// [`PARALLEL_MIN_ROWS`] rows). `ln_m` holds
 /// ln(m) of each row (constant across a fit's evaluations). With s = v + x·m, a row has
 /// ℓ = head(x) + (px − 1) ln m − (px + q) ln s, and ∂ℓ/∂p = x (ln m − ln s) + ∂head/∂p,
 /// ∂ℓ/∂q = −ln s + ∂head/∂q, ∂ℓ/∂v = −(px + q)/s + q/v.
@@ -1492,7 +1498,12 @@ pub fn fit_levels_newton<const N: usize>(
         iterations += newton.iterations;
         if newton.converged {
             run = Some(newton);
-        } else if newton.fx.is_finite() && newton.x.iter().all(|v| v.is_finite()) {
+        } else if newton.fx.is_finite()
+            && newton.x.iter().all(|v| v.is_finite())
+            && max_abs(&newton.x) <= MAX_LOG_PARAMETER
+        {
+            // (a point past the bound is no start: BFGS could find the gradient small
+            // there, on a ridge towards the boundary, and call it converged)
             theta = newton.x;
         }
     }
@@ -2444,15 +2455,22 @@ mod tests {
         rows
     }
 
-    /// Many patterns (several chunks, summed on several threads where the machine has
-    /// cores): every likelihood equals the plain row-by-row sum to rounding, with the same
-    /// gradient, and repeated evaluations give the same bits.
-    /// A chunked sum has the same bits on one thread and on several, for sums below and above
-    /// the threshold of threads and chunk sizes from the smallest to the largest.
+    /// A chunked sum has the same bits on one thread and on several, covers every row once,
+    /// for sums below and above the threshold of threads and chunk sizes from the smallest
+    /// to the largest (and a last chunk of one row).
     #[test]
     fn chunked_sums_do_not_depend_on_the_threads() {
         let f = |r: Range<usize>| r.map(|i| 1.0 / (i as f64 + 0.3)).sum::<f64>();
-        for n in [0, 1, 255, 300, 2047, 2048, 5_000, 65_536, 70_001] {
+        for n in [
+            0, 1, 255, 257, 300, 2047, 2048, 4097, 5_000, 65_536, 65_537, 70_001,
+        ] {
+            // every row once: a sum of ones is n exactly
+            assert_eq!(chunked_fold(n, 0.0, |r| r.len() as f64), n as f64, "{n}");
+            assert_eq!(
+                chunked_fold_on(2, n, 0.0, |r| r.len() as f64),
+                n as f64,
+                "{n}"
+            );
             let one = chunked_fold_on(1, n, 0.0, f);
             assert_eq!(
                 one.to_bits(),
@@ -2477,6 +2495,9 @@ mod tests {
         assert!((chunked_fold(n, 0.0, f) - plain).abs() <= 1e-12 * plain);
     }
 
+    /// Many patterns (several chunks, summed on several threads where the machine has
+    /// cores): every likelihood equals the plain row-by-row sum to rounding, with the same
+    /// gradient, and repeated evaluations give the same bits.
     #[test]
     fn chunked_parallel_sums_equal_the_sequential_sum() {
         let mut x: u64 = 9;
@@ -2840,11 +2861,7 @@ mod tests {
         assert_eq!(*calls.borrow(), [true, false, true, false]);
     }
 
-    /// The hand-written Gamma-Gamma gradient equals the dual-number one (and so, through
-    /// `check_gradient`, finite differences), over more rows than one chunk so runs of equal
-    /// x cross chunk boundaries.
-    /// Random spends over several chunks (sorted), with their ln m, and the points the
-    /// gradient tests evaluate them at.
+    /// Random spends over several chunks (sorted), with their ln m.
     fn gamma_gamma_test_spends() -> (Vec<Spend>, Vec<f64>) {
         let mut state = 11u64;
         let mut unit = move || {
@@ -2868,6 +2885,9 @@ mod tests {
     const GAMMA_GAMMA_POINTS: [[f64; 3]; 3] =
         [[6.25, 3.74, 15.44], [1.0, 2.0, 40.0], [0.3, 30.0, 0.5]];
 
+    /// The hand-written Gamma-Gamma gradient equals the dual-number one (and so, through
+    /// `check_gradient`, finite differences), over more rows than one chunk so runs of equal
+    /// x cross chunk boundaries.
     #[test]
     fn gamma_gamma_hand_gradient_equals_the_dual_gradient() {
         let (rows, ln_m) = gamma_gamma_test_spends();
@@ -2912,10 +2932,11 @@ mod tests {
         }
     }
 
-    /// Newton steps on the full data end where BFGS alone ends, on data with coarse levels.
+    /// Newton steps on the full data end where BFGS alone ends, on data with coarse levels,
+    /// and from near the optimum they finish the fit without BFGS.
     #[test]
     fn gamma_gamma_newton_fit_equals_the_bfgs_fit() {
-        let (rows, _) = gamma_gamma_test_spends();
+        let (rows, ln_m) = gamma_gamma_test_spends();
         assert!(rows.len() >= LEVEL_FACTOR * LEVEL_MIN_ROWS);
         let opts = FitOptions::default();
         let newton = fit_gamma_gamma(&rows, opts);
@@ -2934,6 +2955,35 @@ mod tests {
             (newton.log_likelihood - bfgs_only.log_likelihood).abs()
                 < 1e-10 * bfgs_only.log_likelihood.abs()
         );
+        use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+        let (bfgs_calls, hessians) = (AtomicU32::new(0), AtomicU32::new(0));
+        let full = |p: &[f64; 3], hessian: bool| {
+            if hessian {
+                hessians.fetch_add(1, Relaxed);
+                gamma_gamma_ll_gradient_hessian(p, &rows, &ln_m)
+            } else {
+                let (v, g) = gamma_gamma_ll_gradient(p, &rows, &ln_m);
+                (v, g, [[0.0; 3]; 3])
+            }
+        };
+        let only_newton = fit_levels_newton(
+            |p, _| {
+                bfgs_calls.fetch_add(1, Relaxed);
+                let (v, g) = gamma_gamma_ll_gradient(&p.map(|d| d.v), &rows, &ln_m);
+                with_gradient(p, v, g)
+            },
+            Some(&full),
+            &[rows.iter().map(|r| r.w).sum()],
+            newton.params.map(|v| v * 1.05),
+            opts,
+        );
+        assert!(only_newton.converged);
+        assert_eq!(bfgs_calls.load(Relaxed), 0, "BFGS took over");
+        assert!(hessians.load(Relaxed) >= 1);
+        for i in 0..3 {
+            let (a, b) = (only_newton.params[i], newton.params[i]);
+            assert!((a - b).abs() < 1e-6 * b, "parameter {i}: {a} vs {b}");
+        }
     }
 
     /// The hand-written Pareto/NBD gradient equals the dual-number one: α < β, α > β, α = β
