@@ -2689,6 +2689,37 @@ mod tests {
         }
     }
 
+    /// Asserts that the Hessian `h` at `at` (where the gradient is `g`) is the central
+    /// difference of `gradient` (steps of 1e-6 of each parameter), entry by entry to 1e-5 of
+    /// its row's scale, and symmetric.
+    fn assert_hessian_is_differences_of_the_gradient<const N: usize>(
+        at: [f64; N],
+        g: [f64; N],
+        h: [[f64; N]; N],
+        gradient: impl Fn(&[f64; N]) -> [f64; N],
+    ) {
+        for j in 0..N {
+            let step = 1e-6 * at[j];
+            let shifted = |sign: f64| {
+                let mut p = at;
+                p[j] += sign * step;
+                gradient(&p)
+            };
+            let (up, down) = (shifted(1.0), shifted(-1.0));
+            for i in 0..N {
+                let fd = (up[i] - down[i]) / (2.0 * step);
+                // the scale of row i: its diagonal entry and the gradient's own size
+                let scale = h[i][i].abs().max(g[i].abs() / at[i]).max(1.0);
+                assert!(
+                    (h[i][j] - fd).abs() < 1e-5 * scale,
+                    "at {at:?}: H[{i}][{j}] = {} but differences give {fd}",
+                    h[i][j]
+                );
+                assert_eq!(h[i][j], h[j][i]);
+            }
+        }
+    }
+
     /// The hand-written BG/NBD Hessian equals central differences of the exact gradient,
     /// over more rows than one chunk (runs of equal x cross chunk boundaries), at parameters
     /// near and far from a fit; its gradient and value are the gradient function's.
@@ -2698,26 +2729,9 @@ mod tests {
         for at in BGNBD_GRADIENT_POINTS {
             let (v, g, h) = bgnbd_ll_gradient_hessian(&at, &times);
             assert_eq!((v, g), bgnbd_ll_gradient(&at, &times));
-            for j in 0..4 {
-                let step = 1e-6 * at[j];
-                let shifted = |sign: f64| {
-                    let mut p = at;
-                    p[j] += sign * step;
-                    bgnbd_ll_gradient(&p, &times).1
-                };
-                let (up, down) = (shifted(1.0), shifted(-1.0));
-                for i in 0..4 {
-                    let fd = (up[i] - down[i]) / (2.0 * step);
-                    // the scale of row i: its diagonal entry and the gradient's own size
-                    let scale = h[i][i].abs().max(g[i].abs() / at[i]).max(1.0);
-                    assert!(
-                        (h[i][j] - fd).abs() < 1e-5 * scale,
-                        "at {at:?}: H[{i}][{j}] = {} but differences give {fd}",
-                        h[i][j]
-                    );
-                    assert_eq!(h[i][j], h[j][i]);
-                }
-            }
+            assert_hessian_is_differences_of_the_gradient(at, g, h, |p| {
+                bgnbd_ll_gradient(p, &times).1
+            });
         }
     }
 
@@ -2910,25 +2924,9 @@ mod tests {
         for at in GAMMA_GAMMA_POINTS {
             let (v, g, h) = gamma_gamma_ll_gradient_hessian(&at, &rows, &ln_m);
             assert_eq!((v, g), gamma_gamma_ll_gradient(&at, &rows, &ln_m));
-            for j in 0..3 {
-                let step = 1e-6 * at[j];
-                let shifted = |sign: f64| {
-                    let mut p = at;
-                    p[j] += sign * step;
-                    gamma_gamma_ll_gradient(&p, &rows, &ln_m).1
-                };
-                let (up, down) = (shifted(1.0), shifted(-1.0));
-                for i in 0..3 {
-                    let fd = (up[i] - down[i]) / (2.0 * step);
-                    let scale = h[i][i].abs().max(g[i].abs() / at[i]).max(1.0);
-                    assert!(
-                        (h[i][j] - fd).abs() < 1e-5 * scale,
-                        "at {at:?}: H[{i}][{j}] = {} but differences give {fd}",
-                        h[i][j]
-                    );
-                    assert_eq!(h[i][j], h[j][i]);
-                }
-            }
+            assert_hessian_is_differences_of_the_gradient(at, g, h, |p| {
+                gamma_gamma_ll_gradient(p, &rows, &ln_m).1
+            });
         }
     }
 
