@@ -56,13 +56,12 @@ fn chunked_fold<R: Copy + Send + std::ops::Add<Output = R>>(
     zero: R,
     f: impl Fn(Range<usize>) -> R + Sync,
 ) -> R {
-    let chunks = n.div_ceil(chunk_rows(n)).max(1);
-    // at most one thread per PARALLEL_MIN_ROWS / 2 rows: a many-core machine does not start
-    // a thread for a few hundred rows
+    // at most one thread per PARALLEL_MIN_ROWS / 2 rows (a many-core machine does not start
+    // a thread for a few hundred rows), and per chunk (chunked_fold_on)
     let threads = if n < PARALLEL_MIN_ROWS {
         1
     } else {
-        cores().min(chunks).min(2 * n / PARALLEL_MIN_ROWS)
+        cores().min(2 * n / PARALLEL_MIN_ROWS)
     };
     chunked_fold_on(threads, n, zero, f)
 }
@@ -604,8 +603,8 @@ pub fn bgnbd_ll_gradient(p: &[f64; 4], times: &Times) -> (f64, [f64; 4]) {
     (c.v, c.g)
 }
 
-/// The BG/NBD log-likelihood with its gradient and Hessian with respect to (r, α, a, b),
-/// for Newton steps on the full data (see [`fit_levels`]). With σ = σ(d), s = σ(1 − σ),
+/// The BG/NBD log-likelihood with its gradient and Hessian with respect to (r, α, a, b), as
+/// the Newton steps on the full data sum it ([`bgnbd_full`], see [`fit_levels_newton`]). With σ = σ(d), s = σ(1 − σ),
 /// ΔL = L_T − L_tx, ΔI = I_T − I_tx, c = 1 / (b+x−1), the second derivatives of an x > 0
 /// row's ℓ (besides those of its x-only head, ψ₁ terms) are
 /// ∂²/∂r² = s ΔL², ∂²/∂r∂α = −I_T + (r+x) s ΔL ΔI + σ ΔI, ∂²/∂r∂a = s ΔL / a,
@@ -613,9 +612,19 @@ pub fn bgnbd_ll_gradient(p: &[f64; 4], times: &Times) -> (f64, [f64; 4]) {
 /// ∂²/∂α∂a = (r+x) s ΔI / a, ∂²/∂α∂b = −c (r+x) s ΔI, ∂²/∂a² = (s − σ) / a²,
 /// ∂²/∂a∂b = −c s / a, ∂²/∂b² = c² (s + σ); an x = 0 row has only ∂²/∂r∂α = −I_T and
 /// ∂²/∂α² = r I_T².
+#[cfg(test)]
 pub fn bgnbd_ll_gradient_hessian(p: &[f64; 4], times: &Times) -> (f64, [f64; 4], [[f64; 4]; 4]) {
-    let c = bgnbd_ll_curvature::<true>(p, times);
-    (c.v, c.g, c.h)
+    bgnbd_ll_curvature::<true>(p, times).parts()
+}
+
+/// The full data's sum for [`fit_levels_newton`]: with the Hessian when `hessian` asks.
+fn bgnbd_full(p: &[f64; 4], times: &Times, hessian: bool) -> (f64, [f64; 4], [[f64; 4]; 4]) {
+    if hessian {
+        bgnbd_ll_curvature::<true>(p, times)
+    } else {
+        bgnbd_ll_curvature::<false>(p, times)
+    }
+    .parts()
 }
 
 /// A sum of values with their gradients and (when asked for) Hessians.
@@ -632,6 +641,12 @@ impl<const N: usize> Curvature<N> {
         g: [0.0; N],
         h: [[0.0; N]; N],
     };
+
+    /// (value, gradient, Hessian): what [`FullHessian`] returns (the Hessian zero when it
+    /// was not summed).
+    fn parts(self) -> (f64, [f64; N], [[f64; N]; N]) {
+        (self.v, self.g, self.h)
+    }
 }
 
 impl<const N: usize> std::ops::Add for Curvature<N> {
@@ -1185,8 +1200,22 @@ pub fn gamma_gamma_ll_gradient_hessian(
     rows: &[Spend],
     ln_m: &[f64],
 ) -> (f64, [f64; 3], [[f64; 3]; 3]) {
-    let c = gamma_gamma_curvature::<true>(params, rows, ln_m);
-    (c.v, c.g, c.h)
+    gamma_gamma_curvature::<true>(params, rows, ln_m).parts()
+}
+
+/// The full data's sum for [`fit_levels_newton`]: with the Hessian when `hessian` asks.
+fn gamma_gamma_full(
+    params: &[f64; 3],
+    rows: &[Spend],
+    ln_m: &[f64],
+    hessian: bool,
+) -> (f64, [f64; 3], [[f64; 3]; 3]) {
+    if hessian {
+        gamma_gamma_curvature::<true>(params, rows, ln_m)
+    } else {
+        gamma_gamma_curvature::<false>(params, rows, ln_m)
+    }
+    .parts()
 }
 
 fn gamma_gamma_curvature<const HESSIAN: bool>(
@@ -1246,9 +1275,11 @@ fn gamma_gamma_curvature_rows<const HESSIAN: bool>(
         }
         start += run.len();
     }
-    for i in 0..3 {
-        for j in 0..i {
-            c.h[i][j] = c.h[j][i];
+    if HESSIAN {
+        for i in 0..3 {
+            for j in 0..i {
+                c.h[i][j] = c.h[j][i];
+            }
         }
     }
     c
@@ -1901,14 +1932,7 @@ pub fn fit_bgnbd_times(times: Times, opts: FitOptions) -> Fit<4> {
 
 /// BG/NBD fitted coarse to fine with Newton steps on the full data (the times of level 0).
 fn fit_bgnbd_levels(levels: &PatternLevels, start: [f64; 2], opts: FitOptions) -> Fit<4> {
-    let full = |p: &[f64; 4], hessian: bool| {
-        if hessian {
-            bgnbd_ll_gradient_hessian(p, &levels.times[0])
-        } else {
-            let (v, g) = bgnbd_ll_gradient(p, &levels.times[0]);
-            (v, g, [[0.0; 4]; 4])
-        }
-    };
+    let full = |p: &[f64; 4], hessian: bool| bgnbd_full(p, &levels.times[0], hessian);
     fit_levels_newton(
         |p, l| {
             let (v, g) = bgnbd_ll_gradient(&p.map(|d| d.v), &levels.times[l]);
@@ -1975,14 +1999,7 @@ pub fn fit_gamma_gamma(rows: &[Spend], opts: FitOptions) -> Fit<3> {
         .chain(coarse.iter().map(|level| ln_of(level)))
         .collect();
     // level 0 by Newton steps: its Hessian costs one more sum per row
-    let full = |p: &[f64; 3], hessian: bool| {
-        if hessian {
-            gamma_gamma_ll_gradient_hessian(p, rows, &ln_m[0])
-        } else {
-            let (v, g) = gamma_gamma_ll_gradient(p, rows, &ln_m[0]);
-            (v, g, [[0.0; 3]; 3])
-        }
-    };
+    let full = |p: &[f64; 3], hessian: bool| gamma_gamma_full(p, rows, &ln_m[0], hessian);
     fit_levels_newton(
         |p, l| {
             let at = p.map(|d| d.v);
@@ -2956,13 +2973,8 @@ mod tests {
         use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
         let (bfgs_calls, hessians) = (AtomicU32::new(0), AtomicU32::new(0));
         let full = |p: &[f64; 3], hessian: bool| {
-            if hessian {
-                hessians.fetch_add(1, Relaxed);
-                gamma_gamma_ll_gradient_hessian(p, &rows, &ln_m)
-            } else {
-                let (v, g) = gamma_gamma_ll_gradient(p, &rows, &ln_m);
-                (v, g, [[0.0; 3]; 3])
-            }
+            hessians.fetch_add(u32::from(hessian), Relaxed);
+            gamma_gamma_full(p, &rows, &ln_m, hessian)
         };
         let only_newton = fit_levels_newton(
             |p, _| {
