@@ -192,6 +192,25 @@ async fn rfm_clv_summary_and_journeys_spill_under_small_limits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn association_rules_complete_exactly_or_fail_cleanly_under_limits() {
+    for algorithm in ["memory", "spill"] {
+        let sql = format!(
+            "SELECT count(*), round(sum(lift), 9), round(sum(support), 12) FROM \
+             association_rules('order_items', 'order_id', 'product_id', 0.002, 0.05, NULL, '{algorithm}')"
+        );
+        // 'memory' holds every line in the accounted aggregate state: under a small limit it
+        // fails with the pool's error naming the consumers, never a different answer
+        sweep(
+            &format!("association_rules {algorithm}"),
+            &sql,
+            &LIMITS,
+            &["Decreasing allocation after spilling should succeed"],
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item_pair_counting_completes_exactly_or_fails_cleanly_under_limits() {
     for algorithm in ["memory", "spill"] {
         let sql = format!(

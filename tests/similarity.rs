@@ -415,32 +415,38 @@ async fn check_rules_fixture(name: &str) {
         itemsets[0][0], n_sets,
         "{name}: number of frequent itemsets"
     );
-    let got = rows(
-        &ctx,
-        &format!(
-            "SELECT array_to_string(antecedent, '|'), array_to_string(consequent, '|'), antecedent_support,
-                    consequent_support, support, confidence, lift, leverage, conviction
-             FROM association_rules('b', 'basket', 'item', {ms}, {mc}, {ml})"
-        ),
-    )
-    .await;
-    assert_eq!(got.len(), want.len(), "{name}: number of rules");
-    let by_key: BTreeMap<(String, String), &Vec<String>> = got
-        .iter()
-        .map(|r| ((r[0].clone(), r[1].clone()), r))
-        .collect();
-    assert_eq!(by_key.len(), got.len(), "{name}: duplicate rules");
-    for w in &want {
-        let key = (w[4].to_string(), w[5].to_string());
-        let g = by_key
-            .get(&key)
-            .unwrap_or_else(|| panic!("{name}: rule {key:?} missing"));
-        for k in 0..7 {
-            let (gv, wv): (f64, f64) = (g[2 + k].parse().unwrap(), w[6 + k].parse().unwrap());
-            assert!(
-                close(gv, wv, 1e-12),
-                "{name} {key:?} column {k}: {gv} vs mlxtend {wv}"
-            );
+    for algorithm in ["memory", "spill"] {
+        let got = rows(
+            &ctx,
+            &format!(
+                "SELECT array_to_string(antecedent, '|'), array_to_string(consequent, '|'), antecedent_support,
+                        consequent_support, support, confidence, lift, leverage, conviction
+                 FROM association_rules('b', 'basket', 'item', {ms}, {mc}, {ml}, '{algorithm}')"
+            ),
+        )
+        .await;
+        assert_eq!(got.len(), want.len(), "{name} {algorithm}: number of rules");
+        let by_key: BTreeMap<(String, String), &Vec<String>> = got
+            .iter()
+            .map(|r| ((r[0].clone(), r[1].clone()), r))
+            .collect();
+        assert_eq!(
+            by_key.len(),
+            got.len(),
+            "{name} {algorithm}: duplicate rules"
+        );
+        for w in &want {
+            let key = (w[4].to_string(), w[5].to_string());
+            let g = by_key
+                .get(&key)
+                .unwrap_or_else(|| panic!("{name} {algorithm}: rule {key:?} missing"));
+            for k in 0..7 {
+                let (gv, wv): (f64, f64) = (g[2 + k].parse().unwrap(), w[6 + k].parse().unwrap());
+                assert!(
+                    close(gv, wv, 1e-12),
+                    "{name} {algorithm} {key:?} column {k}: {gv} vs mlxtend {wv}"
+                );
+            }
         }
     }
 }
@@ -482,11 +488,12 @@ async fn association_rules_match_mlxtend_on_random_baskets_with_max_len() {
 // ---------------------------------------------------------------------------
 // Partition independence on the sample lake
 
-const LAKE_SQL: [&str; 4] = [
+const LAKE_SQL: [&str; 5] = [
     "SELECT * FROM item_similarity('interactions', 'customer_id', 'product_id', 'cosine', 5) ORDER BY item, score DESC, neighbor",
     "SELECT * FROM item_similarity('interactions', 'customer_id', 'product_id', 'cosine', 5, 1, NULL, 'spill') ORDER BY item, score DESC, neighbor",
     "SELECT * FROM recommend_items('interactions', 'customer_id', 'product_id', 3) ORDER BY \"user\", \"rank\"",
     "SELECT * FROM association_rules('lines', 'order_id', 'product_id', 0.002, 0.1) ORDER BY lift DESC, antecedent, consequent",
+    "SELECT * FROM association_rules('lines', 'order_id', 'product_id', 0.002, 0.1, NULL, 'spill') ORDER BY lift DESC, antecedent, consequent",
 ];
 
 async fn lake_results(config: SessionConfig) -> Vec<String> {
@@ -526,6 +533,10 @@ async fn lake_results_are_identical_on_1_and_16_partitions() {
     }
     assert!(
         one[0] == one[1],
-        "the memory and spill algorithms differ on the lake"
+        "item_similarity's memory and spill algorithms differ on the lake"
+    );
+    assert!(
+        one[3] == one[4],
+        "association_rules' memory and spill algorithms differ on the lake"
     );
 }

@@ -16,7 +16,7 @@ use datafusion::logical_expr::{AggregateUDF, Documentation, ScalarUDF};
 
 pub use pairs::{item_pair_keys, item_pairs};
 pub use rules::{
-    basket_rules, frequent_itemsets_udaf as frequent_itemsets,
+    basket_rules, basket_rules_from_lines, frequent_itemsets_udaf as frequent_itemsets,
     item_neighbors_udaf as item_neighbors,
 };
 pub use sets::{jaccard_similarity, overlap_coefficient};
@@ -40,6 +40,7 @@ pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
 pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
     vec![
         basket_rules(),
+        basket_rules_from_lines(),
         frequent_itemsets(),
         item_neighbors(),
         top_k_by(),

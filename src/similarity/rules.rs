@@ -59,11 +59,49 @@ impl Output {
     }
 }
 
-/// The `basket_rules` and `frequent_itemsets` aggregate functions.
+/// The `basket_rules`, `basket_rules_from_lines`, `frequent_itemsets` and `item_neighbors`
+/// aggregate functions.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct BasketRules {
     kind: Output,
+    /// Input: one row per (basket, item) line instead of one list per basket.
+    lines: bool,
     signature: Signature,
+}
+
+/// The name of the rules aggregate over (basket, item) lines.
+const LINES_NAME: &str = "basket_rules_from_lines";
+
+impl BasketRules {
+    fn function_name(&self) -> &'static str {
+        if self.lines {
+            LINES_NAME
+        } else {
+            self.kind.name()
+        }
+    }
+
+    fn params(&self) -> &'static [&'static str] {
+        if self.lines {
+            &["basket", "item", "min_support", "min_confidence", "max_len"]
+        } else {
+            self.kind.params()
+        }
+    }
+
+    /// The index of the first argument after the input column(s).
+    fn first_option(&self) -> usize {
+        if self.lines { 2 } else { 1 }
+    }
+
+    /// The item type, from the argument types.
+    fn item_type(&self, args: &[DataType]) -> DataType {
+        if self.lines {
+            args[1].clone()
+        } else {
+            list_item(&args[0]).cloned().unwrap_or(DataType::Null)
+        }
+    }
 }
 
 /// The fields of one neighbour.
@@ -152,6 +190,49 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .build()
 });
 
+static LINES_DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        doc_section("Recommendation similarity"),
+        "`basket_rules` over one input row per (basket, item) line instead of one list per \
+         basket, with the same result and definitions: the baskets are the distinct non-NULL \
+         `basket` values with at least one non-NULL item (rows with a NULL basket or item are \
+         ignored; an item repeated in a basket counts once), N is their number. The state is \
+         every line as two 4-byte ids plus the distinct baskets and items (memory accounted in \
+         the pool, mergeable, not spilled), so no `GROUP BY` or list is built before mining: \
+         when evaluated, items on fewer lines than `min_support` × N are left out (no frequent \
+         itemset can hold them), the lines are gathered into baskets and mined as \
+         `basket_rules` does. `association_rules` uses it unless the session has a memory \
+         limit (then it gathers the baskets with DataFusion's spilling aggregate and calls \
+         `basket_rules`).",
+        "basket_rules_from_lines(basket, item, min_support [, min_confidence [, max_len]])",
+    )
+    .with_argument("basket", "The basket (order, session, user) of the line: a column of any comparable type.")
+    .with_argument("item", "The item of the line: a column of any comparable type.")
+    .with_argument("min_support", "Minimum itemset support, a number in (0, 1].")
+    .with_argument("min_confidence", "Minimum rule confidence in [0, 1]; default 0.8 (mlxtend's default threshold).")
+    .with_argument("max_len", "Largest itemset size, a positive integer; default (or NULL) no limit.")
+    .with_sql_example(
+        "```sql\n\
+         > CREATE TABLE lines(basket INT, item VARCHAR) AS VALUES\n\
+         >   (1, 'bread'), (1, 'milk'), (2, 'bread'), (2, 'milk'), (2, 'jam'), (3, 'milk'), (3, 'tea'),\n\
+         >   (4, 'bread'), (4, 'jam');\n\
+         > SELECT r['antecedent'] AS antecedent, r['consequent'] AS consequent, r['support'] AS support,\n\
+         >        r['confidence'] AS confidence, r['lift'] AS lift\n\
+         > FROM (SELECT unnest(basket_rules_from_lines(basket, item, 0.5, 0.6)) AS r FROM lines) ORDER BY 1, 2;\n\
+         +------------+------------+---------+--------------------+--------------------+\n\
+         | antecedent | consequent | support | confidence         | lift               |\n\
+         +------------+------------+---------+--------------------+--------------------+\n\
+         | [bread]    | [jam]      | 0.5     | 0.6666666666666666 | 1.3333333333333333 |\n\
+         | [bread]    | [milk]     | 0.5     | 0.6666666666666666 | 0.8888888888888888 |\n\
+         | [jam]      | [bread]    | 0.5     | 1.0                | 1.3333333333333333 |\n\
+         | [milk]     | [bread]    | 0.5     | 0.6666666666666666 | 0.8888888888888888 |\n\
+         +------------+------------+---------+--------------------+--------------------+\n\
+         ```",
+    )
+    .with_related_udf("basket_rules")
+    .build()
+});
+
 static ITEMSETS_DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         doc_section("Recommendation similarity"),
@@ -230,7 +311,7 @@ static NEIGHBORS_DOC: LazyLock<Documentation> = LazyLock::new(|| {
 
 impl AggregateUDFImpl for BasketRules {
     fn name(&self) -> &str {
-        self.kind.name()
+        self.function_name()
     }
 
     fn signature(&self) -> &Signature {
@@ -238,9 +319,12 @@ impl AggregateUDFImpl for BasketRules {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        let name = self.kind.name();
-        let params = self.kind.params();
-        let required = if self.kind == Output::Neighbors { 1 } else { 2 };
+        let name = self.function_name();
+        let params = self.params();
+        let required = match self.kind {
+            Output::Neighbors => 1,
+            _ => self.first_option() + 1,
+        };
         if !(required..=params.len()).contains(&arg_types.len()) {
             return plan_err!(
                 "{name}: expected {required} to {} arguments ({}), got {}",
@@ -249,9 +333,23 @@ impl AggregateUDFImpl for BasketRules {
                 arg_types.len()
             );
         }
-        let items = match &arg_types[0] {
+        let comparable = |t: &DataType| RowConverter::supports_fields(&[SortField::new(t.clone())]);
+        let mut out = Vec::with_capacity(arg_types.len());
+        if self.lines {
+            for (i, t) in arg_types.iter().take(2).enumerate() {
+                if t.is_null() || !comparable(t) {
+                    return plan_err!(
+                        "{name}: argument {} '{}' must be a column of comparable values, got {t}",
+                        i + 1,
+                        params[i]
+                    );
+                }
+                out.push(t.clone());
+            }
+        } else {
+            out.push(match &arg_types[0] {
             DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _)
-                if RowConverter::supports_fields(&[SortField::new(f.data_type().clone())]) =>
+                if comparable(f.data_type()) =>
             {
                 DataType::List(Arc::clone(f))
             }
@@ -260,9 +358,9 @@ impl AggregateUDFImpl for BasketRules {
                     "{name}: argument 1 'items' must be a list of comparable values, got {other}"
                 );
             }
-        };
-        let mut out = vec![items];
-        for (i, t) in arg_types.iter().enumerate().skip(1) {
+            });
+        }
+        for (i, t) in arg_types.iter().enumerate().skip(self.first_option()) {
             if params[i] == "metric" {
                 if !matches!(
                     t,
@@ -301,7 +399,7 @@ impl AggregateUDFImpl for BasketRules {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        let item = list_item(&arg_types[0]).cloned().unwrap_or(DataType::Null);
+        let item = self.item_type(arg_types);
         Ok(match self.kind {
             Output::Rules => result_type(&item),
             Output::Itemsets => list_of(DataType::Struct(itemset_fields(&item))),
@@ -310,9 +408,20 @@ impl AggregateUDFImpl for BasketRules {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        let item = list_item(args.input_fields[0].data_type())
-            .cloned()
-            .unwrap_or(DataType::Null);
+        let types: Vec<DataType> = args
+            .input_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        let item = self.item_type(&types);
+        if self.lines {
+            return Ok(vec![
+                state_field(args.name, "items", list_of(item)),
+                state_field(args.name, "baskets", list_of(types[0].clone())),
+                state_field(args.name, "line_baskets", list_of(DataType::UInt32)),
+                state_field(args.name, "line_items", list_of(DataType::UInt32)),
+            ]);
+        }
         Ok(vec![
             state_field(args.name, "items", list_of(item)),
             state_field(args.name, "basket_items", list_of(DataType::UInt32)),
@@ -322,9 +431,13 @@ impl AggregateUDFImpl for BasketRules {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let name = self.kind.name();
-        let input = args.exprs[0].data_type(args.schema)?;
-        let item = list_item(&input).cloned().unwrap_or(DataType::Null);
+        let name = self.function_name();
+        let types = args
+            .exprs
+            .iter()
+            .map(|e| e.data_type(args.schema))
+            .collect::<Result<Vec<_>>>()?;
+        let item = self.item_type(&types);
         if self.kind == Output::Neighbors {
             let metric = match aggregate_literal(name, &args, 1, "metric")? {
                 None => Metric::Cosine,
@@ -361,7 +474,8 @@ impl AggregateUDFImpl for BasketRules {
             acc.neighbors = Some((metric, top_k, min_overlap));
             return Ok(Box::new(acc));
         }
-        let max_len_at = self.kind.params().len() - 1;
+        let max_len_at = self.params().len() - 1;
+        let at = self.first_option();
         let number = |i: usize, what: &str| -> Result<Option<f64>> {
             match aggregate_literal(name, &args, i, what)? {
                 None => Ok(None),
@@ -372,17 +486,18 @@ impl AggregateUDFImpl for BasketRules {
                 },
             }
         };
-        let min_support = match number(1, "min_support")? {
+        let min_support = match number(at, "min_support")? {
             Some(s) if s > 0.0 && s <= 1.0 => s,
             other => {
                 return plan_err!(
-                    "{name}: argument 2 'min_support' must be a number in (0, 1], got {}",
+                    "{name}: argument {} 'min_support' must be a number in (0, 1], got {}",
+                    at + 1,
                     other.map_or("NULL".to_string(), |v| v.to_string())
                 );
             }
         };
         let min_confidence = match (self.kind == Output::Rules)
-            .then(|| number(2, "min_confidence"))
+            .then(|| number(at + 1, "min_confidence"))
             .transpose()?
             .flatten()
         {
@@ -390,7 +505,8 @@ impl AggregateUDFImpl for BasketRules {
             Some(c) if (0.0..=1.0).contains(&c) => c,
             Some(c) => {
                 return plan_err!(
-                    "{NAME}: argument 3 'min_confidence' must be a number in [0, 1], got {c}"
+                    "{name}: argument {} 'min_confidence' must be a number in [0, 1], got {c}",
+                    at + 2
                 );
             }
         };
@@ -407,17 +523,21 @@ impl AggregateUDFImpl for BasketRules {
                 }
             },
         };
-        Ok(Box::new(RulesAccumulator::new(
-            self.kind,
-            item,
-            min_support,
-            min_confidence,
-            max_len,
-        )?))
+        let mut acc = RulesAccumulator::new(self.kind, item, min_support, min_confidence, max_len)?;
+        if self.lines {
+            acc.name = LINES_NAME;
+            acc.lines = Some(Lines {
+                baskets: Dictionary::new(&types[0])?,
+                basket_of: Vec::new(),
+                item_of: Vec::new(),
+            });
+        }
+        Ok(Box::new(acc))
     }
 
     fn documentation(&self) -> Option<&Documentation> {
         Some(match self.kind {
+            Output::Rules if self.lines => &LINES_DOC,
             Output::Rules => &DOC,
             Output::Itemsets => &ITEMSETS_DOC,
             Output::Neighbors => &NEIGHBORS_DOC,
@@ -425,51 +545,36 @@ impl AggregateUDFImpl for BasketRules {
     }
 }
 
-/// Distinct baskets with counts over an interned item dictionary.
+/// Values of one type numbered 0, 1, … in order of arrival: row-encoded keys, and for
+/// integer types a value → id map so the hot path skips the row format.
 #[derive(Debug)]
-struct RulesAccumulator {
-    kind: Output,
-    item: DataType,
+struct Dictionary {
     converter: RowConverter,
-    /// Row encoding of each item → its id.
+    /// Row encoding of each value → its id.
     ids: HashMap<Box<[u8]>, u32>,
     /// Row encodings by id.
     keys: Vec<Box<[u8]>>,
-    /// For integer items: value → id, so the hot path skips the row format.
+    /// For integer values: value → id.
     int_ids: HashMap<i64, u32>,
-    baskets: HashMap<Box<[u32]>, u64>,
     key_bytes: usize,
-    basket_items: usize,
-    min_support: f64,
-    min_confidence: f64,
-    max_len: usize,
-    /// `item_neighbors`' metric, top_k and min_overlap.
-    neighbors: Option<(Metric, usize, u64)>,
 }
 
-impl RulesAccumulator {
-    fn new(
-        kind: Output,
-        item: DataType,
-        min_support: f64,
-        min_confidence: f64,
-        max_len: usize,
-    ) -> Result<Self> {
+/// The id [`Dictionary::intern_all`] gives a NULL element.
+const NO_ID: u32 = u32::MAX;
+
+impl Dictionary {
+    fn new(t: &DataType) -> Result<Self> {
         Ok(Self {
-            kind,
-            converter: RowConverter::new(vec![SortField::new(item.clone())])?,
-            item,
+            converter: RowConverter::new(vec![SortField::new(t.clone())])?,
             ids: HashMap::new(),
             keys: Vec::new(),
             int_ids: HashMap::new(),
-            baskets: HashMap::new(),
             key_bytes: 0,
-            basket_items: 0,
-            min_support,
-            min_confidence,
-            max_len,
-            neighbors: None,
         })
+    }
+
+    fn len(&self) -> usize {
+        self.keys.len()
     }
 
     fn intern(&mut self, key: &[u8]) -> u32 {
@@ -482,6 +587,137 @@ impl RulesAccumulator {
         self.keys.push(boxed.clone());
         self.ids.insert(boxed, id);
         id
+    }
+
+    /// The id of every element of `values`, interning new ones; [`NO_ID`] for NULLs.
+    fn intern_all(&mut self, values: &ArrayRef) -> Result<Vec<u32>> {
+        self.intern_where(values, |_| true)
+    }
+
+    /// The id of every element of `values` at an index `keep` accepts, interning new ones;
+    /// [`NO_ID`] for NULLs and the indexes left out (never interned).
+    fn intern_where(
+        &mut self,
+        values: &ArrayRef,
+        keep: impl Fn(usize) -> bool,
+    ) -> Result<Vec<u32>> {
+        let mut out = Vec::with_capacity(values.len());
+        if values.data_type().is_integer() && *values.data_type() != DataType::UInt64 {
+            // integers (exactly representable as i64): the row format only for new values
+            let wide = datafusion::arrow::compute::cast(values, &DataType::Int64)?;
+            let wide = wide.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            for j in 0..values.len() {
+                if values.is_null(j) || !keep(j) {
+                    out.push(NO_ID);
+                    continue;
+                }
+                let v = wide.value(j);
+                let id = match self.int_ids.get(&v) {
+                    Some(&id) => id,
+                    None => {
+                        let rows = self.converter.convert_columns(&[values.slice(j, 1)])?;
+                        let id = self.intern(rows.row(0).as_ref());
+                        self.int_ids.insert(v, id);
+                        self.key_bytes += 16;
+                        id
+                    }
+                };
+                out.push(id);
+            }
+            return Ok(out);
+        }
+        let rows = self.converter.convert_columns(&[Arc::clone(values)])?;
+        for j in 0..values.len() {
+            out.push(if values.is_null(j) || !keep(j) {
+                NO_ID
+            } else {
+                self.intern(rows.row(j).as_ref())
+            });
+        }
+        Ok(out)
+    }
+
+    /// The values of `keys` (row encodings of this dictionary) as an array.
+    fn array(&self, keys: &[&[u8]]) -> Result<ArrayRef> {
+        let parser = self.converter.parser();
+        let rows = keys.iter().map(|k| parser.parse(k));
+        let mut columns = self.converter.convert_rows(rows)?;
+        Ok(columns.remove(0))
+    }
+
+    /// Every value, in id order.
+    fn all(&self) -> Result<ArrayRef> {
+        let keys: Vec<&[u8]> = self.keys.iter().map(|k| k.as_ref()).collect();
+        self.array(&keys)
+    }
+
+    fn size(&self) -> usize {
+        self.key_bytes + self.keys.capacity() * 16 + self.ids.capacity() * 24
+    }
+}
+
+/// `basket_rules_from_lines`' input: every (basket, item) line with both non-NULL, as ids.
+#[derive(Debug)]
+struct Lines {
+    baskets: Dictionary,
+    basket_of: Vec<u32>,
+    item_of: Vec<u32>,
+}
+
+/// The smallest basket count whose support reaches `min_support` among `n` baskets, compared
+/// as mlxtend does (count / n ≥ min_support in floating point).
+fn min_count(n: u64, min_support: f64) -> u64 {
+    let nf = n as f64;
+    let mut min_count = (min_support * nf).ceil().max(1.0) as u64;
+    while min_count > 1 && (min_count - 1) as f64 / nf >= min_support {
+        min_count -= 1;
+    }
+    while (min_count as f64 / nf) < min_support {
+        min_count += 1;
+    }
+    min_count
+}
+
+/// Distinct baskets with counts over an interned item dictionary.
+#[derive(Debug)]
+struct RulesAccumulator {
+    kind: Output,
+    /// The SQL function's name, for errors.
+    name: &'static str,
+    item: DataType,
+    items: Dictionary,
+    baskets: HashMap<Box<[u32]>, u64>,
+    basket_items: usize,
+    min_support: f64,
+    min_confidence: f64,
+    max_len: usize,
+    /// `item_neighbors`' metric, top_k and min_overlap.
+    neighbors: Option<(Metric, usize, u64)>,
+    /// `basket_rules_from_lines`: the lines, gathered into baskets when evaluated.
+    lines: Option<Lines>,
+}
+
+impl RulesAccumulator {
+    fn new(
+        kind: Output,
+        item: DataType,
+        min_support: f64,
+        min_confidence: f64,
+        max_len: usize,
+    ) -> Result<Self> {
+        Ok(Self {
+            kind,
+            name: kind.name(),
+            items: Dictionary::new(&item)?,
+            item,
+            baskets: HashMap::new(),
+            basket_items: 0,
+            min_support,
+            min_confidence,
+            max_len,
+            neighbors: None,
+            lines: None,
+        })
     }
 
     fn add_basket(&mut self, basket: &mut Vec<u32>, count: u64) {
@@ -498,45 +734,9 @@ impl RulesAccumulator {
         }
     }
 
-    /// Add every row of a list array of baskets; `counts` gives each row's multiplicity.
-    fn add_lists<O: OffsetSizeTrait>(
-        &mut self,
-        lists: &GenericListArray<O>,
-        counts: Option<&UInt64Array>,
-    ) -> Result<()> {
-        let values = lists.values();
-        if values.data_type().is_integer() && *values.data_type() != DataType::UInt64 {
-            // integer items (exactly representable as i64): a value → id map, the row
-            // format only for each new distinct value
-            let wide = datafusion::arrow::compute::cast(values, &DataType::Int64)?;
-            let wide = wide.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
-            return self.add_each_basket(lists, counts, |store, j| {
-                let v = wide.value(j);
-                if let Some(&id) = store.int_ids.get(&v) {
-                    return Ok(id);
-                }
-                let rows = store.converter.convert_columns(&[values.slice(j, 1)])?;
-                let id = store.intern(rows.row(0).as_ref());
-                store.int_ids.insert(v, id);
-                store.key_bytes += 16;
-                Ok(id)
-            });
-        }
-        let rows = self.converter.convert_columns(&[Arc::clone(values)])?;
-        self.add_each_basket(lists, counts, |store, j| {
-            Ok(store.intern(rows.row(j).as_ref()))
-        })
-    }
-
-    /// Add each non-NULL list as a basket of the ids `id_of` gives its non-NULL elements
-    /// (by index into the list values).
-    fn add_each_basket<O: OffsetSizeTrait>(
-        &mut self,
-        lists: &GenericListArray<O>,
-        counts: Option<&UInt64Array>,
-        mut id_of: impl FnMut(&mut Self, usize) -> Result<u32>,
-    ) -> Result<()> {
-        let values = lists.values();
+    /// Add each non-NULL list as a basket of its non-NULL items.
+    fn add_lists<O: OffsetSizeTrait>(&mut self, lists: &GenericListArray<O>) -> Result<()> {
+        let ids = self.items.intern_all(lists.values())?;
         let offsets = lists.value_offsets();
         let mut basket = Vec::new();
         for i in 0..lists.len() {
@@ -544,53 +744,109 @@ impl RulesAccumulator {
                 continue;
             }
             basket.clear();
-            for j in offsets[i].as_usize()..offsets[i + 1].as_usize() {
-                if values.is_valid(j) {
-                    basket.push(id_of(self, j)?);
-                }
-            }
-            let count = counts.map_or(1, |c| c.value(i));
-            self.add_basket(&mut basket, count);
+            basket.extend(
+                ids[offsets[i].as_usize()..offsets[i + 1].as_usize()]
+                    .iter()
+                    .copied()
+                    .filter(|&id| id != NO_ID),
+            );
+            self.add_basket(&mut basket, 1);
         }
         Ok(())
     }
 
-    /// The dictionary's items as an array, in id order.
-    fn items_array(&self, keys: &[&[u8]]) -> Result<ArrayRef> {
-        let parser = self.converter.parser();
-        let rows = keys.iter().map(|k| parser.parse(k));
-        let mut columns = self.converter.convert_rows(rows)?;
-        Ok(columns.remove(0))
+    /// Gather the lines into baskets: N is the number of distinct baskets, and items on fewer
+    /// lines than N × min_support (an upper bound of their baskets) are left out, as no
+    /// frequent itemset can hold them; a basket left without items still counts in N.
+    fn gather_lines(&mut self) {
+        let Some(lines) = self.lines.take() else {
+            return;
+        };
+        let n = lines.baskets.len();
+        if n == 0 {
+            return;
+        }
+        let min_count = min_count(n as u64, self.min_support);
+        let mut per_item = vec![0u64; self.items.len()];
+        for &i in &lines.item_of {
+            per_item[i as usize] += 1;
+        }
+        let keep: Vec<bool> = per_item.iter().map(|&c| c >= min_count).collect();
+        // the kept items grouped by basket (a counting sort)
+        let mut start = vec![0usize; n + 1];
+        for (&b, &i) in lines.basket_of.iter().zip(&lines.item_of) {
+            if keep[i as usize] {
+                start[b as usize + 1] += 1;
+            }
+        }
+        for b in 0..n {
+            start[b + 1] += start[b];
+        }
+        let mut next = start.clone();
+        let mut flat = vec![0u32; start[n]];
+        for (&b, &i) in lines.basket_of.iter().zip(&lines.item_of) {
+            if keep[i as usize] {
+                flat[next[b as usize]] = i;
+                next[b as usize] += 1;
+            }
+        }
+        drop(lines);
+        let mut basket = Vec::new();
+        for b in 0..n {
+            basket.clear();
+            basket.extend_from_slice(&flat[start[b]..start[b + 1]]);
+            self.add_basket(&mut basket, 1);
+        }
     }
 }
 
 impl Accumulator for RulesAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        if let Some(lines) = &mut self.lines {
+            // a line counts only with both its basket and its item: a basket whose items are
+            // all NULL is no basket (not in N), and an item of a NULL basket is not seen
+            let (b, i) = (&values[0], &values[1]);
+            let both = |j: usize| b.is_valid(j) && i.is_valid(j);
+            let baskets = lines.baskets.intern_where(b, both)?;
+            let items = self.items.intern_where(i, both)?;
+            for (b, i) in baskets.into_iter().zip(items) {
+                if b != NO_ID && i != NO_ID {
+                    lines.basket_of.push(b);
+                    lines.item_of.push(i);
+                }
+            }
+            return Ok(());
+        }
         match values[0].data_type() {
-            DataType::List(_) => self.add_lists(values[0].as_list::<i32>(), None),
-            DataType::LargeList(_) => self.add_lists(values[0].as_list::<i64>(), None),
-            other => exec_err!("{}: unexpected input type {other}", self.kind.name()),
+            DataType::List(_) => self.add_lists(values[0].as_list::<i32>()),
+            DataType::LargeList(_) => self.add_lists(values[0].as_list::<i64>()),
+            other => exec_err!("{}: unexpected input type {other}", self.name),
         }
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
         let items = states[0].as_list::<i32>();
-        let basket_items = states[1].as_list::<i32>();
-        let lens = states[2].as_list::<i32>();
-        let counts = states[3].as_list::<i32>();
         for s in 0..items.len() {
             if items.is_null(s) {
                 continue;
             }
-            let local = items.value(s);
-            let rows = self.converter.convert_columns(&[local])?;
-            let map: Vec<u32> = (0..rows.num_rows())
-                .map(|j| self.intern(rows.row(j).as_ref()))
-                .collect();
-            let flat = basket_items.value(s);
+            let map = self.items.intern_all(&items.value(s))?;
+            let list = |k: usize| states[k].as_list::<i32>().value(s);
+            if let Some(lines) = &mut self.lines {
+                let baskets = lines.baskets.intern_all(&list(1))?;
+                let (basket_of, item_of) = (list(2), list(3));
+                let basket_of = basket_of.as_primitive::<UInt32Type>().values();
+                let item_of = item_of.as_primitive::<UInt32Type>().values();
+                lines
+                    .basket_of
+                    .extend(basket_of.iter().map(|&b| baskets[b as usize]));
+                lines
+                    .item_of
+                    .extend(item_of.iter().map(|&i| map[i as usize]));
+                continue;
+            }
+            let (flat, lens, counts) = (list(1), list(2), list(3));
             let flat = flat.as_primitive::<UInt32Type>().values();
-            let lens = lens.value(s);
-            let counts = counts.value(s);
             let counts = counts.as_primitive::<UInt64Type>().values();
             let mut pos = 0usize;
             let mut basket = Vec::new();
@@ -614,8 +870,15 @@ impl Accumulator for RulesAccumulator {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let keys: Vec<&[u8]> = self.keys.iter().map(|k| k.as_ref()).collect();
-        let items = self.items_array(&keys)?;
+        let items = scalar_list(self.items.all()?);
+        if let Some(lines) = &self.lines {
+            return Ok(vec![
+                items,
+                scalar_list(lines.baskets.all()?),
+                scalar_list(Arc::new(UInt32Array::from(lines.basket_of.clone()))),
+                scalar_list(Arc::new(UInt32Array::from(lines.item_of.clone()))),
+            ]);
+        }
         let mut flat = Vec::with_capacity(self.basket_items);
         let mut lens = Vec::with_capacity(self.baskets.len());
         let mut counts = Vec::with_capacity(self.baskets.len());
@@ -625,7 +888,7 @@ impl Accumulator for RulesAccumulator {
             counts.push(c);
         }
         Ok(vec![
-            scalar_list(items),
+            items,
             scalar_list(Arc::new(UInt32Array::from(flat))),
             scalar_list(Arc::new(UInt32Array::from(lens))),
             scalar_list(Arc::new(UInt64Array::from(counts))),
@@ -633,9 +896,11 @@ impl Accumulator for RulesAccumulator {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
+        self.gather_lines();
         // number items in their type's order, so the result does not depend on arrival order
-        let mut order: Vec<u32> = (0..self.keys.len() as u32).collect();
-        order.sort_unstable_by(|&a, &b| self.keys[a as usize].cmp(&self.keys[b as usize]));
+        let keys = &self.items.keys;
+        let mut order: Vec<u32> = (0..keys.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| keys[a as usize].cmp(&keys[b as usize]));
         let mut rank = vec![0u32; order.len()];
         for (r, &id) in order.iter().enumerate() {
             rank[id as usize] = r as u32;
@@ -659,11 +924,8 @@ impl Accumulator for RulesAccumulator {
         if let Some((metric, top_k, min_overlap)) = self.neighbors {
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
             let found = item_neighbors(&baskets, order.len(), metric, top_k, min_overlap, threads);
-            let keys: Vec<&[u8]> = order
-                .iter()
-                .map(|&id| self.keys[id as usize].as_ref())
-                .collect();
-            let items = self.items_array(&keys)?;
+            let keys: Vec<&[u8]> = order.iter().map(|&id| keys[id as usize].as_ref()).collect();
+            let items = self.items.array(&keys)?;
             let pick = |f: fn(&Neighbor) -> u32| -> Result<ArrayRef> {
                 let idx = UInt32Array::from_iter_values(found.iter().map(f));
                 Ok(take(items.as_ref(), &idx, None)?)
@@ -686,13 +948,7 @@ impl Accumulator for RulesAccumulator {
         }
         // smallest count whose support reaches min_support, compared as mlxtend does
         let nf = n as f64;
-        let mut min_count = (self.min_support * nf).ceil().max(1.0) as u64;
-        while min_count > 1 && (min_count - 1) as f64 / nf >= self.min_support {
-            min_count -= 1;
-        }
-        while (min_count as f64 / nf) < self.min_support {
-            min_count += 1;
-        }
+        let min_count = min_count(n, self.min_support);
         let sets = match frequent_itemsets(
             &baskets,
             order.len(),
@@ -704,17 +960,14 @@ impl Accumulator for RulesAccumulator {
             Err(MiningError::TooMany(limit)) => {
                 return exec_err!(
                     "{}: more than {limit} frequent itemsets at min_support {}; raise min_support or set max_len",
-                    self.kind.name(),
+                    self.name,
                     self.min_support
                 );
             }
-            Err(e) => return internal_err!("{}: {e:?}", self.kind.name()),
+            Err(e) => return internal_err!("{}: {e:?}", self.name),
         };
-        let keys: Vec<&[u8]> = order
-            .iter()
-            .map(|&id| self.keys[id as usize].as_ref())
-            .collect();
-        let items = self.items_array(&keys)?;
+        let keys: Vec<&[u8]> = order.iter().map(|&id| keys[id as usize].as_ref()).collect();
+        let items = self.items.array(&keys)?;
         let list_field = Arc::new(Field::new("item", self.item.clone(), true));
         if self.kind == Output::Itemsets {
             let idx: Vec<u32> = sets.iter().flat_map(|s| s.items.iter().copied()).collect();
@@ -745,12 +998,12 @@ impl Accumulator for RulesAccumulator {
             Err(MiningError::TooManyRules(limit)) => {
                 return exec_err!(
                     "{}: more than {limit} rules at min_support {} and min_confidence {}; raise either or set max_len",
-                    self.kind.name(),
+                    self.name,
                     self.min_support,
                     self.min_confidence
                 );
             }
-            Err(e) => return internal_err!("{}: {e:?}", self.kind.name()),
+            Err(e) => return internal_err!("{}: {e:?}", self.name),
         };
         let side = |pick: &dyn Fn(&super::model::Rule) -> &[u32]| -> Result<ArrayRef> {
             let idx: Vec<u32> = found.iter().flat_map(|r| pick(r).iter().copied()).collect();
@@ -785,35 +1038,176 @@ impl Accumulator for RulesAccumulator {
 
     fn size(&self) -> usize {
         std::mem::size_of_val(self)
-            + self.key_bytes
-            + self.keys.capacity() * 16
-            + self.ids.capacity() * 24
+            + self.items.size()
             + self.baskets.capacity() * 32
             + self.basket_items * 4
+            + self.lines.as_ref().map_or(0, |l| {
+                l.baskets.size() + (l.basket_of.capacity() + l.item_of.capacity()) * 4
+            })
     }
 }
 
-fn udaf(kind: Output) -> Arc<AggregateUDF> {
+fn udaf(kind: Output, lines: bool) -> Arc<AggregateUDF> {
     Arc::new(AggregateUDF::new_from_impl(BasketRules {
         kind,
+        lines,
         signature: Signature::user_defined(Volatility::Immutable),
     }))
 }
 
 /// The `basket_rules` aggregate (a shared singleton).
 pub fn basket_rules() -> Arc<AggregateUDF> {
-    static UDAF: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| udaf(Output::Rules));
+    static UDAF: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| udaf(Output::Rules, false));
+    Arc::clone(&UDAF)
+}
+
+/// The `basket_rules_from_lines` aggregate (a shared singleton).
+pub fn basket_rules_from_lines() -> Arc<AggregateUDF> {
+    static UDAF: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| udaf(Output::Rules, true));
     Arc::clone(&UDAF)
 }
 
 /// The `item_neighbors` aggregate (a shared singleton).
 pub fn item_neighbors_udaf() -> Arc<AggregateUDF> {
-    static UDAF: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| udaf(Output::Neighbors));
+    static UDAF: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| udaf(Output::Neighbors, false));
     Arc::clone(&UDAF)
 }
 
 /// The `frequent_itemsets` aggregate (a shared singleton).
 pub fn frequent_itemsets_udaf() -> Arc<AggregateUDF> {
-    static UDAF: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| udaf(Output::Itemsets));
+    static UDAF: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| udaf(Output::Itemsets, false));
     Arc::clone(&UDAF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, StringArray};
+
+    /// Lines (basket, item) from a fixed stream: repeats, NULL baskets and NULL items, a few
+    /// popular items and many rare ones.
+    fn random_lines(n: usize) -> Vec<(Option<i64>, Option<i64>)> {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |m: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % m
+        };
+        (0..n)
+            .map(|_| {
+                let basket = (next(50) != 0).then(|| next(450) as i64);
+                // baskets 400..440 hold only rare items: they count in N without a frequent
+                // item; baskets 440.. only NULL items: they are no baskets
+                let b = basket.unwrap_or(0);
+                let item = match (next(20), b >= 400) {
+                    _ if b >= 440 => None,
+                    (0, _) => None,
+                    (1..=12, false) => Some(next(8) as i64),
+                    _ => Some(8 + next(3000) as i64),
+                };
+                (basket, item)
+            })
+            .collect()
+    }
+
+    fn rules_accumulator(lines: bool, item: &DataType, basket: &DataType) -> RulesAccumulator {
+        let mut acc =
+            RulesAccumulator::new(Output::Rules, item.clone(), 0.02, 0.3, usize::MAX).unwrap();
+        if lines {
+            acc.name = LINES_NAME;
+            acc.lines = Some(Lines {
+                baskets: Dictionary::new(basket).unwrap(),
+                basket_of: Vec::new(),
+                item_of: Vec::new(),
+            });
+        }
+        acc
+    }
+
+    fn column(values: &[Option<i64>], strings: bool) -> ArrayRef {
+        if strings {
+            Arc::new(StringArray::from_iter(
+                values.iter().map(|v| v.map(|v| format!("i{v:03}"))),
+            ))
+        } else {
+            Arc::new(Int64Array::from(values.to_vec()))
+        }
+    }
+
+    /// The rules from the lines split over three partial accumulators merged into a final one
+    /// equal `basket_rules` over one list per basket, for integer and string items.
+    #[test]
+    fn lines_merged_from_partitions_give_the_rules_of_the_baskets() {
+        let lines = random_lines(6000);
+        for strings in [false, true] {
+            let item = if strings {
+                DataType::Utf8
+            } else {
+                DataType::Int64
+            };
+            // reference: one list per non-NULL basket of its items, NULL items left in
+            let mut by_basket: std::collections::BTreeMap<i64, Vec<Option<i64>>> =
+                Default::default();
+            for &(b, i) in &lines {
+                if let Some(b) = b {
+                    by_basket.entry(b).or_default().push(i);
+                }
+            }
+            // a basket whose lines all have NULL items is no basket
+            by_basket.retain(|_, items| items.iter().any(Option::is_some));
+            let mut reference = rules_accumulator(false, &item, &DataType::Int64);
+            let flat: Vec<Option<i64>> = by_basket.values().flatten().copied().collect();
+            let lists = ListArray::try_new(
+                Arc::new(Field::new("item", item.clone(), true)),
+                OffsetBuffer::from_lengths(by_basket.values().map(Vec::len)),
+                column(&flat, strings),
+                None,
+            )
+            .unwrap();
+            reference.update_batch(&[Arc::new(lists)]).unwrap();
+            let want = reference.evaluate().unwrap();
+            let ScalarValue::List(found) = &want else {
+                panic!("not a list: {want:?}")
+            };
+            assert!(
+                found.value(0).len() > 20,
+                "too few rules to compare: {want:?}"
+            );
+
+            let mut states: Vec<Vec<ScalarValue>> = Vec::new();
+            for part in lines.chunks(2500) {
+                let mut acc = rules_accumulator(true, &item, &DataType::Int64);
+                for batch in part.chunks(700) {
+                    let b: Vec<Option<i64>> = batch.iter().map(|l| l.0).collect();
+                    let i: Vec<Option<i64>> = batch.iter().map(|l| l.1).collect();
+                    acc.update_batch(&[column(&b, false), column(&i, strings)])
+                        .unwrap();
+                }
+                states.push(acc.state().unwrap());
+            }
+            let mut merged = rules_accumulator(true, &item, &DataType::Int64);
+            let columns: Vec<ArrayRef> = (0..4)
+                .map(|k| ScalarValue::iter_to_array(states.iter().map(|s| s[k].clone())).unwrap())
+                .collect();
+            merged.merge_batch(&columns).unwrap();
+            assert_eq!(merged.evaluate().unwrap(), want, "strings: {strings}");
+        }
+    }
+
+    #[test]
+    fn min_count_is_the_least_count_reaching_the_support() {
+        assert_eq!(min_count(4, 0.5), 2);
+        assert_eq!(min_count(3, 0.5), 2);
+        assert_eq!(min_count(100, 0.01), 1);
+        assert_eq!(min_count(1000, 0.001), 1);
+        // 0.7 * 10 = 7.000000000000001 in floating point; 7 / 10 = 0.7 reaches it
+        assert_eq!(min_count(10, 0.7), 7);
+        for n in 1..200u64 {
+            for s in [0.01, 0.1, 0.3, 1.0 / 3.0, 0.7, 1.0] {
+                let c = min_count(n, s);
+                assert!(c as f64 / n as f64 >= s && (c == 1 || ((c - 1) as f64 / n as f64) < s));
+            }
+        }
+    }
 }

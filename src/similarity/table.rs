@@ -2,7 +2,7 @@
 //! scalar and aggregate functions:
 //! - `item_similarity(table, user_col, item_col [, metric [, top_k [, min_overlap [, max_items_per_user]]]])`
 //! - `recommend_items(table, user_col, item_col [, k [, neighbors]])`
-//! - `association_rules(table, basket_col, item_col [, min_support [, min_confidence [, max_len]]])`
+//! - `association_rules(table, basket_col, item_col [, min_support [, min_confidence [, max_len [, algorithm]]]])`
 
 use std::sync::{Arc, LazyLock};
 
@@ -29,12 +29,14 @@ fn metric_sql(metric: Metric) -> &'static str {
     }
 }
 
-/// How `item_similarity` counts co-occurrences.
+/// How `item_similarity` counts co-occurrences and `association_rules` gathers baskets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
-    /// `item_neighbors` over per-user lists: in memory (accounted), fastest.
+    /// In memory (accounted), fastest: `item_neighbors` over per-user lists;
+    /// `basket_rules_from_lines` over the lines.
     Memory,
-    /// Pairs packed into integers counted by the spilling hash aggregate, top-k by `top_k_by`.
+    /// DataFusion's spilling hash aggregates: pairs packed into integers counted, top-k by
+    /// `top_k_by`; baskets of the frequent items gathered by `array_agg` for `basket_rules`.
     Spill,
 }
 
@@ -197,6 +199,7 @@ pub fn association_rules_sql(
     min_support: f64,
     min_confidence: f64,
     max_len: Option<i64>,
+    algorithm: Algorithm,
 ) -> String {
     let table = quote_table(table);
     let (b, i) = (quote_ident(basket), quote_ident(item));
@@ -214,6 +217,16 @@ pub fn association_rules_sql(
     ]
     .map(|f| format!("r['{f}'] AS {f}"))
     .join(", ");
+    if algorithm == Algorithm::Memory {
+        // every line straight into one aggregate: no GROUP BY, join or lists before mining
+        return format!(
+            "WITH rules AS (
+  SELECT unnest(basket_rules_from_lines(b, i, {min_support:?}, {min_confidence:?}, {max_len})) AS r
+  FROM (SELECT {b} AS b, {i} AS i FROM {table} WHERE {b} IS NOT NULL AND {i} IS NOT NULL)
+)
+SELECT {fields} FROM rules"
+        );
+    }
     // Items below min_support cannot be in a frequent itemset: they are blanked (NULL) before
     // the baskets reach basket_rules, which keeps every basket in N but stores only the
     // frequent items. The pre-filter is a slightly looser superset; basket_rules applies the
@@ -236,6 +249,31 @@ rules AS (
 )
 SELECT {fields} FROM rules"
     )
+}
+
+/// The optional `algorithm` argument at `i`: 'auto' (or absent, or NULL), 'memory' or 'spill'.
+fn algorithm_arg(
+    function: &str,
+    exprs: &[Expr],
+    i: usize,
+    session: &dyn datafusion::catalog::Session,
+) -> Result<Algorithm> {
+    match exprs.get(i) {
+        None => Ok(Algorithm::auto(session)),
+        Some(Expr::Literal(v, _)) if v.is_null() => Ok(Algorithm::auto(session)),
+        Some(_) => match string_literal_arg(function, exprs, i, "algorithm")?
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "auto" => Ok(Algorithm::auto(session)),
+            "memory" => Ok(Algorithm::Memory),
+            "spill" => Ok(Algorithm::Spill),
+            other => plan_err!(
+                "{function}: argument {} 'algorithm' must be 'auto', 'memory' or 'spill', got '{other}'",
+                i + 1
+            ),
+        },
+    }
 }
 
 fn column_args(function: &str, exprs: &[Expr], names: [&str; 3]) -> Result<[String; 3]> {
@@ -362,23 +400,7 @@ impl TableFunctionImpl for ItemSimilarityTable {
                 1,
                 i64::MAX,
             )?,
-            algorithm: match exprs.get(7) {
-                None => Algorithm::auto(args.session()),
-                Some(Expr::Literal(v, _)) if v.is_null() => Algorithm::auto(args.session()),
-                Some(_) => match string_literal_arg(NAME, exprs, 7, "algorithm")?
-                    .to_ascii_lowercase()
-                    .as_str()
-                {
-                    "auto" => Algorithm::auto(args.session()),
-                    "memory" => Algorithm::Memory,
-                    "spill" => Algorithm::Spill,
-                    other => {
-                        return plan_err!(
-                            "{NAME}: argument 8 'algorithm' must be 'auto', 'memory' or 'spill', got '{other}'"
-                        );
-                    }
-                },
-            },
+            algorithm: algorithm_arg(NAME, exprs, 7, args.session())?,
         };
         sql_view(
             NAME,
@@ -479,9 +501,14 @@ pub static ASSOCIATION_RULES_DOC: LazyLock<Documentation> = LazyLock::new(|| {
          frequent), so only the frequent items' baskets are gathered. \
          `conviction` is `+inf` (IEEE infinity) when confidence is 1. Defaults: `min_support` \
          0.01, `min_confidence` 0.8 (mlxtend's default threshold), `max_len` no limit. Itemsets \
-         are mined exactly by Eclat inside `basket_rules`, which gathers the distinct baskets \
-         (restricted to frequent items) on one node (memory accounted; ≈ 4 bytes per item).",
-        "association_rules(table, basket_col, item_col [, min_support [, min_confidence [, max_len]]])",
+         are mined exactly by Eclat on one node. Two algorithms give identical results. \
+         `'memory'`: every line goes straight into `basket_rules_from_lines` (≈ 8 bytes per \
+         line, accounted in the memory pool, not spilled), which counts the baskets and items, \
+         drops the rare items and gathers the baskets itself — fastest. `'spill'`: the \
+         baskets and the items' line counts come from DataFusion's spilling aggregates, the \
+         baskets restricted to frequent items are gathered by `array_agg`, and `basket_rules` \
+         holds only the distinct baskets (≈ 4 bytes per frequent item).",
+        "association_rules(table, basket_col, item_col [, min_support [, min_confidence [, max_len [, algorithm]]]])",
     )
     .with_argument("table", "Name of a registered table or view with one row per basket item, a string.")
     .with_argument("basket_col", "Column identifying the basket (order, session, user).")
@@ -489,6 +516,7 @@ pub static ASSOCIATION_RULES_DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .with_argument("min_support", "Minimum itemset support in (0, 1]; default 0.01.")
     .with_argument("min_confidence", "Minimum confidence in [0, 1]; default 0.8.")
     .with_argument("max_len", "Largest itemset size, a positive integer; default (or NULL) no limit.")
+    .with_argument("algorithm", "'auto' (default: 'spill' when the session has a memory limit, else 'memory'), 'memory' or 'spill'; both give identical results.")
     .with_sql_example(
         "```sql\n\
          > CREATE TABLE lines(basket INT, item VARCHAR) AS VALUES\n\
@@ -514,8 +542,8 @@ impl TableFunctionImpl for AssociationRulesTable {
         arity(
             NAME,
             exprs,
-            6,
-            "table, basket_col, item_col [, min_support [, min_confidence [, max_len]]]",
+            7,
+            "table, basket_col, item_col [, min_support [, min_confidence [, max_len [, algorithm]]]]",
         )?;
         let [table, basket, item] = column_args(NAME, exprs, ["table", "basket_col", "item_col"])?;
         let min_support = number_literal_arg(NAME, exprs, 3, "min_support")?.unwrap_or(0.01);
@@ -531,10 +559,19 @@ impl TableFunctionImpl for AssociationRulesTable {
             );
         }
         let max_len = integer_literal_arg(NAME, exprs, 5, "max_len", 1, i64::from(u16::MAX))?;
+        let algorithm = algorithm_arg(NAME, exprs, 6, args.session())?;
         sql_view(
             NAME,
             args.session(),
-            association_rules_sql(&table, &basket, &item, min_support, min_confidence, max_len),
+            association_rules_sql(
+                &table,
+                &basket,
+                &item,
+                min_support,
+                min_confidence,
+                max_len,
+                algorithm,
+            ),
             &table,
         )
     }
