@@ -450,13 +450,18 @@ fn eclat(c: &mut Criterion) {
         .collect();
     let mut g = c.benchmark_group("eclat");
     g.sample_size(10);
-    g.bench_function("frequent_itemsets_200k_baskets_support_0.005", |b| {
-        b.iter(|| {
-            frequent_itemsets(&baskets, 2000, 2000, usize::MAX, 10_000_000)
-                .unwrap()
-                .len()
-        })
-    });
+    for threads in [1, 2] {
+        g.bench_function(
+            format!("frequent_itemsets_200k_baskets_support_0.005_{threads}_threads"),
+            |b| {
+                b.iter(|| {
+                    frequent_itemsets(&baskets, 2000, 2000, usize::MAX, 10_000_000, threads)
+                        .unwrap()
+                        .len()
+                })
+            },
+        );
+    }
     g.finish();
 }
 

@@ -2,6 +2,8 @@
 //! frequent itemsets (Eclat over weighted distinct baskets) and association rules.
 //! No Arrow, no DataFusion.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 /// Σ aᵢ·bᵢ, summed in order (so the result does not depend on batch boundaries).
 pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -85,16 +87,26 @@ pub enum MiningError {
 /// `baskets` are distinct baskets (item ids sorted, no duplicates) with their multiplicity.
 /// Eclat: depth-first over items in ascending id order, intersecting the sets of baskets
 /// holding each itemset ([`Tids`]: a bitset when dense, a sorted id list when sparse,
-/// whichever is smaller). The result is in depth-first order: deterministic for the same
-/// input.
+/// whichever is smaller). The frequent items' subtrees are mined on up to `threads` threads,
+/// each taking the next item when done with one; the subtrees are then put in item order, so
+/// the result is in depth-first order, the same for any number of threads.
 pub fn frequent_itemsets(
     baskets: &[(Vec<u32>, u64)],
     n_items: usize,
     min_count: u64,
     max_len: usize,
     limit: usize,
+    threads: usize,
 ) -> Result<Vec<Itemset>, MiningError> {
-    mine(baskets, n_items, min_count, max_len, limit, BITSET_BUDGET)
+    mine(
+        baskets,
+        n_items,
+        min_count,
+        max_len,
+        limit,
+        BITSET_BUDGET,
+        threads,
+    )
 }
 
 /// [`frequent_itemsets`] with the memory `budget` for bitsets ([`Layout::new`]).
@@ -105,10 +117,10 @@ fn mine(
     max_len: usize,
     limit: usize,
     budget: usize,
+    threads: usize,
 ) -> Result<Vec<Itemset>, MiningError> {
-    let mut out = Vec::new();
     if max_len == 0 {
-        return Ok(out);
+        return Ok(Vec::new());
     }
     // singletons: weighted counts over every basket
     let mut item_weight = vec![0u64; n_items];
@@ -153,16 +165,73 @@ fn mine(
             (item as u32, layout.compact(t), item_weight[item])
         })
         .collect();
-    let mut prefix = Vec::new();
-    extend(
-        &roots,
-        &mut prefix,
-        &layout,
-        min_count,
-        max_len,
-        limit,
-        &mut out,
-    )?;
+    let found = AtomicUsize::new(0);
+    // the subtree of root k: k's itemset and every frequent extension by later roots
+    let subtree = |k: usize| -> Result<Vec<Itemset>, MiningError> {
+        let mut out = Vec::new();
+        let mut prefix = Vec::new();
+        extend(
+            &roots[k..],
+            1,
+            &mut prefix,
+            &layout,
+            min_count,
+            max_len,
+            (limit, &found),
+            &mut out,
+        )?;
+        Ok(out)
+    };
+    let threads = threads.clamp(1, roots.len().max(1));
+    let mut trees: Vec<Result<Vec<Itemset>, MiningError>> = Vec::with_capacity(roots.len());
+    if threads == 1 {
+        for k in 0..roots.len() {
+            trees.push(subtree(k));
+            if trees[k].is_err() {
+                break;
+            }
+        }
+    } else {
+        let next = AtomicUsize::new(0);
+        let done: Vec<Vec<(usize, Result<Vec<Itemset>, MiningError>)>> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut mine = Vec::new();
+                        loop {
+                            let k = next.fetch_add(1, Ordering::Relaxed);
+                            if k >= roots.len() {
+                                break;
+                            }
+                            let tree = subtree(k);
+                            let failed = tree.is_err();
+                            mine.push((k, tree));
+                            if failed {
+                                // the others stop at their next root
+                                next.store(roots.len(), Ordering::Relaxed);
+                                break;
+                            }
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("an Eclat thread panicked"))
+                .collect()
+        });
+        let mut by_root: Vec<Option<Result<Vec<Itemset>, MiningError>>> =
+            (0..roots.len()).map(|_| None).collect();
+        for (k, tree) in done.into_iter().flatten() {
+            by_root[k] = Some(tree);
+        }
+        trees.extend(by_root.into_iter().flatten());
+    }
+    let mut out = Vec::with_capacity(found.load(Ordering::Relaxed).min(limit));
+    for tree in trees {
+        out.extend(tree?);
+    }
     Ok(out)
 }
 
@@ -297,18 +366,22 @@ impl Layout {
     }
 }
 
+/// Depth-first over the first `roots` members of `class` (each followed by its extensions
+/// with the later members); `found` counts the itemsets of every thread against `limit`.
+#[allow(clippy::too_many_arguments)]
 fn extend(
     class: &[(u32, Tids, u64)],
+    roots: usize,
     prefix: &mut Vec<u32>,
     layout: &Layout,
     min_count: u64,
     max_len: usize,
-    limit: usize,
+    (limit, found): (usize, &AtomicUsize),
     out: &mut Vec<Itemset>,
 ) -> Result<(), MiningError> {
-    for (k, (item, t, w)) in class.iter().enumerate() {
+    for (k, (item, t, w)) in class.iter().enumerate().take(roots) {
         prefix.push(*item);
-        if out.len() >= limit {
+        if found.fetch_add(1, Ordering::Relaxed) >= limit {
             return Err(MiningError::TooMany(limit));
         }
         out.push(Itemset {
@@ -324,7 +397,17 @@ fn extend(
                 }
             }
             if !next.is_empty() {
-                extend(&next, prefix, layout, min_count, max_len, limit, out)?;
+                let all = next.len();
+                extend(
+                    &next,
+                    all,
+                    prefix,
+                    layout,
+                    min_count,
+                    max_len,
+                    (limit, found),
+                    out,
+                )?;
             }
         }
         prefix.pop();
@@ -517,7 +600,33 @@ mod tests {
         assert!(brute.len() > 30, "{}", brute.len());
         // both budgets: mixed bitsets and lists, and (the default) bitsets almost everywhere
         for budget in [0, BITSET_BUDGET] {
-            let sets = mine(&baskets, n_items as usize, min_count, 3, 1_000_000, budget).unwrap();
+            let sets = mine(
+                &baskets,
+                n_items as usize,
+                min_count,
+                3,
+                1_000_000,
+                budget,
+                1,
+            )
+            .unwrap();
+            // the same itemsets in the same order on any number of threads
+            for threads in [2, 3, 64] {
+                let more = mine(
+                    &baskets,
+                    n_items as usize,
+                    min_count,
+                    3,
+                    1_000_000,
+                    budget,
+                    threads,
+                );
+                assert_eq!(
+                    more.as_ref(),
+                    Ok(&sets),
+                    "budget {budget}, {threads} threads"
+                );
+            }
             let mut got: Vec<(Vec<u32>, u64)> =
                 sets.iter().map(|s| (s.items.clone(), s.count)).collect();
             got.sort();
@@ -529,7 +638,7 @@ mod tests {
     fn eclat_counts_weighted_baskets_and_respects_max_len_and_limit() {
         // baskets {0,1,2} ×2, {0,1}, {2}
         let b = vec![(vec![0, 1, 2], 2), (vec![0, 1], 1), (vec![2], 1)];
-        let sets = frequent_itemsets(&b, 3, 2, 3, 100).unwrap();
+        let sets = frequent_itemsets(&b, 3, 2, 3, 100, 1).unwrap();
         let got: Vec<(Vec<u32>, u64)> = sets.iter().map(|s| (s.items.clone(), s.count)).collect();
         assert_eq!(
             got,
@@ -543,11 +652,25 @@ mod tests {
                 (vec![2], 3),
             ]
         );
-        assert_eq!(frequent_itemsets(&b, 3, 2, 1, 100).unwrap().len(), 3);
-        assert_eq!(
-            frequent_itemsets(&b, 3, 2, 3, 4),
-            Err(MiningError::TooMany(4))
-        );
+        assert_eq!(frequent_itemsets(&b, 3, 2, 1, 100, 1).unwrap().len(), 3);
+        for threads in [1, 2, 3] {
+            assert_eq!(
+                frequent_itemsets(&b, 3, 2, 3, 100, threads).as_ref(),
+                Ok(&sets)
+            );
+            // 7 itemsets: a limit of 7 passes, 6 (or fewer) fails, on any number of threads
+            assert_eq!(
+                frequent_itemsets(&b, 3, 2, 3, 7, threads).as_ref(),
+                Ok(&sets)
+            );
+            for limit in [0, 4, 6] {
+                assert_eq!(
+                    frequent_itemsets(&b, 3, 2, 3, limit, threads),
+                    Err(MiningError::TooMany(limit)),
+                    "{threads} threads"
+                );
+            }
+        }
         let r = rules(&sets, 4, 0.9, usize::MAX).unwrap();
         assert_eq!(rules(&sets, 4, 0.9, r.len()).unwrap(), r);
         assert_eq!(

@@ -156,7 +156,8 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
          antecedent_support · consequent_support, conviction = (1 − consequent_support) / (1 − \
          confidence) computed as mlxtend does (so 1.4999999999999998 where exact arithmetic gives 1.5), `+inf` (IEEE infinity, printed `inf`) when confidence is 1.\n\n\
          Frequent itemsets (support ≥ `min_support`, at most `max_len` items) are mined by Eclat \
-         over the distinct baskets; every frequent itemset of two or more items gives one rule \
+         over the distinct baskets, each frequent item's subtree on the next free core (the \
+         result does not depend on the number of cores); every frequent itemset of two or more items gives one rule \
          per non-empty proper subset as antecedent, kept when confidence ≥ `min_confidence`. \
          Antecedents and consequents are sorted by item. The state holds each distinct basket \
          once with its count (memory ≈ the distinct baskets' items × 4 bytes, accounted in the \
@@ -242,7 +243,7 @@ static ITEMSETS_DOC: LazyLock<Documentation> = LazyLock::new(|| {
          Returns a list of structs {itemset, support, count}: every set of at most `max_len` \
          items contained in a fraction ≥ `min_support` of the baskets, items sorted, itemsets \
          in depth-first order (each itemset followed by its extensions with larger items). \
-         Mined by Eclat over the distinct baskets; the state is the one of `basket_rules` \
+         Mined by Eclat over the distinct baskets on all cores; the state is the one of `basket_rules` \
          (mergeable, memory accounted); more than 10,000,000 itemsets is an error.",
         "frequent_itemsets(items, min_support [, max_len])",
     )
@@ -545,48 +546,59 @@ impl AggregateUDFImpl for BasketRules {
     }
 }
 
-/// Values of one type numbered 0, 1, … in order of arrival: row-encoded keys, and for
-/// integer types a value → id map so the hot path skips the row format.
+/// Values of one type numbered 0, 1, … in order of arrival.
 #[derive(Debug)]
 struct Dictionary {
-    converter: RowConverter,
-    /// Row encoding of each value → its id.
-    ids: HashMap<Box<[u8]>, u32>,
-    /// Row encodings by id.
-    keys: Vec<Box<[u8]>>,
-    /// For integer values: value → id.
-    int_ids: HashMap<i64, u32>,
-    key_bytes: usize,
+    data_type: DataType,
+    values: Values,
 }
 
-/// The id [`Dictionary::intern_all`] gives a NULL element.
+#[derive(Debug)]
+enum Values {
+    /// Integer types exactly representable as i64 (all but UInt64): the values by id and a
+    /// value → id map (≈ 28 bytes per value).
+    Ints {
+        values: Vec<i64>,
+        ids: HashMap<i64, u32>,
+    },
+    /// Any other comparable type: row-encoded keys by id and a key → id map.
+    Rows {
+        converter: Box<RowConverter>,
+        keys: Vec<Box<[u8]>>,
+        ids: HashMap<Box<[u8]>, u32>,
+        key_bytes: usize,
+    },
+}
+
+/// The id [`Dictionary::intern_where`] gives a NULL element or one left out.
 const NO_ID: u32 = u32::MAX;
 
 impl Dictionary {
     fn new(t: &DataType) -> Result<Self> {
+        let values = if t.is_integer() && *t != DataType::UInt64 {
+            Values::Ints {
+                values: Vec::new(),
+                ids: HashMap::new(),
+            }
+        } else {
+            Values::Rows {
+                converter: Box::new(RowConverter::new(vec![SortField::new(t.clone())])?),
+                keys: Vec::new(),
+                ids: HashMap::new(),
+                key_bytes: 0,
+            }
+        };
         Ok(Self {
-            converter: RowConverter::new(vec![SortField::new(t.clone())])?,
-            ids: HashMap::new(),
-            keys: Vec::new(),
-            int_ids: HashMap::new(),
-            key_bytes: 0,
+            data_type: t.clone(),
+            values,
         })
     }
 
     fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    fn intern(&mut self, key: &[u8]) -> u32 {
-        if let Some(&id) = self.ids.get(key) {
-            return id;
+        match &self.values {
+            Values::Ints { values, .. } => values.len(),
+            Values::Rows { keys, .. } => keys.len(),
         }
-        let id = self.keys.len() as u32;
-        let boxed: Box<[u8]> = key.into();
-        self.key_bytes += 2 * key.len();
-        self.keys.push(boxed.clone());
-        self.ids.insert(boxed, id);
-        id
     }
 
     /// The id of every element of `values`, interning new ones; [`NO_ID`] for NULLs.
@@ -596,63 +608,105 @@ impl Dictionary {
 
     /// The id of every element of `values` at an index `keep` accepts, interning new ones;
     /// [`NO_ID`] for NULLs and the indexes left out (never interned).
-    fn intern_where(
-        &mut self,
-        values: &ArrayRef,
-        keep: impl Fn(usize) -> bool,
-    ) -> Result<Vec<u32>> {
-        let mut out = Vec::with_capacity(values.len());
-        if values.data_type().is_integer() && *values.data_type() != DataType::UInt64 {
-            // integers (exactly representable as i64): the row format only for new values
-            let wide = datafusion::arrow::compute::cast(values, &DataType::Int64)?;
-            let wide = wide.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
-            for j in 0..values.len() {
-                if values.is_null(j) || !keep(j) {
-                    out.push(NO_ID);
-                    continue;
-                }
-                let v = wide.value(j);
-                let id = match self.int_ids.get(&v) {
-                    Some(&id) => id,
-                    None => {
-                        let rows = self.converter.convert_columns(&[values.slice(j, 1)])?;
-                        let id = self.intern(rows.row(0).as_ref());
-                        self.int_ids.insert(v, id);
-                        self.key_bytes += 16;
-                        id
+    fn intern_where(&mut self, array: &ArrayRef, keep: impl Fn(usize) -> bool) -> Result<Vec<u32>> {
+        let mut out = Vec::with_capacity(array.len());
+        match &mut self.values {
+            Values::Ints { values, ids } => {
+                let wide = datafusion::arrow::compute::cast(array, &DataType::Int64)?;
+                let wide = wide.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                for j in 0..array.len() {
+                    if array.is_null(j) || !keep(j) {
+                        out.push(NO_ID);
+                        continue;
                     }
-                };
-                out.push(id);
+                    let v = wide.value(j);
+                    let next = values.len() as u32;
+                    let id = *ids.entry(v).or_insert(next);
+                    if id == next {
+                        values.push(v);
+                    }
+                    out.push(id);
+                }
             }
-            return Ok(out);
-        }
-        let rows = self.converter.convert_columns(&[Arc::clone(values)])?;
-        for j in 0..values.len() {
-            out.push(if values.is_null(j) || !keep(j) {
-                NO_ID
-            } else {
-                self.intern(rows.row(j).as_ref())
-            });
+            Values::Rows {
+                converter,
+                keys,
+                ids,
+                key_bytes,
+            } => {
+                let rows = converter.convert_columns(&[Arc::clone(array)])?;
+                for j in 0..array.len() {
+                    if array.is_null(j) || !keep(j) {
+                        out.push(NO_ID);
+                        continue;
+                    }
+                    let key = rows.row(j);
+                    let key = key.as_ref();
+                    let id = match ids.get(key) {
+                        Some(&id) => id,
+                        None => {
+                            let id = keys.len() as u32;
+                            let boxed: Box<[u8]> = key.into();
+                            *key_bytes += 2 * key.len();
+                            keys.push(boxed.clone());
+                            ids.insert(boxed, id);
+                            id
+                        }
+                    };
+                    out.push(id);
+                }
+            }
         }
         Ok(out)
     }
 
-    /// The values of `keys` (row encodings of this dictionary) as an array.
-    fn array(&self, keys: &[&[u8]]) -> Result<ArrayRef> {
-        let parser = self.converter.parser();
-        let rows = keys.iter().map(|k| parser.parse(k));
-        let mut columns = self.converter.convert_rows(rows)?;
-        Ok(columns.remove(0))
+    /// Every id, in the order of the values (the type's order).
+    fn sorted_ids(&self) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..self.len() as u32).collect();
+        match &self.values {
+            Values::Ints { values, .. } => order.sort_unstable_by_key(|&id| values[id as usize]),
+            Values::Rows { keys, .. } => {
+                order.sort_unstable_by(|&a, &b| keys[a as usize].cmp(&keys[b as usize]))
+            }
+        }
+        order
+    }
+
+    /// The values of `ids`, as an array of the dictionary's type.
+    fn array(&self, ids: &[u32]) -> Result<ArrayRef> {
+        match &self.values {
+            Values::Ints { values, .. } => {
+                let wide = Int64Array::from_iter_values(ids.iter().map(|&id| values[id as usize]));
+                // exact: every value came from this type
+                Ok(datafusion::arrow::compute::cast(&wide, &self.data_type)?)
+            }
+            Values::Rows {
+                converter, keys, ..
+            } => {
+                let parser = converter.parser();
+                let rows = ids.iter().map(|&id| parser.parse(&keys[id as usize]));
+                let mut columns = converter.convert_rows(rows)?;
+                Ok(columns.remove(0))
+            }
+        }
     }
 
     /// Every value, in id order.
     fn all(&self) -> Result<ArrayRef> {
-        let keys: Vec<&[u8]> = self.keys.iter().map(|k| k.as_ref()).collect();
-        self.array(&keys)
+        let ids: Vec<u32> = (0..self.len() as u32).collect();
+        self.array(&ids)
     }
 
     fn size(&self) -> usize {
-        self.key_bytes + self.keys.capacity() * 16 + self.ids.capacity() * 24
+        match &self.values {
+            Values::Ints { values, ids } => values.capacity() * 8 + ids.capacity() * 20,
+            Values::Rows {
+                keys,
+                ids,
+                key_bytes,
+                ..
+            } => key_bytes + keys.capacity() * 16 + ids.capacity() * 24,
+        }
     }
 }
 
@@ -898,9 +952,7 @@ impl Accumulator for RulesAccumulator {
     fn evaluate(&mut self) -> Result<ScalarValue> {
         self.gather_lines();
         // number items in their type's order, so the result does not depend on arrival order
-        let keys = &self.items.keys;
-        let mut order: Vec<u32> = (0..keys.len() as u32).collect();
-        order.sort_unstable_by(|&a, &b| keys[a as usize].cmp(&keys[b as usize]));
+        let order = self.items.sorted_ids();
         let mut rank = vec![0u32; order.len()];
         for (r, &id) in order.iter().enumerate() {
             rank[id as usize] = r as u32;
@@ -921,11 +973,10 @@ impl Accumulator for RulesAccumulator {
         if n == 0 {
             return Ok(scalar_list(new_empty_array(&DataType::Struct(fields))));
         }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         if let Some((metric, top_k, min_overlap)) = self.neighbors {
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
             let found = item_neighbors(&baskets, order.len(), metric, top_k, min_overlap, threads);
-            let keys: Vec<&[u8]> = order.iter().map(|&id| keys[id as usize].as_ref()).collect();
-            let items = self.items.array(&keys)?;
+            let items = self.items.array(&order)?;
             let pick = |f: fn(&Neighbor) -> u32| -> Result<ArrayRef> {
                 let idx = UInt32Array::from_iter_values(found.iter().map(f));
                 Ok(take(items.as_ref(), &idx, None)?)
@@ -946,7 +997,6 @@ impl Accumulator for RulesAccumulator {
             )?;
             return Ok(scalar_list(Arc::new(out)));
         }
-        // smallest count whose support reaches min_support, compared as mlxtend does
         let nf = n as f64;
         let min_count = min_count(n, self.min_support);
         let sets = match frequent_itemsets(
@@ -955,6 +1005,7 @@ impl Accumulator for RulesAccumulator {
             min_count,
             self.max_len,
             MAX_ITEMSETS,
+            threads,
         ) {
             Ok(s) => s,
             Err(MiningError::TooMany(limit)) => {
@@ -966,8 +1017,7 @@ impl Accumulator for RulesAccumulator {
             }
             Err(e) => return internal_err!("{}: {e:?}", self.name),
         };
-        let keys: Vec<&[u8]> = order.iter().map(|&id| keys[id as usize].as_ref()).collect();
-        let items = self.items.array(&keys)?;
+        let items = self.items.array(&order)?;
         let list_field = Arc::new(Field::new("item", self.item.clone(), true));
         if self.kind == Output::Itemsets {
             let idx: Vec<u32> = sets.iter().flat_map(|s| s.items.iter().copied()).collect();
