@@ -809,16 +809,15 @@ impl RulesAccumulator {
         Ok(())
     }
 
-    /// Gather the lines into baskets: N is the number of distinct baskets, and items on fewer
-    /// lines than N × min_support (an upper bound of their baskets) are left out, as no
-    /// frequent itemset can hold them; a basket left without items still counts in N.
-    fn gather_lines(&mut self) {
-        let Some(lines) = self.lines.take() else {
-            return;
-        };
+    /// The lines gathered into baskets of items numbered by `rank`: N is the number of
+    /// distinct baskets, and items on fewer lines than N × min_support (an upper bound of
+    /// their baskets) are left out, as no frequent itemset can hold them; a basket left
+    /// without items still counts in N. Each basket comes once with count 1 (its items sorted,
+    /// without repeats): equal baskets are not merged, which mining does not need.
+    fn line_baskets(&self, lines: &Lines, rank: &[u32]) -> Vec<(Vec<u32>, u64)> {
         let n = lines.baskets.len();
         if n == 0 {
-            return;
+            return Vec::new();
         }
         let min_count = min_count(n as u64, self.min_support);
         let mut per_item = vec![0u64; self.items.len()];
@@ -840,17 +839,19 @@ impl RulesAccumulator {
         let mut flat = vec![0u32; start[n]];
         for (&b, &i) in lines.basket_of.iter().zip(&lines.item_of) {
             if keep[i as usize] {
-                flat[next[b as usize]] = i;
+                flat[next[b as usize]] = rank[i as usize];
                 next[b as usize] += 1;
             }
         }
-        drop(lines);
-        let mut basket = Vec::new();
-        for b in 0..n {
-            basket.clear();
-            basket.extend_from_slice(&flat[start[b]..start[b + 1]]);
-            self.add_basket(&mut basket, 1);
-        }
+        drop(next);
+        (0..n)
+            .map(|b| {
+                let mut items = flat[start[b]..start[b + 1]].to_vec();
+                items.sort_unstable();
+                items.dedup();
+                (items, 1)
+            })
+            .collect()
     }
 }
 
@@ -950,7 +951,6 @@ impl Accumulator for RulesAccumulator {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        self.gather_lines();
         // number items in their type's order, so the result does not depend on arrival order
         let order = self.items.sorted_ids();
         let mut rank = vec![0u32; order.len()];
@@ -959,11 +959,14 @@ impl Accumulator for RulesAccumulator {
         }
         // Results depend only on the multiset of baskets (integer counts), not on their order
         // or the order of items within one, so the relabelled baskets are used as they come.
-        let baskets: Vec<(Vec<u32>, u64)> = self
-            .baskets
-            .iter()
-            .map(|(b, &c)| (b.iter().map(|&i| rank[i as usize]).collect(), c))
-            .collect();
+        let baskets: Vec<(Vec<u32>, u64)> = match &self.lines {
+            Some(lines) => self.line_baskets(lines, &rank),
+            None => self
+                .baskets
+                .iter()
+                .map(|(b, &c)| (b.iter().map(|&i| rank[i as usize]).collect(), c))
+                .collect(),
+        };
         let n: u64 = baskets.iter().map(|b| b.1).sum();
         let fields = match self.kind {
             Output::Rules => rule_fields(&self.item),
