@@ -98,6 +98,12 @@ pub fn frequent_itemsets(
     limit: usize,
     threads: usize,
 ) -> Result<Vec<Itemset>, MiningError> {
+    // threads only when the work pays for starting them (not for a small group's baskets)
+    let threads = if baskets.len() < PARALLEL_MIN_BASKETS {
+        1
+    } else {
+        threads
+    };
     mine(
         baskets,
         n_items,
@@ -146,7 +152,9 @@ fn mine(
         })
         .collect();
     let roots_count = frequent.iter().filter(|&&f| f).count();
-    let layout = Layout::new(baskets, &useful, roots_count, budget);
+    // each thread holds its own path of sets, so the bitset budget is shared among them
+    let threads = threads.clamp(1, MAX_THREADS).min(roots_count.max(1));
+    let layout = Layout::new(baskets, &useful, roots_count, budget / threads);
     // vertical layout: for every frequent item the ids of the useful baskets holding it
     let mut lists: Vec<Vec<u32>> = vec![Vec::new(); n_items];
     for (&b, &id) in useful.iter().zip(&layout.id) {
@@ -167,7 +175,7 @@ fn mine(
         .collect();
     let found = AtomicUsize::new(0);
     // the subtree of root k: k's itemset and every frequent extension by later roots
-    let subtree = |k: usize| -> Result<Vec<Itemset>, MiningError> {
+    let subtree = |k: usize| -> Subtree {
         let mut out = Vec::new();
         let mut prefix = Vec::new();
         extend(
@@ -182,8 +190,7 @@ fn mine(
         )?;
         Ok(out)
     };
-    let threads = threads.clamp(1, roots.len().max(1));
-    let mut trees: Vec<Result<Vec<Itemset>, MiningError>> = Vec::with_capacity(roots.len());
+    let mut trees: Vec<Subtree> = Vec::with_capacity(roots.len());
     if threads == 1 {
         for k in 0..roots.len() {
             trees.push(subtree(k));
@@ -193,7 +200,7 @@ fn mine(
         }
     } else {
         let next = AtomicUsize::new(0);
-        let done: Vec<Vec<(usize, Result<Vec<Itemset>, MiningError>)>> = std::thread::scope(|s| {
+        let done: Vec<Vec<(usize, Subtree)>> = std::thread::scope(|s| {
             let workers: Vec<_> = (0..threads)
                 .map(|_| {
                     s.spawn(|| {
@@ -221,8 +228,7 @@ fn mine(
                 .map(|w| w.join().expect("an Eclat thread panicked"))
                 .collect()
         });
-        let mut by_root: Vec<Option<Result<Vec<Itemset>, MiningError>>> =
-            (0..roots.len()).map(|_| None).collect();
+        let mut by_root: Vec<Option<Subtree>> = (0..roots.len()).map(|_| None).collect();
         for (k, tree) in done.into_iter().flatten() {
             by_root[k] = Some(tree);
         }
@@ -243,8 +249,17 @@ enum Tids {
     Sparse(Vec<u32>),
 }
 
+/// The itemsets of one root's subtree, in depth-first order.
+type Subtree = Result<Vec<Itemset>, MiningError>;
+
+/// Fewer distinct baskets than this are mined on one thread.
+const PARALLEL_MIN_BASKETS: usize = 4096;
+
+/// Most threads Eclat starts.
+const MAX_THREADS: usize = 64;
+
 /// Bitsets of all the frequent items at the depth Eclat reaches typically (4 levels) may
-/// take this much memory; beyond it sets are dense only where a bitset is the smaller form.
+/// take this much memory (shared by the threads); beyond it sets are dense only where a bitset is the smaller form.
 const BITSET_BUDGET: usize = 256 << 20;
 
 /// The numbering of the baskets the tid-sets use: baskets grouped by weight, each group
@@ -655,17 +670,17 @@ mod tests {
         assert_eq!(frequent_itemsets(&b, 3, 2, 1, 100, 1).unwrap().len(), 3);
         for threads in [1, 2, 3] {
             assert_eq!(
-                frequent_itemsets(&b, 3, 2, 3, 100, threads).as_ref(),
+                mine(&b, 3, 2, 3, 100, BITSET_BUDGET, threads).as_ref(),
                 Ok(&sets)
             );
             // 7 itemsets: a limit of 7 passes, 6 (or fewer) fails, on any number of threads
             assert_eq!(
-                frequent_itemsets(&b, 3, 2, 3, 7, threads).as_ref(),
+                mine(&b, 3, 2, 3, 7, BITSET_BUDGET, threads).as_ref(),
                 Ok(&sets)
             );
             for limit in [0, 4, 6] {
                 assert_eq!(
-                    frequent_itemsets(&b, 3, 2, 3, limit, threads),
+                    mine(&b, 3, 2, 3, limit, BITSET_BUDGET, threads),
                     Err(MiningError::TooMany(limit)),
                     "{threads} threads"
                 );

@@ -2,6 +2,9 @@
 //! (mlxtend's definitions) mined exactly from one row per basket. The aggregate state is the
 //! multiset of distinct baskets (item ids) with an item dictionary; it merges, so partial
 //! aggregation per partition and on Ballista executors applies.
+//! `basket_rules_from_lines(basket, item, …)` gives the same rules from one row per
+//! (basket, item) line; its state is the lines as ids with the basket and item dictionaries.
+//! `frequent_itemsets` and `item_neighbors` share the distinct-basket state.
 
 use datafusion::common::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -195,11 +198,13 @@ static LINES_DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         doc_section("Recommendation similarity"),
         "`basket_rules` over one input row per (basket, item) line instead of one list per \
-         basket, with the same result and definitions: the baskets are the distinct non-NULL \
+         basket, with its definitions and output; the baskets are the distinct non-NULL \
          `basket` values with at least one non-NULL item (rows with a NULL basket or item are \
-         ignored; an item repeated in a basket counts once), N is their number. The state is \
-         every line as two 4-byte ids plus the distinct baskets and items (memory accounted in \
-         the pool, mergeable, not spilled), so no `GROUP BY` or list is built before mining: \
+         ignored, so a basket of NULL items only is not counted, unlike a list of NULLs in \
+         `basket_rules`; an item repeated in a basket counts once), N is their number. The \
+         state is every line as two 4-byte ids plus the distinct baskets and items (memory \
+         accounted in the pool, mergeable, not spilled; evaluating takes about as much again \
+         for a moment), so no `GROUP BY` or list is built before mining: \
          when evaluated, items on fewer lines than `min_support` × N are left out (no frequent \
          itemset can hold them), the lines are gathered into baskets and mined as \
          `basket_rules` does. `association_rules` uses it unless the session has a memory \
@@ -338,6 +343,11 @@ impl AggregateUDFImpl for BasketRules {
         let mut out = Vec::with_capacity(arg_types.len());
         if self.lines {
             for (i, t) in arg_types.iter().take(2).enumerate() {
+                // dictionary-encoded columns (hive partitions) are cast to their values
+                let t = match t {
+                    DataType::Dictionary(_, v) => v.as_ref(),
+                    t => t,
+                };
                 if t.is_null() || !comparable(t) {
                     return plan_err!(
                         "{name}: argument {} '{}' must be a column of comparable values, got {t}",
@@ -352,7 +362,11 @@ impl AggregateUDFImpl for BasketRules {
             DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _)
                 if comparable(f.data_type()) =>
             {
-                DataType::List(Arc::clone(f))
+                match f.data_type() {
+                    // dictionary-encoded items are cast to their values
+                    DataType::Dictionary(_, v) => list_of(v.as_ref().clone()),
+                    _ => DataType::List(Arc::clone(f)),
+                }
             }
             other => {
                 return plan_err!(
@@ -573,6 +587,16 @@ enum Values {
 /// The id [`Dictionary::intern_where`] gives a NULL element or one left out.
 const NO_ID: u32 = u32::MAX;
 
+/// The id of the `n`-th distinct value, or an error past the 4,294,967,294 ids a u32 holds.
+fn id_for(n: usize) -> Result<u32> {
+    match u32::try_from(n) {
+        Ok(id) if id != NO_ID => Ok(id),
+        _ => {
+            exec_err!("more than {NO_ID} distinct values (baskets or items) in one aggregate state")
+        }
+    }
+}
+
 impl Dictionary {
     fn new(t: &DataType) -> Result<Self> {
         let values = if t.is_integer() && *t != DataType::UInt64 {
@@ -620,7 +644,7 @@ impl Dictionary {
                         continue;
                     }
                     let v = wide.value(j);
-                    let next = values.len() as u32;
+                    let next = id_for(values.len())?;
                     let id = *ids.entry(v).or_insert(next);
                     if id == next {
                         values.push(v);
@@ -645,7 +669,7 @@ impl Dictionary {
                     let id = match ids.get(key) {
                         Some(&id) => id,
                         None => {
-                            let id = keys.len() as u32;
+                            let id = id_for(keys.len())?;
                             let boxed: Box<[u8]> = key.into();
                             *key_bytes += 2 * key.len();
                             keys.push(boxed.clone());
@@ -927,6 +951,13 @@ impl Accumulator for RulesAccumulator {
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         let items = scalar_list(self.items.all()?);
         if let Some(lines) = &self.lines {
+            if lines.item_of.len() > i32::MAX as usize {
+                return exec_err!(
+                    "{}: more than {} lines in one partition's state; use more partitions or association_rules' 'spill' algorithm",
+                    self.name,
+                    i32::MAX
+                );
+            }
             return Ok(vec![
                 items,
                 scalar_list(lines.baskets.all()?),
