@@ -814,8 +814,21 @@ impl RulesAccumulator {
 
     /// Add each non-NULL list as a basket of its non-NULL items.
     fn add_lists<O: OffsetSizeTrait>(&mut self, lists: &GenericListArray<O>) -> Result<()> {
-        let ids = self.items.intern_all(lists.values())?;
+        // Only the elements of these lists: a batch is often a slice of a larger list array
+        // whose values hold every batch's elements (interning them all per batch was
+        // quadratic), and the elements under a NULL list are no items.
         let offsets = lists.value_offsets();
+        let (lo, hi) = (offsets[0].as_usize(), offsets[lists.len()].as_usize());
+        let values = lists.values().slice(lo, hi - lo);
+        let ids = if lists.null_count() == 0 {
+            self.items.intern_all(&values)?
+        } else {
+            let mut keep = vec![false; hi - lo];
+            for i in (0..lists.len()).filter(|&i| lists.is_valid(i)) {
+                keep[offsets[i].as_usize() - lo..offsets[i + 1].as_usize() - lo].fill(true);
+            }
+            self.items.intern_where(&values, |j| keep[j])?
+        };
         let mut basket = Vec::new();
         for i in 0..lists.len() {
             if lists.is_null(i) {
@@ -823,7 +836,7 @@ impl RulesAccumulator {
             }
             basket.clear();
             basket.extend(
-                ids[offsets[i].as_usize()..offsets[i + 1].as_usize()]
+                ids[offsets[i].as_usize() - lo..offsets[i + 1].as_usize() - lo]
                     .iter()
                     .copied()
                     .filter(|&id| id != NO_ID),
@@ -1276,6 +1289,35 @@ mod tests {
                 .collect();
             merged.merge_batch(&columns).unwrap();
             assert_eq!(merged.evaluate().unwrap(), want, "strings: {strings}");
+        }
+    }
+
+    /// A batch that is a slice of a larger list array interns only its own lists' items (not
+    /// every element of the shared values, which made each batch cost the whole array), and
+    /// nothing under a NULL list.
+    #[test]
+    fn a_sliced_batch_interns_only_its_own_items() {
+        for strings in [false, true] {
+            let item = if strings {
+                DataType::Utf8
+            } else {
+                DataType::Int64
+            };
+            let values: Vec<Option<i64>> = (0..10).map(Some).collect();
+            // lists [0, 1], [2, 3, 4], NULL over [5, 6], [7], [8, 9]
+            let lists = ListArray::try_new(
+                Arc::new(Field::new("item", item.clone(), true)),
+                OffsetBuffer::from_lengths([2, 3, 2, 1, 2]),
+                column(&values, strings),
+                Some(vec![true, true, false, true, true].into()),
+            )
+            .unwrap();
+            let mut acc = rules_accumulator(false, &item, &DataType::Int64);
+            acc.update_batch(&[Arc::new(lists.slice(1, 3))]).unwrap();
+            // [2, 3, 4] and [7]: four items, two baskets
+            assert_eq!(acc.items.len(), 4, "strings: {strings}");
+            assert_eq!(acc.baskets.len(), 2, "strings: {strings}");
+            assert_eq!(acc.basket_items, 4, "strings: {strings}");
         }
     }
 
