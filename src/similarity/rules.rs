@@ -538,16 +538,12 @@ impl AggregateUDFImpl for BasketRules {
                 }
             },
         };
-        let mut acc = RulesAccumulator::new(self.kind, item, min_support, min_confidence, max_len)?;
-        if self.lines {
-            acc.name = LINES_NAME;
-            acc.lines = Some(Lines {
-                baskets: Dictionary::new(&types[0])?,
-                basket_of: Vec::new(),
-                item_of: Vec::new(),
-            });
-        }
-        Ok(Box::new(acc))
+        let acc = RulesAccumulator::new(self.kind, item, min_support, min_confidence, max_len)?;
+        Ok(Box::new(if self.lines {
+            acc.over_lines(&types[0])?
+        } else {
+            acc
+        }))
     }
 
     fn documentation(&self) -> Option<&Documentation> {
@@ -760,8 +756,6 @@ fn min_count(n: u64, min_support: f64) -> u64 {
 #[derive(Debug)]
 struct RulesAccumulator {
     kind: Output,
-    /// The SQL function's name, for errors.
-    name: &'static str,
     item: DataType,
     items: Dictionary,
     baskets: HashMap<Box<[u32]>, u64>,
@@ -785,7 +779,6 @@ impl RulesAccumulator {
     ) -> Result<Self> {
         Ok(Self {
             kind,
-            name: kind.name(),
             items: Dictionary::new(&item)?,
             item,
             baskets: HashMap::new(),
@@ -796,6 +789,25 @@ impl RulesAccumulator {
             neighbors: None,
             lines: None,
         })
+    }
+
+    /// `basket_rules_from_lines`' accumulator: (basket, item) lines with `basket` keys.
+    fn over_lines(mut self, basket: &DataType) -> Result<Self> {
+        self.lines = Some(Lines {
+            baskets: Dictionary::new(basket)?,
+            basket_of: Vec::new(),
+            item_of: Vec::new(),
+        });
+        Ok(self)
+    }
+
+    /// The SQL function's name, for errors.
+    fn name(&self) -> &'static str {
+        if self.lines.is_some() {
+            LINES_NAME
+        } else {
+            self.kind.name()
+        }
     }
 
     fn add_basket(&mut self, basket: &mut Vec<u32>, count: u64) {
@@ -912,7 +924,7 @@ impl Accumulator for RulesAccumulator {
         match values[0].data_type() {
             DataType::List(_) => self.add_lists(values[0].as_list::<i32>()),
             DataType::LargeList(_) => self.add_lists(values[0].as_list::<i64>()),
-            other => exec_err!("{}: unexpected input type {other}", self.name),
+            other => exec_err!("{}: unexpected input type {other}", self.name()),
         }
     }
 
@@ -967,7 +979,7 @@ impl Accumulator for RulesAccumulator {
             if lines.item_of.len() > i32::MAX as usize {
                 return exec_err!(
                     "{}: more than {} lines in one partition's state; use more partitions or association_rules' 'spill' algorithm",
-                    self.name,
+                    self.name(),
                     i32::MAX
                 );
             }
@@ -1058,11 +1070,11 @@ impl Accumulator for RulesAccumulator {
             Err(MiningError::TooMany(limit)) => {
                 return exec_err!(
                     "{}: more than {limit} frequent itemsets at min_support {}; raise min_support or set max_len",
-                    self.name,
+                    self.name(),
                     self.min_support
                 );
             }
-            Err(e) => return internal_err!("{}: {e:?}", self.name),
+            Err(e) => return internal_err!("{}: {e:?}", self.name()),
         };
         let items = self.items.array(&order)?;
         let list_field = Arc::new(Field::new("item", self.item.clone(), true));
@@ -1095,12 +1107,12 @@ impl Accumulator for RulesAccumulator {
             Err(MiningError::TooManyRules(limit)) => {
                 return exec_err!(
                     "{}: more than {limit} rules at min_support {} and min_confidence {}; raise either or set max_len",
-                    self.name,
+                    self.name(),
                     self.min_support,
                     self.min_confidence
                 );
             }
-            Err(e) => return internal_err!("{}: {e:?}", self.name),
+            Err(e) => return internal_err!("{}: {e:?}", self.name()),
         };
         let side = |pick: &dyn Fn(&super::model::Rule) -> &[u32]| -> Result<ArrayRef> {
             let idx: Vec<u32> = found.iter().flat_map(|r| pick(r).iter().copied()).collect();
@@ -1209,17 +1221,13 @@ mod tests {
     }
 
     fn rules_accumulator(lines: bool, item: &DataType, basket: &DataType) -> RulesAccumulator {
-        let mut acc =
+        let acc =
             RulesAccumulator::new(Output::Rules, item.clone(), 0.02, 0.3, usize::MAX).unwrap();
         if lines {
-            acc.name = LINES_NAME;
-            acc.lines = Some(Lines {
-                baskets: Dictionary::new(basket).unwrap(),
-                basket_of: Vec::new(),
-                item_of: Vec::new(),
-            });
+            acc.over_lines(basket).unwrap()
+        } else {
+            acc
         }
-        acc
     }
 
     fn column(values: &[Option<i64>], strings: bool) -> ArrayRef {

@@ -1,6 +1,6 @@
 //! The family's table functions, each a view over the SQL an analyst would write with its
 //! scalar and aggregate functions:
-//! - `item_similarity(table, user_col, item_col [, metric [, top_k [, min_overlap [, max_items_per_user]]]])`
+//! - `item_similarity(table, user_col, item_col [, metric [, top_k [, min_overlap [, max_items_per_user [, algorithm]]]]])`
 //! - `recommend_items(table, user_col, item_col [, k [, neighbors]])`
 //! - `association_rules(table, basket_col, item_col [, min_support [, min_confidence [, max_len [, algorithm]]]])`
 
