@@ -24,6 +24,8 @@ pub enum Kind {
     Integer,
     /// Any integer, float or decimal, coerced to Float64.
     Number,
+    /// Any integer, float or decimal. Not coerced (a decimal stays exact).
+    Amount,
     /// A string (Utf8, LargeUtf8, Utf8View).
     String,
     /// A boolean.
@@ -56,6 +58,7 @@ impl Kind {
                 vec![TypeSignatureClass::Numeric],
                 NativeType::Float64,
             ),
+            Self::Amount => Coercion::new_exact(TypeSignatureClass::Numeric),
             Self::String => Coercion::new_exact(TypeSignatureClass::Native(logical_string())),
             Self::Boolean => Coercion::new_exact(TypeSignatureClass::Native(logical_boolean())),
             Self::Orderable | Self::StringList | Self::TimestampList => {
@@ -69,7 +72,7 @@ impl Kind {
     fn accepts(self, t: &DataType) -> bool {
         match self {
             Self::Integer => t.is_integer() || t.is_null(),
-            Self::Number => t.is_numeric() || t.is_null(),
+            Self::Number | Self::Amount => t.is_numeric() || t.is_null(),
             Self::String => {
                 matches!(
                     t,
@@ -115,7 +118,7 @@ impl Kind {
     fn expected(self) -> &'static str {
         match self {
             Self::Integer => "an integer",
-            Self::Number => "a number",
+            Self::Number | Self::Amount => "a number",
             Self::String => "a string",
             Self::Boolean => "a boolean",
             Self::Orderable => "an orderable value (number, string, date or timestamp)",

@@ -25,9 +25,9 @@ const PARAMS: [Param; 1] = [param("value", Kind::Number)];
 
 /// Values are added in units of 1e-10.
 const UNITS_PER_ONE: f64 = 1e10;
-const DECIMAL: DataType = DataType::Decimal128(38, 10);
+pub(crate) const DECIMAL: DataType = DataType::Decimal128(38, 10);
 /// The largest magnitude a DECIMAL(38, 10) holds, in units.
-const MAX_UNITS: i128 = 10i128.pow(38) - 1;
+pub(crate) const MAX_UNITS: i128 = 10i128.pow(38) - 1;
 
 /// The `exact_sum` aggregate function.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -117,37 +117,47 @@ impl AggregateUDFImpl for ExactSum {
 /// `v` in units of 1e-10, rounded half away from zero (as the Float64 → Decimal128 cast).
 #[inline]
 fn to_units(v: f64) -> Result<i128> {
+    match small_units(v) {
+        Some(u) => Ok(i128::from(u)),
+        None => to_units_wide(NAME, v),
+    }
+}
+
+/// [`to_units`] for values below ~9.2e8 in magnitude (`None` otherwise, and for NaN).
+#[inline]
+pub(crate) fn small_units(v: f64) -> Option<i64> {
     let y = UNITS_PER_ONE * v;
-    // below 2^63 in magnitude (values below ~9.2e8): round through i64 with one truncating
-    // conversion instead of libm's `round` and a 128-bit conversion. y − trunc(y) is exact
-    // (for |y| ≥ 2^52, y is an integer and it is 0), so this is `y.round()` bit for bit.
+    // below 2^63 in magnitude: round through i64 with one truncating conversion instead of
+    // libm's `round` and a 128-bit conversion. y − trunc(y) is exact (for |y| ≥ 2^52, y is
+    // an integer and it is 0), so this is `y.round()` bit for bit.
     if y.abs() < 9.223_372_036_854_775e18 {
         let t = y as i64;
         let frac = y - t as f64;
-        let r = if frac >= 0.5 {
+        return Some(if frac >= 0.5 {
             t + 1
         } else if frac <= -0.5 {
             t - 1
         } else {
             t
-        };
-        return Ok(i128::from(r));
+        });
     }
-    to_units_wide(v)
+    None
 }
 
+/// [`to_units`] for any value: an error naming it when it is not finite or 1e28 or more in
+/// magnitude.
 #[cold]
-fn to_units_wide(v: f64) -> Result<i128> {
+pub(crate) fn to_units_wide(function: &str, v: f64) -> Result<i128> {
     let units = (UNITS_PER_ONE * v).round();
     // below 1e38 units, i.e. values below 1e28 in magnitude
     if !units.is_finite() || units.abs() >= 1e38 {
         return exec_err!(
-            "{NAME}: value {v} is not a finite number below 1e28 in magnitude (values are summed in units of 1e-10)"
+            "{function}: value {v} is not a finite number below 1e28 in magnitude (values are summed in units of 1e-10)"
         );
     }
     let units = units as i128;
     if units.abs() > MAX_UNITS {
-        return exec_err!("{NAME}: value {v} is 1e28 or more in magnitude");
+        return exec_err!("{function}: value {v} is 1e28 or more in magnitude");
     }
     Ok(units)
 }
@@ -297,7 +307,7 @@ pub fn exact_sum() -> Arc<AggregateUDF> {
 
 #[cfg(test)]
 mod tests {
-    use super::{UNITS_PER_ONE, to_units, to_units_wide};
+    use super::{NAME, UNITS_PER_ONE, to_units, to_units_wide};
 
     /// The i64 fast path rounds exactly as `f64::round` through i128 (the route the
     /// Float64 → Decimal128 cast takes): halves, the largest value below a half, the
@@ -345,7 +355,7 @@ mod tests {
             values.push(sign * mantissa * 10f64.powi(exponent));
         }
         for v in values {
-            assert_eq!(to_units(v).unwrap(), to_units_wide(v).unwrap(), "{v:e}");
+            assert_eq!(to_units(v).unwrap(), to_units_wide(NAME, v).unwrap(), "{v:e}");
         }
         for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e30] {
             assert!(to_units(bad).is_err(), "{bad}");

@@ -5,6 +5,7 @@ pub mod model;
 pub mod quantile;
 pub mod quantile_exec;
 pub mod segment;
+pub mod summary;
 pub mod table;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use datafusion::logical_expr::{AggregateUDF, Documentation, ScalarUDF, WindowUDF
 pub use exact_sum::exact_sum;
 pub use quantile::quantile_score;
 pub use segment::rfm_segment;
+pub use summary::rfm_summary;
 
 /// The family's scalar functions.
 pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
@@ -23,7 +25,7 @@ pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
 
 /// The family's aggregate functions.
 pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
-    vec![exact_sum()]
+    vec![exact_sum(), rfm_summary()]
 }
 
 /// The family's window functions.
@@ -47,6 +49,11 @@ pub mod expr_fn {
     /// `exact_sum(value)`: an order-independent sum of a float column.
     pub fn exact_sum(value: Expr) -> Expr {
         super::exact_sum().call(vec![value])
+    }
+
+    /// `rfm_summary(ts, amount)`: a struct of `last_ts`, `frequency` and `monetary`.
+    pub fn rfm_summary(ts: Expr, amount: Expr) -> Expr {
+        super::rfm_summary().call(vec![ts, amount])
     }
 
     /// `rfm_segment(r, f, m)` with the default `'rfm11'` scheme.

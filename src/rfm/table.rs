@@ -12,15 +12,15 @@ use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{Result, ScalarValue, TableReference, plan_err};
 use datafusion::datasource::{ViewTable, provider_as_source};
 use datafusion::execution::session_state::SessionState;
+use datafusion::functions::core::expr_fn::get_field;
 use datafusion::functions::string::expr_fn::concat_ws;
-use datafusion::functions_aggregate::expr_fn::{count, max, sum};
+use datafusion::functions_aggregate::expr_fn::max;
 use datafusion::logical_expr::expr::WindowFunction;
 use datafusion::logical_expr::expr_fn::scalar_subquery;
 use datafusion::logical_expr::{Documentation, Expr, LogicalPlanBuilder, cast, ident, lit};
-use datafusion::prelude::coalesce;
 use futures::FutureExt;
 
-use super::{exact_sum, quantile_score, rfm_segment};
+use super::{quantile_score, rfm_segment, rfm_summary};
 use crate::args::{doc_section, string_literal_arg};
 
 const NAME: &str = "rfm";
@@ -181,28 +181,29 @@ impl TableFunctionImpl for RfmTableFunction {
         if let Some(a) = &as_of {
             keep = keep.and(ident(&ts).lt_eq(a.clone()));
         }
-        let per_customer = scan.filter(keep)?.aggregate(
-            vec![ident(&customer).alias("customer")],
-            vec![
-                max(ident(&ts)).alias("last_ts"),
-                count(lit(1)).alias("frequency"),
-                // summed exactly in units of 1e-10 (DECIMAL(38, 10)): a float sum would
-                // depend on the order rows arrive in, i.e. on partitioning and batch size;
-                // floats through `exact_sum` (the same bits without the per-row cast)
-                coalesce(vec![
-                    if amount_type.is_floating() {
-                        exact_sum().call(vec![ident(&amount)])
-                    } else {
-                        cast(
-                            sum(cast(ident(&amount), DataType::Decimal128(38, 10))),
-                            DataType::Float64,
-                        )
-                    },
-                    lit(0.0),
-                ])
-                .alias("monetary"),
-            ],
-        )?;
+        // the last order, the order count and the exact amount sum in one accumulator
+        // (`rfm_summary`: the values of max, count and a DECIMAL(38, 10) sum)
+        let amount_expr = if amount_type.is_null() {
+            cast(ident(&amount), DataType::Float64)
+        } else {
+            ident(&amount)
+        };
+        let per_customer = scan
+            .filter(keep)?
+            .aggregate(
+                vec![ident(&customer).alias("customer")],
+                vec![
+                    rfm_summary()
+                        .call(vec![ident(&ts), amount_expr])
+                        .alias("summary"),
+                ],
+            )?
+            .project(vec![
+                ident("customer"),
+                get_field(ident("summary"), "last_ts").alias("last_ts"),
+                get_field(ident("summary"), "frequency").alias("frequency"),
+                get_field(ident("summary"), "monetary").alias("monetary"),
+            ])?;
         // recency in whole days, in exact integer microseconds; the default as_of is
         // the latest timestamp of the rows kept, a scalar subquery over the table (a
         // second, streaming scan of two columns: a window `max(...) OVER ()` over the
