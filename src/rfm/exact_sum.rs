@@ -355,7 +355,11 @@ mod tests {
             values.push(sign * mantissa * 10f64.powi(exponent));
         }
         for v in values {
-            assert_eq!(to_units(v).unwrap(), to_units_wide(NAME, v).unwrap(), "{v:e}");
+            assert_eq!(
+                to_units(v).unwrap(),
+                to_units_wide(NAME, v).unwrap(),
+                "{v:e}"
+            );
         }
         for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e30] {
             assert!(to_units(bad).is_err(), "{bad}");

@@ -24,6 +24,14 @@ impl Scheme {
         }
     }
 
+    /// Every cell's segment, at index (r − 1)·25 + (f − 1)·5 + (m − 1).
+    pub fn cells(self) -> [&'static str; 125] {
+        std::array::from_fn(|i| {
+            let i = i as u8;
+            self.segment(i / 25 + 1, i / 5 % 5 + 1, i % 5 + 1)
+        })
+    }
+
     /// Segment of scores that are already known to lie in 1..=5.
     pub fn segment(self, r: u8, f: u8, m: u8) -> &'static str {
         match self {
@@ -122,6 +130,26 @@ mod tests {
                         .map(|(name, _)| *name)
                         .unwrap();
                     assert_eq!(rfm11(r, f, m), expected, "R{r} F{f} M{m}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_cell_table_is_the_segment_of_each_cell() {
+        for scheme in [Scheme::Rfm11, Scheme::Rfm10] {
+            let cells = scheme.cells();
+            for r in 1..=5u8 {
+                for f in 1..=5u8 {
+                    for m in 1..=5u8 {
+                        let i =
+                            usize::from(r - 1) * 25 + usize::from(f - 1) * 5 + usize::from(m - 1);
+                        assert_eq!(
+                            cells[i],
+                            scheme.segment(r, f, m),
+                            "{scheme:?} R{r} F{f} M{m}"
+                        );
+                    }
                 }
             }
         }

@@ -13,8 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array,
-    StructArray,
+    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array, StructArray,
 };
 use datafusion::arrow::compute::{CastOptions, cast, cast_with_options};
 use datafusion::arrow::datatypes::{
@@ -198,7 +197,11 @@ impl Amounts {
     fn of(a: &ArrayRef) -> Result<Self> {
         let t = a.data_type();
         Ok(if t.is_floating() || t.is_null() {
-            Self::Floats(cast(a, &DataType::Float64)?.as_primitive::<Float64Type>().clone())
+            Self::Floats(
+                cast(a, &DataType::Float64)?
+                    .as_primitive::<Float64Type>()
+                    .clone(),
+            )
         } else {
             // integers and decimals: exactly as `CAST(amount AS DECIMAL(38, 10))` (an error,
             // not a NULL, when a value does not fit)
@@ -347,7 +350,9 @@ impl Summaries {
     }
 
     fn orders(groups: &[Group]) -> ArrayRef {
-        Arc::new(Int64Array::from_iter_values(groups.iter().map(|g| g.orders)))
+        Arc::new(Int64Array::from_iter_values(
+            groups.iter().map(|g| g.orders),
+        ))
     }
 
     fn decimals(units: Vec<i128>) -> Decimal128Array {
@@ -380,7 +385,9 @@ impl Summaries {
 
 /// `ts` values as i64 in their own unit (a Date32 widened; NULL type: all NULL).
 fn instants(a: &ArrayRef) -> Result<Int64Array> {
-    Ok(cast(a, &DataType::Int64)?.as_primitive::<Int64Type>().clone())
+    Ok(cast(a, &DataType::Int64)?
+        .as_primitive::<Int64Type>()
+        .clone())
 }
 
 /// The inverse of [`instants`] for values of type `t`.
@@ -423,8 +430,7 @@ impl GroupsAccumulator for Summaries {
             }
             _ => {
                 for (i, &g) in group_indices.iter().enumerate() {
-                    if ts.is_null(i) || opt_filter.is_some_and(|f| !(f.is_valid(i) && f.value(i)))
-                    {
+                    if ts.is_null(i) || opt_filter.is_some_and(|f| !(f.is_valid(i) && f.value(i))) {
                         continue;
                     }
                     let group = &mut groups[g];
@@ -584,7 +590,14 @@ mod tests {
         acc.update_batch(
             &[
                 ts(&[Some(1), Some(2), Some(3), Some(4), Some(5), None]),
-                floats(&[Some(big), Some(big), Some(1.5), Some(big), Some(2e9), Some(7.0)]),
+                floats(&[
+                    Some(big),
+                    Some(big),
+                    Some(1.5),
+                    Some(big),
+                    Some(2e9),
+                    Some(7.0),
+                ]),
             ],
             &[0, 0, 1, 2, 2, 2],
             None,
@@ -595,13 +608,8 @@ mod tests {
         let first = acc.evaluate(EmitTo::First(1)).unwrap();
         assert_eq!(rows(&first), vec![(Some(2), 2, 1e9)]);
         // group 2 is now group 1; add to it after the shift
-        acc.update_batch(
-            &[ts(&[Some(9)]), floats(&[Some(0.25)])],
-            &[1],
-            None,
-            2,
-        )
-        .unwrap();
+        acc.update_batch(&[ts(&[Some(9)]), floats(&[Some(0.25)])], &[1], None, 2)
+            .unwrap();
         let rest = acc.evaluate(EmitTo::All).unwrap();
         assert_eq!(
             rows(&rest),
@@ -628,7 +636,10 @@ mod tests {
         for range in [0..2, 2..6] {
             let mut part = Summaries::new(micros());
             part.update_batch(
-                &[t.slice(range.start, range.len()), a.slice(range.start, range.len())],
+                &[
+                    t.slice(range.start, range.len()),
+                    a.slice(range.start, range.len()),
+                ],
                 &g[range.clone()],
                 None,
                 3,
