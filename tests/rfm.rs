@@ -114,12 +114,17 @@ async fn segments_are_the_named_cells_and_cover_every_buyer() {
     assert!(rows > 2000);
 }
 
-/// `exact_sum` gives the bits of the DECIMAL(38, 10) route for every customer of the lake
-/// (amounts with cents, summed as doubles), on 1 and 16 partitions and batches of 7 rows.
+/// `exact_sum` and `rfm_summary`'s `monetary` give the bits of the DECIMAL(38, 10) route for
+/// every customer of the lake (amounts with cents, summed as doubles), and `rfm_summary`'s
+/// `frequency` and `last_ts` are `count(*)` and `max(order_ts)`, on 1 and 16 partitions and
+/// batches of 7 rows.
 #[tokio::test]
-async fn exact_sum_equals_the_decimal_route_bit_for_bit() {
+async fn exact_sums_equal_the_decimal_route_bit_for_bit() {
     let sql = "SELECT customer_id, exact_sum(amount * 1.0001) AS e, \
-               CAST(sum(CAST(amount * 1.0001 AS DECIMAL(38, 10))) AS DOUBLE) AS d \
+               CAST(sum(CAST(amount * 1.0001 AS DECIMAL(38, 10))) AS DOUBLE) AS d, \
+               rfm_summary(order_ts, amount * 1.0001)['monetary'] AS s, \
+               rfm_summary(order_ts, amount * 1.0001)['frequency'] = count(*) \
+                 AND rfm_summary(order_ts, amount * 1.0001)['last_ts'] = max(order_ts) AS same \
                FROM orders GROUP BY customer_id ORDER BY customer_id";
     let mut answers = Vec::new();
     for config in [
@@ -131,12 +136,15 @@ async fn exact_sum_equals_the_decimal_route_bit_for_bit() {
         let ctx = context(config).await;
         let mut bits = Vec::new();
         for b in query(&ctx, sql).await {
-            let (e, d) = (
-                b.column(1).as_primitive::<Float64Type>(),
-                b.column(2).as_primitive::<Float64Type>(),
-            );
+            let [e, d, s] = [1, 2, 3].map(|c| b.column(c).as_primitive::<Float64Type>().clone());
+            let same = b.column(4).as_boolean();
             for i in 0..b.num_rows() {
                 assert_eq!(e.value(i).to_bits(), d.value(i).to_bits(), "row {i}");
+                assert_eq!(s.value(i).to_bits(), d.value(i).to_bits(), "row {i}");
+                assert!(
+                    same.is_valid(i) && same.value(i),
+                    "row {i}: frequency or last_ts"
+                );
                 bits.push(e.value(i).to_bits());
             }
         }

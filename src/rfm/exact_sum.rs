@@ -53,8 +53,8 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
          `CAST(sum(CAST(value AS DECIMAL(38, 10))) AS DOUBLE)`, faster. A plain `sum` of doubles \
          rounds after every addition, so its last digits change with the order. NULLs are \
          skipped; a group with no non-NULL value gives NULL. NaN, infinite values, values of \
-         1e28 or more in magnitude and sums of 1e28 or more are errors naming the value. `rfm` \
-         sums float amounts with it.",
+         1e28 or more in magnitude and sums of 1e28 or more are errors naming the value. \
+         `rfm_summary` (and so `rfm`) sums float amounts the same way.",
         "exact_sum(value)",
     )
     .with_argument(
@@ -72,6 +72,7 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
          +--------------+------------------+\n\
          ```",
     )
+    .with_related_udf("rfm_summary")
     .with_related_udf("rfm")
     .build()
 });

@@ -2,12 +2,11 @@
 //! amount sum in one aggregate — `rfm`'s per-customer step.
 //!
 //! The same numbers as `max(ts)`, `count(ts)` and `coalesce(exact_sum(amount), 0)` (over the
-//! rows with a timestamp), kept in one 24-byte record per group instead of three
-//! accumulators (four vectors and a validity bitmap, 33 bytes): each row touches one cache
-//! line, and the per-customer hash aggregate of a 10M-order table holds ~9 bytes less per
-//! customer, in its partial and its final stage. Amount sums are held in units of 1e-10 in
-//! an `i64`; the rare group whose sum leaves the `i64` range carries the excess in a side
-//! map as `i128` (the range of DECIMAL(38, 10) — what the state serializes to).
+//! rows with a timestamp), in one accumulator of three `i64` vectors (the three accumulators
+//! held four vectors and a bitmap, 33 bytes per group; this one 24) whose values are emitted
+//! without copying. Amount sums are held in units of 1e-10 in an `i64`; the rare group whose
+//! sum leaves the `i64` range carries the excess in a side map as `i128` (the range of
+//! DECIMAL(38, 10) — what the state serializes to).
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -15,16 +14,23 @@ use std::sync::{Arc, LazyLock};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array, StructArray,
 };
+use datafusion::arrow::buffer::{BooleanBuffer, NullBuffer};
 use datafusion::arrow::compute::{CastOptions, cast, cast_with_options};
 use datafusion::arrow::datatypes::{
     DataType, Decimal128Type, Field, FieldRef, Fields, Float64Type, Int64Type, TimeUnit,
 };
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator,
     Signature, Volatility,
 };
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 
 use super::exact_sum::{DECIMAL, MAX_UNITS, small_units, to_units_wide};
 use crate::args::{Kind, Param, check_arg_types, doc_section, param, signature, state_field};
@@ -162,28 +168,25 @@ impl AggregateUDFImpl for RfmSummary {
     }
 }
 
-/// One group: the latest time (as i64 in the unit of `ts`; meaningful when `orders` > 0),
-/// the number of orders and the amount sum in units of 1e-10 (plus the group's carry).
-#[derive(Debug, Clone, Copy)]
-struct Group {
-    last: i64,
-    orders: i64,
-    units: i64,
-}
-
-const NEW: Group = Group {
-    last: i64::MIN,
-    orders: 0,
-    units: 0,
-};
-
-/// Per-group summaries.
+/// Per-group summaries, one vector per value so that they are emitted without copying: the
+/// latest time (as i64 in the unit of `ts`; meaningful when the group has orders), the number
+/// of orders and the amount sum in units of 1e-10 (plus the group's carry, if any).
 #[derive(Debug)]
 struct Summaries {
     /// The type of `last_ts` (and of the state's first column).
     last_ts: DataType,
-    groups: Vec<Group>,
+    last: Vec<i64>,
+    orders: Vec<i64>,
+    units: Vec<i64>,
     /// Units beyond a group's `i64` sum, by group index (rare: sums above ~9.2e8).
+    carries: HashMap<usize, i128>,
+}
+
+/// Groups taken out of [`Summaries`] to be emitted (carries re-indexed from 0).
+struct Taken {
+    last: Vec<i64>,
+    orders: Vec<i64>,
+    units: Vec<i64>,
     carries: HashMap<usize, i128>,
 }
 
@@ -237,21 +240,16 @@ fn sum_too_large<T>() -> Result<T> {
     exec_err!("{NAME}: the sum reaches 1e28 in magnitude")
 }
 
-/// Adds `units` beyond the `i64` range to group `g`'s carry (with its `i64` sum, which
-/// becomes 0).
+/// Adds `units` beyond the `i64` range to group `g`'s carry, together with its `i64` sum
+/// (which becomes 0).
 #[cold]
-fn carry(
-    carries: &mut HashMap<usize, i128>,
-    g: usize,
-    group: &mut Group,
-    units: i128,
-) -> Result<()> {
+fn carry(carries: &mut HashMap<usize, i128>, g: usize, sum: &mut i64, units: i128) -> Result<()> {
     let c = carries.entry(g).or_insert(0);
-    match c.checked_add(i128::from(group.units) + units) {
+    match c.checked_add(i128::from(*sum) + units) {
         Some(s) if s.abs() <= MAX_UNITS => *c = s,
         _ => return sum_too_large(),
     }
-    group.units = 0;
+    *sum = 0;
     Ok(())
 }
 
@@ -259,126 +257,104 @@ fn carry(
 fn add_units(
     carries: &mut HashMap<usize, i128>,
     g: usize,
-    group: &mut Group,
+    sum: &mut i64,
     units: i128,
 ) -> Result<()> {
     if let Ok(u) = i64::try_from(units)
-        && let Some(s) = group.units.checked_add(u)
+        && let Some(s) = sum.checked_add(u)
     {
-        group.units = s;
+        *sum = s;
         return Ok(());
     }
-    carry(carries, g, group, units)
+    carry(carries, g, sum, units)
 }
 
 #[inline]
-fn add_float(
-    carries: &mut HashMap<usize, i128>,
-    g: usize,
-    group: &mut Group,
-    v: f64,
-) -> Result<()> {
+fn add_float(carries: &mut HashMap<usize, i128>, g: usize, sum: &mut i64, v: f64) -> Result<()> {
     if let Some(u) = small_units(v)
-        && let Some(s) = group.units.checked_add(u)
+        && let Some(s) = sum.checked_add(u)
     {
-        group.units = s;
+        *sum = s;
         return Ok(());
     }
     let units = match small_units(v) {
         Some(u) => i128::from(u),
         None => to_units_wide(NAME, v)?,
     };
-    carry(carries, g, group, units)
+    carry(carries, g, sum, units)
 }
 
+/// A sum in units as a double: arrow's DECIMAL(38, 10) → DOUBLE cast (`x as f64 / 10^10`),
+/// so `monetary` has the bits of the DECIMAL route (a test compares the two).
 #[inline]
-fn add_order(group: &mut Group, t: i64) {
-    group.last = group.last.max(t);
-    group.orders += 1;
+fn units_to_f64(units: i128) -> f64 {
+    units as f64 / 10_f64.powi(10)
 }
 
-impl Summaries {
-    fn new(last_ts: DataType) -> Self {
-        Self {
-            last_ts,
-            groups: Vec::new(),
-            carries: HashMap::new(),
-        }
-    }
-
-    /// The groups `emit_to` takes, with their carries (re-indexed from 0); the remaining
-    /// groups' carries are re-indexed to follow.
-    fn take(&mut self, emit_to: EmitTo) -> (Vec<Group>, HashMap<usize, i128>) {
-        let groups = emit_to.take_needed(&mut self.groups);
-        let carries = match emit_to {
-            EmitTo::All => std::mem::take(&mut self.carries),
-            EmitTo::First(n) => {
-                let (taken, kept): (HashMap<_, _>, HashMap<_, _>) =
-                    std::mem::take(&mut self.carries)
-                        .into_iter()
-                        .partition(|&(g, _)| g < n);
-                self.carries = kept.into_iter().map(|(g, c)| (g - n, c)).collect();
-                taken
+impl Taken {
+    /// The sums in units, each checked to fit DECIMAL(38, 10).
+    fn totals(&self) -> Result<Vec<i128>> {
+        let mut totals: Vec<i128> = self.units.iter().map(|&u| i128::from(u)).collect();
+        for (&g, &c) in &self.carries {
+            totals[g] += c;
+            if totals[g].abs() > MAX_UNITS {
+                return sum_too_large();
             }
-        };
-        (groups, carries)
+        }
+        Ok(totals)
     }
 
-    /// The groups' sums in units, each checked to fit DECIMAL(38, 10).
-    fn units(groups: &[Group], carries: &HashMap<usize, i128>) -> Result<Vec<i128>> {
-        groups
-            .iter()
-            .enumerate()
-            .map(|(g, x)| {
-                let total = i128::from(x.units) + carries.get(&g).copied().unwrap_or(0);
-                if total.abs() > MAX_UNITS {
-                    sum_too_large()
-                } else {
-                    Ok(total)
-                }
-            })
-            .collect()
+    /// `last_ts` (NULL for a group without orders), without copying the values.
+    fn last_ts(last: Vec<i64>, orders: &[i64], t: &DataType) -> Result<ArrayRef> {
+        let valid = NullBuffer::new(BooleanBuffer::collect_bool(orders.len(), |i| orders[i] > 0));
+        let nulls = (valid.null_count() > 0).then_some(valid);
+        instants_as(&Int64Array::new(last.into(), nulls), t)
     }
 
-    /// The `last_ts` column (NULL for a group without orders).
-    fn last_ts(&self, groups: &[Group]) -> Result<ArrayRef> {
-        let last: Int64Array = groups
-            .iter()
-            .map(|g| (g.orders > 0).then_some(g.last))
+    /// The aggregate's result: the struct of `last_ts`, `frequency` and `monetary`.
+    fn result(self, last_ts: &DataType) -> Result<ArrayRef> {
+        let Taken {
+            last,
+            orders,
+            units,
+            carries,
+        } = self;
+        let mut carried = Vec::with_capacity(carries.len());
+        for (&g, &c) in &carries {
+            let total = i128::from(units[g]) + c;
+            if total.abs() > MAX_UNITS {
+                return sum_too_large();
+            }
+            carried.push((g, units_to_f64(total)));
+        }
+        // in place: the i64 sums become the doubles
+        let mut monetary: Vec<f64> = units
+            .into_iter()
+            .map(|u| units_to_f64(i128::from(u)))
             .collect();
-        instants_as(&last, &self.last_ts)
-    }
-
-    fn orders(groups: &[Group]) -> ArrayRef {
-        Arc::new(Int64Array::from_iter_values(
-            groups.iter().map(|g| g.orders),
-        ))
-    }
-
-    fn decimals(units: Vec<i128>) -> Decimal128Array {
-        Decimal128Array::new(units.into(), None).with_data_type(DECIMAL)
-    }
-
-    fn result(&self, groups: &[Group], carries: &HashMap<usize, i128>) -> Result<ArrayRef> {
-        let decimals = Self::decimals(Self::units(groups, carries)?);
-        // arrow's own conversion, so the doubles equal the DECIMAL route's bit for bit
-        let monetary = cast(&decimals, &DataType::Float64)?;
+        for (g, m) in carried {
+            monetary[g] = m;
+        }
+        let last = Self::last_ts(last, &orders, last_ts)?;
         Ok(Arc::new(StructArray::try_new(
-            fields(&self.last_ts),
-            vec![self.last_ts(groups)?, Self::orders(groups), monetary],
+            fields(last_ts),
+            vec![
+                last,
+                Arc::new(Int64Array::new(orders.into(), None)),
+                Arc::new(Float64Array::new(monetary.into(), None)),
+            ],
             None,
         )?))
     }
 
-    fn state_arrays(
-        &self,
-        groups: &[Group],
-        carries: &HashMap<usize, i128>,
-    ) -> Result<Vec<ArrayRef>> {
+    /// The state columns: `last_ts`, the order count and the sum as DECIMAL(38, 10).
+    fn state(self, last_ts: &DataType) -> Result<Vec<ArrayRef>> {
+        let sums = Decimal128Array::new(self.totals()?.into(), None).with_data_type(DECIMAL);
+        let Taken { last, orders, .. } = self;
         Ok(vec![
-            self.last_ts(groups)?,
-            Self::orders(groups),
-            Arc::new(Self::decimals(Self::units(groups, carries)?)),
+            Self::last_ts(last, &orders, last_ts)?,
+            Arc::new(Int64Array::new(orders.into(), None)),
+            Arc::new(sums),
         ])
     }
 }
@@ -390,13 +366,65 @@ fn instants(a: &ArrayRef) -> Result<Int64Array> {
         .clone())
 }
 
-/// The inverse of [`instants`] for values of type `t`.
+/// The inverse of [`instants`] for values of type `t` (timestamps and Date64 reinterpret
+/// the buffer).
 fn instants_as(values: &Int64Array, t: &DataType) -> Result<ArrayRef> {
     Ok(match t {
         // i32 values (they came from a Date32), reinterpreted
         DataType::Date32 => cast(&cast(values, &DataType::Int32)?, t)?,
         _ => cast(values, t)?,
     })
+}
+
+impl Summaries {
+    fn new(last_ts: DataType) -> Self {
+        Self {
+            last_ts,
+            last: Vec::new(),
+            orders: Vec::new(),
+            units: Vec::new(),
+            carries: HashMap::new(),
+        }
+    }
+
+    fn resize(&mut self, groups: usize) {
+        self.last.resize(groups, i64::MIN);
+        self.orders.resize(groups, 0);
+        self.units.resize(groups, 0);
+    }
+
+    /// The groups `emit_to` takes, with their carries (re-indexed from 0); the remaining
+    /// groups' carries are re-indexed to follow.
+    fn take(&mut self, emit_to: EmitTo) -> Taken {
+        let carries = match emit_to {
+            EmitTo::All => std::mem::take(&mut self.carries),
+            EmitTo::First(n) => {
+                let (taken, kept): (HashMap<_, _>, HashMap<_, _>) =
+                    std::mem::take(&mut self.carries)
+                        .into_iter()
+                        .partition(|&(g, _)| g < n);
+                self.carries = kept.into_iter().map(|(g, c)| (g - n, c)).collect();
+                taken
+            }
+        };
+        Taken {
+            last: emit_to.take_needed(&mut self.last),
+            orders: emit_to.take_needed(&mut self.orders),
+            units: emit_to.take_needed(&mut self.units),
+            carries,
+        }
+    }
+
+    /// A copy of the groups (for the ungrouped accumulator, whose state and result may be
+    /// asked for more than once).
+    fn copy(&self) -> Taken {
+        Taken {
+            last: self.last.clone(),
+            orders: self.orders.clone(),
+            units: self.units.clone(),
+            carries: self.carries.clone(),
+        }
+    }
 }
 
 impl GroupsAccumulator for Summaries {
@@ -407,25 +435,25 @@ impl GroupsAccumulator for Summaries {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        self.groups.resize(total_num_groups, NEW);
+        self.resize(total_num_groups);
         let ts = instants(&values[0])?;
         let amounts = Amounts::of(&values[1])?;
-        let groups = &mut self.groups;
+        let (last, orders, units) = (&mut self.last, &mut self.orders, &mut self.units);
         let carries = &mut self.carries;
         let dense = ts.null_count() == 0 && amounts.null_count() == 0 && opt_filter.is_none();
         match &amounts {
             Amounts::Floats(a) if dense => {
                 for ((&g, &t), &v) in group_indices.iter().zip(ts.values()).zip(a.values()) {
-                    let group = &mut groups[g];
-                    add_order(group, t);
-                    add_float(carries, g, group, v)?;
+                    last[g] = last[g].max(t);
+                    orders[g] += 1;
+                    add_float(carries, g, &mut units[g], v)?;
                 }
             }
             Amounts::Units(a) if dense => {
                 for ((&g, &t), &u) in group_indices.iter().zip(ts.values()).zip(a.values()) {
-                    let group = &mut groups[g];
-                    add_order(group, t);
-                    add_units(carries, g, group, u)?;
+                    last[g] = last[g].max(t);
+                    orders[g] += 1;
+                    add_units(carries, g, &mut units[g], u)?;
                 }
             }
             _ => {
@@ -433,14 +461,14 @@ impl GroupsAccumulator for Summaries {
                     if ts.is_null(i) || opt_filter.is_some_and(|f| !(f.is_valid(i) && f.value(i))) {
                         continue;
                     }
-                    let group = &mut groups[g];
-                    add_order(group, ts.value(i));
+                    last[g] = last[g].max(ts.value(i));
+                    orders[g] += 1;
                     if !amounts.is_valid(i) {
                         continue;
                     }
                     match &amounts {
-                        Amounts::Floats(a) => add_float(carries, g, group, a.value(i))?,
-                        Amounts::Units(a) => add_units(carries, g, group, a.value(i))?,
+                        Amounts::Floats(a) => add_float(carries, g, &mut units[g], a.value(i))?,
+                        Amounts::Units(a) => add_units(carries, g, &mut units[g], a.value(i))?,
                     }
                 }
             }
@@ -454,33 +482,30 @@ impl GroupsAccumulator for Summaries {
         group_indices: &[usize],
         total_num_groups: usize,
     ) -> Result<()> {
-        self.groups.resize(total_num_groups, NEW);
+        self.resize(total_num_groups);
         let last = instants(&values[0])?;
         let orders = values[1].as_primitive::<Int64Type>();
         let units = values[2].as_primitive::<Decimal128Type>();
         for (i, &g) in group_indices.iter().enumerate() {
-            let group = &mut self.groups[g];
             if orders.is_valid(i) {
-                group.orders += orders.value(i);
+                self.orders[g] += orders.value(i);
             }
             if last.is_valid(i) {
-                group.last = group.last.max(last.value(i));
+                self.last[g] = self.last[g].max(last.value(i));
             }
             if units.is_valid(i) {
-                add_units(&mut self.carries, g, group, units.value(i))?;
+                add_units(&mut self.carries, g, &mut self.units[g], units.value(i))?;
             }
         }
         Ok(())
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let (groups, carries) = self.take(emit_to);
-        self.result(&groups, &carries)
+        self.take(emit_to).result(&self.last_ts)
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let (groups, carries) = self.take(emit_to);
-        self.state_arrays(&groups, &carries)
+        self.take(emit_to).state(&self.last_ts)
     }
 
     fn convert_to_state(
@@ -496,7 +521,8 @@ impl GroupsAccumulator for Summaries {
     }
 
     fn size(&self) -> usize {
-        self.groups.capacity() * std::mem::size_of::<Group>()
+        (self.last.capacity() + self.orders.capacity() + self.units.capacity())
+            * std::mem::size_of::<i64>()
             + self.carries.capacity() * (std::mem::size_of::<(usize, i128)>() + 1)
     }
 }
@@ -516,21 +542,107 @@ impl Accumulator for SummaryAccumulator {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        self.0.groups.resize(1, NEW);
+        self.0.resize(1);
         self.0
-            .state_arrays(&self.0.groups, &self.0.carries)?
+            .copy()
+            .state(&self.0.last_ts)?
             .iter()
             .map(|a| ScalarValue::try_from_array(a, 0))
             .collect()
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        self.0.groups.resize(1, NEW);
-        ScalarValue::try_from_array(&self.0.result(&self.0.groups, &self.0.carries)?, 0)
+        self.0.resize(1);
+        ScalarValue::try_from_array(&self.0.copy().result(&self.0.last_ts)?, 0)
     }
 
     fn size(&self) -> usize {
         std::mem::size_of_val(self) + self.0.size()
+    }
+}
+
+/// Aggregates `rfm_summary` per key in one phase: the input rows are hash-partitioned on the
+/// key and each partition aggregates its keys (`SinglePartitioned`), instead of a partial
+/// aggregate per input partition whose states are then partitioned and merged.
+///
+/// The key of `rfm_summary` is a customer: there are many, and each input partition holds
+/// most of them (a 10M-order lake of 880k customers: 1.05M partial groups on two partitions).
+/// The two phases then hold both stages' hash tables and the partial states between them,
+/// and merge a state per customer and partition; one phase holds each customer once.
+/// DataFusion's own switch (skip the partial aggregation when it does not reduce the rows)
+/// looks at the first 100k rows, which lakes written customer by customer reduce well.
+/// Answers are unchanged: the accumulator is the same, and the sums are exact.
+///
+/// The rule rewrites `FinalPartitioned ← hash RepartitionExec ← Partial` where every
+/// aggregate is `rfm_summary` (no grouping sets). It is one of
+/// [`crate::physical_optimizer_rules`]; a Ballista cluster plans without it, so partial
+/// states, not order rows, cross the network.
+#[derive(Debug)]
+pub struct SummaryAggregateRule;
+
+impl SummaryAggregateRule {
+    fn rewrite(node: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let Some(last) = node.downcast_ref::<AggregateExec>() else {
+            return Ok(None);
+        };
+        let Some(exchange) = last.input().downcast_ref::<RepartitionExec>() else {
+            return Ok(None);
+        };
+        let Some(first) = exchange.input().downcast_ref::<AggregateExec>() else {
+            return Ok(None);
+        };
+        let Partitioning::Hash(_, partitions) = exchange.partitioning() else {
+            return Ok(None);
+        };
+        let only_summaries = !first.aggr_expr().is_empty()
+            && first.aggr_expr().iter().all(|a| a.fun().name() == NAME)
+            && last.aggr_expr().len() == first.aggr_expr().len();
+        if *last.mode() != AggregateMode::FinalPartitioned
+            || *first.mode() != AggregateMode::Partial
+            || !only_summaries
+            || first.group_expr().is_empty()
+            || first.group_expr().has_grouping_set()
+        {
+            return Ok(None);
+        }
+        let rows = RepartitionExec::try_new(
+            Arc::clone(first.input()),
+            Partitioning::Hash(first.group_expr().input_exprs(), *partitions),
+        )?;
+        let single = AggregateExec::try_new(
+            AggregateMode::SinglePartitioned,
+            first.group_expr().clone(),
+            first.aggr_expr().to_vec(),
+            first.filter_expr().to_vec(),
+            Arc::new(rows),
+            first.input_schema(),
+        )?
+        .with_limit_options(last.limit_options());
+        Ok(Some(Arc::new(single)))
+    }
+}
+
+impl PhysicalOptimizerRule for SummaryAggregateRule {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_down(|node| {
+            Ok(match Self::rewrite(&node)? {
+                Some(single) => Transformed::yes(single),
+                None => Transformed::no(node),
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "rfm_summary_single_phase"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
     }
 }
 
@@ -671,5 +783,96 @@ mod tests {
             .update_batch(&[ts(&[Some(1)]), floats(&[Some(f64::NAN)])], &[0], None, 1)
             .unwrap_err();
         assert!(err.to_string().contains("rfm_summary: value NaN"), "{err}");
+    }
+
+    /// `monetary` is computed without building a DECIMAL column: the same bits as arrow's
+    /// DECIMAL(38, 10) → DOUBLE cast, for sums over 30 decades and both signs.
+    #[test]
+    fn monetary_has_the_bits_of_arrows_decimal_cast() {
+        let mut x = 11u64;
+        let mut units: Vec<i128> = vec![
+            0,
+            1,
+            -1,
+            i128::from(i64::MAX),
+            i128::from(i64::MIN),
+            MAX_UNITS,
+            -MAX_UNITS,
+        ];
+        for _ in 0..100_000 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let digits = (x >> 58) as u32 % 38;
+            let v = i128::from(x >> 1) * i128::from(x >> 33) % 10i128.pow(digits).max(2);
+            units.push(if x & 1 == 0 { v } else { -v });
+        }
+        let decimals = Decimal128Array::from(units.clone()).with_data_type(DECIMAL);
+        let arrow = cast(&decimals, &DataType::Float64).unwrap();
+        let arrow = arrow.as_primitive::<Float64Type>();
+        for (i, &u) in units.iter().enumerate() {
+            assert_eq!(units_to_f64(u).to_bits(), arrow.value(i).to_bits(), "{u}");
+        }
+    }
+
+    /// The rule's one-phase plan gives the two-phase answer (NULL timestamps and amounts,
+    /// a FILTER, many small batches over four partitions); a GROUP BY with another
+    /// aggregate beside `rfm_summary` keeps its two phases.
+    #[tokio::test]
+    async fn one_phase_plan_gives_the_two_phase_answer() {
+        use datafusion::arrow::util::pretty::pretty_format_batches;
+        use datafusion::execution::runtime_env::RuntimeEnv;
+        use datafusion::physical_plan::{collect, displayable};
+        use datafusion::prelude::{SessionConfig, SessionContext};
+
+        let config = || {
+            SessionConfig::new()
+                .with_target_partitions(4)
+                .with_batch_size(64)
+        };
+        let with_rule = SessionContext::new_with_state(crate::session_state(
+            config(),
+            Arc::new(RuntimeEnv::default()),
+        ));
+        let without = SessionContext::new_with_config(config());
+        let table = "CREATE TABLE o AS SELECT (i * 7919) % 701 AS c, \
+                       CASE WHEN i % 17 = 0 THEN NULL ELSE to_timestamp_seconds(1700000000 + i * 3600) END AS ts, \
+                       CASE WHEN i % 13 = 0 THEN NULL ELSE (i % 1000) / 100.0 END AS amount \
+                     FROM generate_series(1, 20000) t(i)";
+        for ctx in [&with_rule, &without] {
+            crate::register_on_context(ctx).unwrap();
+            ctx.sql(table).await.unwrap().collect().await.unwrap();
+        }
+        let run = |ctx: &SessionContext, sql: &str| {
+            let (ctx, sql) = (ctx.clone(), sql.to_string());
+            async move {
+                let plan = ctx
+                    .sql(&sql)
+                    .await
+                    .unwrap()
+                    .create_physical_plan()
+                    .await
+                    .unwrap();
+                let shape = displayable(plan.as_ref()).indent(false).to_string();
+                let batches = collect(plan, ctx.task_ctx()).await.unwrap();
+                (shape, pretty_format_batches(&batches).unwrap().to_string())
+            }
+        };
+        let one = "SELECT c, rfm_summary(ts, amount) AS s, \
+                     rfm_summary(ts, amount) FILTER (WHERE c % 2 = 0) AS e \
+                   FROM o GROUP BY c ORDER BY c";
+        let (shape, got) = run(&with_rule, one).await;
+        assert!(shape.contains("mode=SinglePartitioned"), "{shape}");
+        assert!(!shape.contains("mode=Partial"), "{shape}");
+        let (shape, expected) = run(&without, one).await;
+        assert!(shape.contains("mode=Partial"), "{shape}");
+        assert_eq!(got, expected);
+        assert_eq!(got.lines().count(), 701 + 4, "one row per key");
+
+        let two =
+            "SELECT c, rfm_summary(ts, amount) AS s, count(*) AS n FROM o GROUP BY c ORDER BY c";
+        let (shape, got) = run(&with_rule, two).await;
+        assert!(shape.contains("mode=Partial"), "{shape}");
+        assert_eq!(got, run(&without, two).await.1);
     }
 }
