@@ -43,12 +43,16 @@ const PARAMS: [Param; 2] = [param("ts", Kind::Instant), param("amount", Kind::Am
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct RfmSummary {
     signature: Signature,
+    /// Aggregated in one phase by [`SummaryAggregateRule`]: the instance `rfm(...)` plans
+    /// with when the session has no memory limit. The registered function is two-phase.
+    one_phase: bool,
 }
 
 impl Default for RfmSummary {
     fn default() -> Self {
         Self {
             signature: signature(&PARAMS, 2, Volatility::Immutable),
+            one_phase: false,
         }
     }
 }
@@ -574,7 +578,12 @@ impl Accumulator for SummaryAccumulator {
 /// Answers are unchanged: the accumulator is the same, and the sums are exact.
 ///
 /// The rule rewrites `FinalPartitioned ← hash RepartitionExec ← Partial` where every
-/// aggregate is `rfm_summary` (no grouping sets). It is one of
+/// aggregate is the one-phase instance of `rfm_summary` ([`rfm_summary_one_phase`]; no
+/// grouping sets). `rfm(...)` plans with it when the session's memory pool has no limit.
+/// Under a limit it keeps the two phases: the one-phase exchange carries every order row,
+/// and DataFusion 55's `RepartitionExec` can deadlock when two of its inputs spill at once
+/// (apache/datafusion#24883, fixed after 55.2): `rfm` on a 540k-order lake under 2 MB hung
+/// in about half the runs. The registered SQL function is two-phase. The rule is one of
 /// [`crate::physical_optimizer_rules`]; a Ballista cluster plans without it, so partial
 /// states, not order rows, cross the network.
 #[derive(Debug)]
@@ -595,7 +604,12 @@ impl SummaryAggregateRule {
             return Ok(None);
         };
         let only_summaries = !first.aggr_expr().is_empty()
-            && first.aggr_expr().iter().all(|a| a.fun().name() == NAME)
+            && first.aggr_expr().iter().all(|a| {
+                a.fun()
+                    .inner()
+                    .downcast_ref::<RfmSummary>()
+                    .is_some_and(|s| s.one_phase)
+            })
             && last.aggr_expr().len() == first.aggr_expr().len();
         if *last.mode() != AggregateMode::FinalPartitioned
             || *first.mode() != AggregateMode::Partial
@@ -650,6 +664,18 @@ impl PhysicalOptimizerRule for SummaryAggregateRule {
 pub fn rfm_summary() -> Arc<AggregateUDF> {
     static UDAF: LazyLock<Arc<AggregateUDF>> =
         LazyLock::new(|| Arc::new(AggregateUDF::new_from_impl(RfmSummary::default())));
+    Arc::clone(&UDAF)
+}
+
+/// `rfm_summary` as [`SummaryAggregateRule`] aggregates it in one phase (not registered:
+/// `rfm(...)` plans with it when the session has no memory limit).
+pub fn rfm_summary_one_phase() -> Arc<AggregateUDF> {
+    static UDAF: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| {
+        Arc::new(AggregateUDF::new_from_impl(RfmSummary {
+            one_phase: true,
+            ..RfmSummary::default()
+        }))
+    });
     Arc::clone(&UDAF)
 }
 
@@ -817,11 +843,13 @@ mod tests {
 
     /// The rule's one-phase plan gives the two-phase answer (NULL timestamps and amounts,
     /// a FILTER, many small batches over four partitions); a GROUP BY with another
-    /// aggregate beside `rfm_summary` keeps its two phases.
+    /// aggregate beside `rfm_summary`, and the registered (two-phase) `rfm_summary`, keep
+    /// their two phases; `rfm(...)` is one-phase without a memory limit, two-phase under one.
     #[tokio::test]
     async fn one_phase_plan_gives_the_two_phase_answer() {
         use datafusion::arrow::util::pretty::pretty_format_batches;
-        use datafusion::execution::runtime_env::RuntimeEnv;
+        use datafusion::execution::memory_pool::GreedyMemoryPool;
+        use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
         use datafusion::physical_plan::{collect, displayable};
         use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -830,19 +858,28 @@ mod tests {
                 .with_target_partitions(4)
                 .with_batch_size(64)
         };
-        let with_rule = SessionContext::new_with_state(crate::session_state(
-            config(),
-            Arc::new(RuntimeEnv::default()),
-        ));
+        let with_rule = |runtime: Arc<RuntimeEnv>| {
+            SessionContext::new_with_state(crate::session_state(config(), runtime))
+        };
+        let one_phase = with_rule(Arc::new(RuntimeEnv::default()));
+        let registered = with_rule(Arc::new(RuntimeEnv::default()));
+        let limited = with_rule(
+            RuntimeEnvBuilder::new()
+                .with_memory_pool(Arc::new(GreedyMemoryPool::new(1 << 30)))
+                .build_arc()
+                .unwrap(),
+        );
         let without = SessionContext::new_with_config(config());
         let table = "CREATE TABLE o AS SELECT (i * 7919) % 701 AS c, \
                        CASE WHEN i % 17 = 0 THEN NULL ELSE to_timestamp_seconds(1700000000 + i * 3600) END AS ts, \
                        CASE WHEN i % 13 = 0 THEN NULL ELSE (i % 1000) / 100.0 END AS amount \
                      FROM generate_series(1, 20000) t(i)";
-        for ctx in [&with_rule, &without] {
+        for ctx in [&one_phase, &registered, &limited, &without] {
             crate::register_on_context(ctx).unwrap();
             ctx.sql(table).await.unwrap().collect().await.unwrap();
         }
+        // SQL's `rfm_summary` is the one-phase instance in this context
+        one_phase.register_udaf(rfm_summary_one_phase().as_ref().clone());
         let run = |ctx: &SessionContext, sql: &str| {
             let (ctx, sql) = (ctx.clone(), sql.to_string());
             async move {
@@ -861,18 +898,33 @@ mod tests {
         let one = "SELECT c, rfm_summary(ts, amount) AS s, \
                      rfm_summary(ts, amount) FILTER (WHERE c % 2 = 0) AS e \
                    FROM o GROUP BY c ORDER BY c";
-        let (shape, got) = run(&with_rule, one).await;
+        let (shape, got) = run(&one_phase, one).await;
         assert!(shape.contains("mode=SinglePartitioned"), "{shape}");
         assert!(!shape.contains("mode=Partial"), "{shape}");
         let (shape, expected) = run(&without, one).await;
         assert!(shape.contains("mode=Partial"), "{shape}");
         assert_eq!(got, expected);
         assert_eq!(got.lines().count(), 701 + 4, "one row per key");
+        let (shape, got) = run(&registered, one).await;
+        assert!(shape.contains("mode=Partial"), "{shape}");
+        assert_eq!(got, expected);
 
         let two =
             "SELECT c, rfm_summary(ts, amount) AS s, count(*) AS n FROM o GROUP BY c ORDER BY c";
-        let (shape, got) = run(&with_rule, two).await;
+        let (shape, got) = run(&one_phase, two).await;
         assert!(shape.contains("mode=Partial"), "{shape}");
         assert_eq!(got, run(&without, two).await.1);
+
+        let rfm = "SELECT * FROM rfm('o', 'c', 'ts', 'amount') ORDER BY customer";
+        let (shape, expected) = run(&registered, rfm).await;
+        assert!(shape.contains("mode=SinglePartitioned"), "{shape}");
+        let (shape, got) = run(&limited, rfm).await;
+        assert!(
+            shape.contains("gby=[c@0 as customer], aggr=[rfm_summary"),
+            "{shape}"
+        );
+        assert!(shape.contains("mode=Partial"), "{shape}");
+        assert!(!shape.contains("mode=SinglePartitioned"), "{shape}");
+        assert_eq!(got, expected);
     }
 }

@@ -11,6 +11,7 @@ use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{Result, ScalarValue, TableReference, plan_err};
 use datafusion::datasource::{ViewTable, provider_as_source};
+use datafusion::execution::memory_pool::MemoryLimit;
 use datafusion::execution::session_state::SessionState;
 use datafusion::functions::core::expr_fn::get_field;
 use datafusion::functions::string::expr_fn::concat_ws;
@@ -20,7 +21,7 @@ use datafusion::logical_expr::expr_fn::scalar_subquery;
 use datafusion::logical_expr::{Documentation, Expr, LogicalPlanBuilder, cast, ident, lit};
 use futures::FutureExt;
 
-use super::{quantile_score, rfm_segment, rfm_summary};
+use super::{quantile_score, rfm_segment, rfm_summary, summary};
 use crate::args::{doc_section, string_literal_arg};
 
 const NAME: &str = "rfm";
@@ -188,15 +189,17 @@ impl TableFunctionImpl for RfmTableFunction {
         } else {
             ident(&amount)
         };
+        // in one phase (hash-partitioned order rows) unless the session has a memory limit:
+        // see `SummaryAggregateRule`
+        let summary = match state.runtime_env().memory_pool.memory_limit() {
+            MemoryLimit::Finite(_) => rfm_summary(),
+            MemoryLimit::Infinite | MemoryLimit::Unknown => summary::rfm_summary_one_phase(),
+        };
         let per_customer = scan
             .filter(keep)?
             .aggregate(
                 vec![ident(&customer).alias("customer")],
-                vec![
-                    rfm_summary()
-                        .call(vec![ident(&ts), amount_expr])
-                        .alias("summary"),
-                ],
+                vec![summary.call(vec![ident(&ts), amount_expr]).alias("summary")],
             )?
             .project(vec![
                 ident("customer"),
