@@ -48,7 +48,10 @@ pub static DOC: LazyLock<Documentation> = LazyLock::new(|| {
          timestamp are skipped. A NULL amount counts as an order but adds nothing to `monetary`; \
          negative amounts (refunds) reduce it — filter them in a view first if they are not \
          orders. `table` is any registered table or view name; the column arguments are column \
-         names as strings (exact case). Table functions take positional arguments only.",
+         names as strings (exact case). Table functions take positional arguments only.\n\n\
+         The per-customer values come from one `rfm_summary` per customer. Without a session \
+         memory limit that aggregate runs in one phase over the order rows hash-partitioned by \
+         customer (less memory, faster); under a limit in DataFusion's two spilling phases.",
         "rfm(table, customer_col, ts_col, amount_col [, as_of [, bins]])",
     )
     .with_argument("table", "Name of a registered table or view, a string.")
@@ -76,6 +79,7 @@ pub static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     )
     .with_related_udf("quantile_score")
     .with_related_udf("rfm_segment")
+    .with_related_udf("rfm_summary")
     .build()
 });
 
