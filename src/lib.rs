@@ -163,9 +163,10 @@ pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
 ///   8 to 16 bytes per value and scored column in memory, reserved from the memory pool,
 ///   and spills the rows it buffers, instead of DataFusion's `WindowAggExec`, which holds
 ///   the whole input twice outside the pool. `rfm(...)` scores this way.
-/// - `rfm_summary_single_phase`: a `GROUP BY` whose aggregates are all `rfm_summary` (the
-///   per-customer step of `rfm(...)`) hash-partitions the rows on the key and aggregates in
-///   one phase, holding each customer once instead of in a partial and a final hash table;
+/// - `rfm_summary_single_phase`: the per-customer step of `rfm(...)` (its one-phase
+///   `rfm_summary`, planned when the session has no memory limit; `rfm_summary` called in
+///   SQL is not rewritten) hash-partitions the rows on the customer and aggregates in one
+///   phase, holding each customer once instead of in a partial and a final hash table;
 ///   see [`rfm::summary::SummaryAggregateRule`].
 /// - `parallel_scalar_subqueries`: the single-partition subqueries of a query with two or
 ///   more uncorrelated scalar subqueries (e.g. two model fits feeding

@@ -70,8 +70,10 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
          - `monetary` is exact and independent of the order rows arrive in (partitioning, \
            batch size, spilling): float amounts are rounded to 10 decimal places as in \
            `exact_sum`; integer and decimal amounts are converted to DECIMAL(38, 10) as by \
-           `CAST` (an error if they do not fit). NaN, infinite values, values of 1e28 or more \
-           in magnitude and running sums reaching 1e28 are errors naming the function.\n\
+           `CAST` (an error naming the function if they do not fit). NaN, infinite values and \
+           values of 1e28 or more in magnitude are errors naming the function, and so is a \
+           sum of 1e28 or more; a partial sum along the way that reaches 1e28 may be one too, \
+           depending on the order of the rows (as with `exact_sum`).\n\
          - A group without any row with a timestamp has `last_ts` NULL and `frequency` 0.\n\
          - `last_ts` has the type of `ts` (a timestamp of any unit and time zone, or a date).",
         "rfm_summary(ts, amount)",
@@ -216,11 +218,10 @@ impl Amounts {
                 safe: false,
                 ..Default::default()
             };
-            Self::Units(
-                cast_with_options(a, &DECIMAL, &exact)?
-                    .as_primitive::<Decimal128Type>()
-                    .clone(),
-            )
+            let units = cast_with_options(a, &DECIMAL, &exact).or_else(|e| {
+                exec_err!("{NAME}: argument 2 'amount' does not fit DECIMAL(38, 10): {e}")
+            })?;
+            Self::Units(units.as_primitive::<Decimal128Type>().clone())
         })
     }
 
@@ -249,7 +250,11 @@ fn sum_too_large<T>() -> Result<T> {
 #[cold]
 fn carry(carries: &mut HashMap<usize, i128>, g: usize, sum: &mut i64, units: i128) -> Result<()> {
     let c = carries.entry(g).or_insert(0);
-    match c.checked_add(i128::from(*sum) + units) {
+    // checked throughout: a DECIMAL(38, 10) input is not re-checked against its precision
+    match units
+        .checked_add(i128::from(*sum))
+        .and_then(|u| c.checked_add(u))
+    {
         Some(s) if s.abs() <= MAX_UNITS => *c = s,
         _ => return sum_too_large(),
     }
@@ -579,7 +584,9 @@ impl Accumulator for SummaryAccumulator {
 ///
 /// The rule rewrites `FinalPartitioned ← hash RepartitionExec ← Partial` where every
 /// aggregate is the one-phase instance of `rfm_summary` ([`rfm_summary_one_phase`]; no
-/// grouping sets). `rfm(...)` plans with it when the session's memory pool has no limit.
+/// grouping sets; not when the exchange preserves an order or the final aggregate's output
+/// is ordered, since the new exchange does not). `rfm(...)` plans with that instance when
+/// the session's memory pool reports no limit (`MemoryLimit::Infinite`).
 /// Under a limit it keeps the two phases: the one-phase exchange carries every order row,
 /// and DataFusion 55's `RepartitionExec` can deadlock when two of its inputs spill at once
 /// (apache/datafusion#24883, fixed after 55.2): `rfm` on a 540k-order lake under 2 MB hung
@@ -611,7 +618,10 @@ impl SummaryAggregateRule {
                     .is_some_and(|s| s.one_phase)
             })
             && last.aggr_expr().len() == first.aggr_expr().len();
-        if *last.mode() != AggregateMode::FinalPartitioned
+        // an order-preserving exchange (a sorted input the plan above may rely on) stays
+        if exchange.preserve_order()
+            || last.properties().output_ordering().is_some()
+            || *last.mode() != AggregateMode::FinalPartitioned
             || *first.mode() != AggregateMode::Partial
             || !only_summaries
             || first.group_expr().is_empty()

@@ -49,9 +49,10 @@ pub static DOC: LazyLock<Documentation> = LazyLock::new(|| {
          negative amounts (refunds) reduce it — filter them in a view first if they are not \
          orders. `table` is any registered table or view name; the column arguments are column \
          names as strings (exact case). Table functions take positional arguments only.\n\n\
-         The per-customer values come from one `rfm_summary` per customer. Without a session \
-         memory limit that aggregate runs in one phase over the order rows hash-partitioned by \
-         customer (less memory, faster); under a limit in DataFusion's two spilling phases.",
+         The per-customer values come from one `rfm_summary` per customer. In sessions with \
+         this crate's physical optimizer rules (the command line, `session_context`) and no \
+         memory limit, that aggregate runs in one phase over the order rows hash-partitioned by \
+         customer (less memory, faster); otherwise in DataFusion's two spilling phases.",
         "rfm(table, customer_col, ts_col, amount_col [, as_of [, bins]])",
     )
     .with_argument("table", "Name of a registered table or view, a string.")
@@ -195,9 +196,11 @@ impl TableFunctionImpl for RfmTableFunction {
         };
         // in one phase (hash-partitioned order rows) unless the session has a memory limit:
         // see `SummaryAggregateRule`
+        // (a pool that does not report its limit counts as limited: a hang is worse than
+        // the slower plan)
         let summary = match state.runtime_env().memory_pool.memory_limit() {
-            MemoryLimit::Finite(_) => rfm_summary(),
-            MemoryLimit::Infinite | MemoryLimit::Unknown => summary::rfm_summary_one_phase(),
+            MemoryLimit::Infinite => summary::rfm_summary_one_phase(),
+            MemoryLimit::Finite(_) | MemoryLimit::Unknown => rfm_summary(),
         };
         let per_customer = scan
             .filter(keep)?
