@@ -96,7 +96,7 @@ impl AggregateUDFImpl for ExactSum {
     }
 
     fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(SumAccumulator(Sums::default())))
+        Ok(Box::new(Ungrouped(Sums::default())))
     }
 
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
@@ -172,7 +172,7 @@ fn add(sum: i128, units: i128) -> Result<i128> {
 }
 
 /// Per-group sums in units of 1e-10 and whether the group has seen a value.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Sums {
     sums: Vec<i128>,
     seen: Vec<bool>,
@@ -268,11 +268,28 @@ impl GroupsAccumulator for Sums {
     }
 }
 
-/// The ungrouped form: one group.
-#[derive(Debug)]
-struct SumAccumulator(Sums);
+/// A [`GroupsAccumulator`] that also serves as the ungrouped form ([`Ungrouped`]): it can
+/// create group 0 without input and is cheap to copy when it holds one group.
+pub(crate) trait OneGroup:
+    GroupsAccumulator + Clone + std::fmt::Debug + Sync + 'static
+{
+    /// Make group 0 exist (an input without rows still has its one group).
+    fn ensure_one_group(&mut self);
+}
 
-impl Accumulator for SumAccumulator {
+impl OneGroup for Sums {
+    fn ensure_one_group(&mut self) {
+        self.resize(1);
+    }
+}
+
+/// The ungrouped [`Accumulator`] of a [`OneGroup`] accumulator: every row in group 0. Its
+/// state and result are taken from a copy, so they can be asked for again (a window
+/// evaluates after every row).
+#[derive(Debug)]
+pub(crate) struct Ungrouped<G>(pub G);
+
+impl<G: OneGroup> Accumulator for Ungrouped<G> {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         self.0
             .update_batch(values, &vec![0; values[0].len()], None, 1)
@@ -283,15 +300,18 @@ impl Accumulator for SumAccumulator {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        self.0.resize(1);
-        let sums = Sums::decimals(self.0.sums.clone(), self.0.seen.clone())?;
-        Ok(vec![ScalarValue::try_from_array(&sums, 0)?])
+        self.0.ensure_one_group();
+        self.0
+            .clone()
+            .state(EmitTo::All)?
+            .iter()
+            .map(|a| ScalarValue::try_from_array(a, 0))
+            .collect()
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        self.0.resize(1);
-        let sums = Sums::decimals(self.0.sums.clone(), self.0.seen.clone())?;
-        ScalarValue::try_from_array(&cast(&sums, &DataType::Float64)?, 0)
+        self.0.ensure_one_group();
+        ScalarValue::try_from_array(&self.0.clone().evaluate(EmitTo::All)?, 0)
     }
 
     fn size(&self) -> usize {

@@ -17,10 +17,10 @@ use datafusion::arrow::array::{
 use datafusion::arrow::buffer::{BooleanBuffer, NullBuffer};
 use datafusion::arrow::compute::{CastOptions, cast, cast_with_options};
 use datafusion::arrow::datatypes::{
-    DataType, Decimal128Type, Field, FieldRef, Fields, Float64Type, Int64Type, TimeUnit,
+    DataType, Decimal128Type, Field, FieldRef, Fields, Int64Type, TimeUnit,
 };
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::common::{Result, exec_err};
 use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
@@ -32,8 +32,10 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 
-use super::exact_sum::{DECIMAL, MAX_UNITS, small_units, to_units_wide};
-use crate::args::{Kind, Param, check_arg_types, doc_section, param, signature, state_field};
+use super::exact_sum::{DECIMAL, MAX_UNITS, OneGroup, Ungrouped, small_units, to_units_wide};
+use crate::args::{
+    Kind, Param, check_arg_types, doc_section, f64_column, param, signature, state_field,
+};
 
 const NAME: &str = "rfm_summary";
 
@@ -151,7 +153,7 @@ impl AggregateUDFImpl for RfmSummary {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(SummaryAccumulator(Summaries::new(last_ts_of(
+        Ok(Box::new(Ungrouped(Summaries::new(last_ts_of(
             args.return_field.data_type(),
         )?))))
     }
@@ -177,7 +179,7 @@ impl AggregateUDFImpl for RfmSummary {
 /// Per-group summaries, one vector per value so that they are emitted without copying: the
 /// latest time (as i64 in the unit of `ts`; meaningful when the group has orders), the number
 /// of orders and the amount sum in units of 1e-10 (plus the group's carry, if any).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Summaries {
     /// The type of `last_ts` (and of the state's first column).
     last_ts: DataType,
@@ -206,11 +208,7 @@ impl Amounts {
     fn of(a: &ArrayRef) -> Result<Self> {
         let t = a.data_type();
         Ok(if t.is_floating() || t.is_null() {
-            Self::Floats(
-                cast(a, &DataType::Float64)?
-                    .as_primitive::<Float64Type>()
-                    .clone(),
-            )
+            Self::Floats(f64_column(a)?)
         } else {
             // integers and decimals: exactly as `CAST(amount AS DECIMAL(38, 10))` (an error,
             // not a NULL, when a value does not fit)
@@ -423,17 +421,6 @@ impl Summaries {
             carries,
         }
     }
-
-    /// A copy of the groups (for the ungrouped accumulator, whose state and result may be
-    /// asked for more than once).
-    fn copy(&self) -> Taken {
-        Taken {
-            last: self.last.clone(),
-            orders: self.orders.clone(),
-            units: self.units.clone(),
-            carries: self.carries.clone(),
-        }
-    }
 }
 
 impl GroupsAccumulator for Summaries {
@@ -536,37 +523,9 @@ impl GroupsAccumulator for Summaries {
     }
 }
 
-/// The ungrouped form: one group.
-#[derive(Debug)]
-struct SummaryAccumulator(Summaries);
-
-impl Accumulator for SummaryAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        self.0
-            .update_batch(values, &vec![0; values[0].len()], None, 1)
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        self.0.merge_batch(states, &vec![0; states[0].len()], 1)
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        self.0.resize(1);
-        self.0
-            .copy()
-            .state(&self.0.last_ts)?
-            .iter()
-            .map(|a| ScalarValue::try_from_array(a, 0))
-            .collect()
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        self.0.resize(1);
-        ScalarValue::try_from_array(&self.0.copy().result(&self.0.last_ts)?, 0)
-    }
-
-    fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.0.size()
+impl OneGroup for Summaries {
+    fn ensure_one_group(&mut self) {
+        self.resize(1);
     }
 }
 
@@ -692,6 +651,7 @@ pub fn rfm_summary_one_phase() -> Arc<AggregateUDF> {
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::array::PrimitiveArray;
+    use datafusion::arrow::datatypes::Float64Type;
 
     use super::*;
 

@@ -189,11 +189,6 @@ impl TableFunctionImpl for RfmTableFunction {
         }
         // the last order, the order count and the exact amount sum in one accumulator
         // (`rfm_summary`: the values of max, count and a DECIMAL(38, 10) sum)
-        let amount_expr = if amount_type.is_null() {
-            cast(ident(&amount), DataType::Float64)
-        } else {
-            ident(&amount)
-        };
         // in one phase (hash-partitioned order rows) unless the session has a memory limit:
         // see `SummaryAggregateRule`
         // (a pool that does not report its limit counts as limited: a hang is worse than
@@ -206,7 +201,11 @@ impl TableFunctionImpl for RfmTableFunction {
             .filter(keep)?
             .aggregate(
                 vec![ident(&customer).alias("customer")],
-                vec![summary.call(vec![ident(&ts), amount_expr]).alias("summary")],
+                vec![
+                    summary
+                        .call(vec![ident(&ts), ident(&amount)])
+                        .alias("summary"),
+                ],
             )?
             .project(vec![
                 ident("customer"),
