@@ -133,7 +133,7 @@ def workloads(binary, lake, python, work, pareto_customers, summary_peer=True):
     """The CLV workloads: summary, BG/NBD, BG/NBD + Gamma-Gamma + CLV (key "clv") and Pareto/NBD (key "pareto")."""
     full, small = prepare(binary, lake, work, pareto_customers)
     lifetimes = lambda task, path: common.Engine("lifetimes (library calls only)",
-                                                 lambda: common.python(python, PEER, [task, path]))
+                                                 lambda: common.python(python, PEER, [task, path]), warm=False)
     ours = lambda label, sql, on=None: common.Engine(f"ours: {label}", lambda: common.ours(binary, sql, on))
     summary_peers = [common.Peer(lifetimes("summary", lake), check=check_summary)] if summary_peer else []
     floor = common.Engine("bare DataFusion GROUP BY customer", lambda: common.ours(binary, common.ORDERS_FLOOR, lake))

@@ -46,6 +46,18 @@ class Check:
 class Engine:
     label: str
     run: Callable[[], Measurement]
+    # Timed as a whole process: `measure` runs the same command once, untimed, right before each timed
+    # run (see WARMUP). False for an engine that times its own library call after loading its code and data.
+    warm: bool = True
+
+
+# Why a whole-process engine gets an untimed run of its own command right before each timed run: on the
+# benchmark VM the page cache of files left idle for a few seconds is dropped, so a process started after
+# another engine's long run reads part of its executable (and its input) back from disk. Measured with our
+# BG/NBD fit (0.10-0.13 s back to back): 0.12-0.21 s with 6-16 major faults after 12-30 s idle. The engines
+# that time their own library call (lifetimes) load their code and input before their clock starts; this
+# gives every other engine the same start. `--no-warmup` (run.py) turns it off.
+WARMUP = True
 
 
 @dataclass
@@ -182,8 +194,11 @@ def target_text(peer):
     return ", ".join(parts)
 
 
-def measure(workloads, runs, log=sys.stderr):
-    """Run each workload's engines alternately `runs` times; one Row per peer (or one per failed workload)."""
+def measure(workloads, runs, log=sys.stderr, warmup=None):
+    """Run each workload's engines alternately `runs` times; one Row per peer (or one per failed workload).
+    With `warmup` (default: WARMUP) each timed run of an engine marked `warm` directly follows an untimed
+    run of the same engine."""
+    warmup = WARMUP if warmup is None else warmup
     rows = []
     for w in workloads:
         engines = [w.ours] + [p.engine for p in w.peers]
@@ -196,6 +211,8 @@ def measure(workloads, runs, log=sys.stderr):
                 if errors[i] or errors[0]:
                     continue
                 try:
+                    if warmup and e.warm:
+                        e.run()
                     m = e.run()
                 except Exception as ex:  # a crash, or output that does not parse: report it, go on
                     errors[i] = str(ex) if isinstance(ex, RunError) else f"{type(ex).__name__}: {ex}"

@@ -29,7 +29,10 @@ order 3 and Shapley alone),
 heuristic (vs DuckDB list SQL), cosine (vs DuckDB self-join and scipy), rules (vs mlxtend); rfm, clv summary,
 heuristic, cosine and rules also run the bare DataFusion scan + aggregate of the same columns (the floor).
 Wall time is the whole process for every engine except lifetimes, which is timed around its library calls
-only (data already in memory), so the CLV ratios understate ours. The per-family scripts (rfm.py, clv.py,
+only (data already in memory), so the CLV ratios understate ours. Each timed whole-process run directly
+follows an untimed run of the same command (`--no-warmup` turns this off): this VM drops the page cache of
+idle files within seconds, and without it a process started after a peer's long run reads its executable
+back from disk (common.WARMUP has the numbers); lifetimes loads its code and data before its clock starts. The per-family scripts (rfm.py, clv.py,
 markov.py, heuristic.py, similarity.py) run the same workloads on their own.
 
 A workload that fails is reported in the table and the others still run; the exit status is 1 when any
@@ -251,6 +254,9 @@ def main():
     ap.add_argument("--only", type=key_list, default=[], help=f"comma-separated workloads to run: {','.join(KEYS)}")
     ap.add_argument("--skip", type=key_list, default=[], help="comma-separated workloads to leave out")
     ap.add_argument("--out", type=Path, help="also write the report (Markdown) to this file")
+    ap.add_argument("--no-warmup", dest="warmup", action="store_false",
+                    help="time each whole-process run without the untimed run of the same command before it "
+                         "(see common.WARMUP)")
     a = ap.parse_args()
     scale = SCALES[a.scale]
     a.work.mkdir(parents=True, exist_ok=True)
@@ -260,8 +266,9 @@ def main():
               f"{datetime.datetime.now().isoformat(timespec='minutes')}", ""]
     header += [f"- {line}" for line in describe(binary, python)]
     header += [f"- command: `{' '.join([Path(sys.argv[0]).name] + sys.argv[1:])}`",
-               "- wall time: median, whole process (lifetimes: its library calls only); RSS: largest peak; "
-               "ratio: ours / peer", ""]
+               "- wall time: median, whole process (lifetimes: its library calls only)"
+               + (", each timed run right after an untimed run of the same command" if a.warmup else ", no warm-up run")
+               + "; RSS: largest peak; ratio: ours / peer", ""]
 
     keys = (set(a.only) or set(KEYS)) - set(a.skip)
     rows = []
@@ -277,7 +284,7 @@ def main():
             log(f"preparing {name} FAILED: {getattr(ex, 'detail', why)}")
             rows.append(common.Row(name, agreement=f"ERROR (preparing the data): {why}", failed=True))
             continue
-        rows += common.measure([w for w in workloads if w.key in family & keys], a.runs)
+        rows += common.measure([w for w in workloads if w.key in family & keys], a.runs, warmup=a.warmup)
 
     report = "\n".join(header) + "\n" + common.markdown(rows, scale=a.scale)
     print(report, end="")
