@@ -100,33 +100,10 @@ pub fn softplus_sigma(d: f64) -> (f64, f64) {
 
 /// [`softplus_sigma`] of each `d`, into `softplus` and `sigma` (same lengths): the same bits,
 /// in a loop the compiler vectorises (about twice as fast per value as one call at a time).
-///
-/// The loop is compiled twice, for the baseline x86-64 and for AVX2 (pulp's `V3`), and
-/// `pulp::Arch` picks one at run time from the CPU. Both give the same bits: the wider
-/// registers run the same operations lane by lane, and Rust never fuses a multiply and an add
-/// (pinned by a test). Measured on the benchmark machine, 64-value blocks as the BG/NBD
-/// gradient calls it: 10.5 ns per value on the baseline, 6.2 ns with AVX2.
 pub fn softplus_sigma_many(d: &[f64], softplus: &mut [f64], sigma: &mut [f64]) {
-    struct Kernel<'a> {
-        d: &'a [f64],
-        softplus: &'a mut [f64],
-        sigma: &'a mut [f64],
+    for ((d, s), g) in d.iter().zip(softplus.iter_mut()).zip(sigma.iter_mut()) {
+        (*s, *g) = softplus_sigma(*d);
     }
-    impl pulp::WithSimd for Kernel<'_> {
-        type Output = ();
-        // inlined into pulp's target-feature entry points, so the loop is compiled there
-        #[inline(always)]
-        fn with_simd<S: pulp::Simd>(self, _: S) {
-            for ((d, s), g) in self.d.iter().zip(self.softplus).zip(self.sigma) {
-                (*s, *g) = softplus_sigma(*d);
-            }
-        }
-    }
-    pulp::Arch::new().dispatch(Kernel {
-        d,
-        softplus,
-        sigma,
-    });
 }
 
 /// eˣ for −700 ≤ x ≤ 0 (smaller x is taken as −700; NaN gives NaN), branch-free.
@@ -771,9 +748,9 @@ mod tests {
         assert!(s.is_nan() && g.is_nan());
     }
 
-    /// The block kernel, as dispatched on this CPU (AVX2 where it has it), gives
-    /// `softplus_sigma`'s bits for every value: across the whole range, at the clamp, the
-    /// infinities, NaN, zeros and subnormals, in blocks of every length up to 64.
+    /// The vectorised block kernel gives `softplus_sigma`'s bits for every value: across the
+    /// whole range, at the clamp, the infinities, NaN, zeros and subnormals, in blocks of
+    /// every length up to 64.
     #[test]
     fn softplus_sigma_many_is_softplus_sigma_bit_for_bit() {
         let mut d = vec![
