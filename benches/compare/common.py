@@ -194,11 +194,10 @@ def target_text(peer):
     return ", ".join(parts)
 
 
-def measure(workloads, runs, log=sys.stderr, warmup=None):
+def measure(workloads, runs, log=sys.stderr, warmup=WARMUP):
     """Run each workload's engines alternately `runs` times; one Row per peer (or one per failed workload).
-    With `warmup` (default: WARMUP) each timed run of an engine marked `warm` directly follows an untimed
-    run of the same engine."""
-    warmup = WARMUP if warmup is None else warmup
+    With `warmup` each timed run of an engine marked `warm` directly follows an untimed run of the same
+    engine."""
     rows = []
     for w in workloads:
         engines = [w.ours] + [p.engine for p in w.peers]

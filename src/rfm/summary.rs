@@ -298,15 +298,22 @@ fn units_to_f64(units: i128) -> f64 {
     units as f64 / 10_f64.powi(10)
 }
 
+/// A group's whole sum in units, its `i64` sum plus its carry, checked to fit
+/// DECIMAL(38, 10).
+fn with_carry(units: i64, carry: i128) -> Result<i128> {
+    let total = i128::from(units) + carry;
+    if total.abs() > MAX_UNITS {
+        return sum_too_large();
+    }
+    Ok(total)
+}
+
 impl Taken {
     /// The sums in units, each checked to fit DECIMAL(38, 10).
     fn totals(&self) -> Result<Vec<i128>> {
         let mut totals: Vec<i128> = self.units.iter().map(|&u| i128::from(u)).collect();
         for (&g, &c) in &self.carries {
-            totals[g] += c;
-            if totals[g].abs() > MAX_UNITS {
-                return sum_too_large();
-            }
+            totals[g] = with_carry(self.units[g], c)?;
         }
         Ok(totals)
     }
@@ -328,11 +335,7 @@ impl Taken {
         } = self;
         let mut carried = Vec::with_capacity(carries.len());
         for (&g, &c) in &carries {
-            let total = i128::from(units[g]) + c;
-            if total.abs() > MAX_UNITS {
-                return sum_too_large();
-            }
-            carried.push((g, units_to_f64(total)));
+            carried.push((g, units_to_f64(with_carry(units[g], c)?)));
         }
         // in place: the i64 sums become the doubles
         let mut monetary: Vec<f64> = units
