@@ -44,6 +44,7 @@ mod attribution;
 mod clv;
 mod rfm;
 mod similarity;
+mod simd;
 
 use std::sync::Arc;
 
