@@ -35,6 +35,7 @@ pub mod catalog;
 pub mod cli;
 #[cfg(feature = "ballista")]
 pub mod distributed;
+pub mod final_aggregate;
 pub mod generate;
 pub mod lake;
 pub mod subqueries;
@@ -43,8 +44,8 @@ mod args;
 mod attribution;
 mod clv;
 mod rfm;
-mod similarity;
 mod simd;
+mod similarity;
 
 use std::sync::Arc;
 
@@ -169,6 +170,10 @@ pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
 ///   SQL is not rewritten) hash-partitions the rows on the customer and aggregates in one
 ///   phase, holding each customer once instead of in a partial and a final hash table;
 ///   see [`rfm::summary::SummaryAggregateRule`].
+/// - `parallel_final_aggregates`: an ungrouped `SELECT` computing two or more models
+///   (`bgnbd_fit(...), gamma_gamma_fit(...)`, attributions, basket aggregates) evaluates them on
+///   threads of their own once the partitions' states are merged, instead of one after the
+///   other on one thread; see [`final_aggregate`].
 /// - `parallel_scalar_subqueries`: the single-partition subqueries of a query with two or
 ///   more uncorrelated scalar subqueries (e.g. two model fits feeding
 ///   `customer_lifetime_value`) run on tasks of their own, so they are computed at the same
@@ -178,6 +183,7 @@ pub fn physical_optimizer_rules()
     vec![
         Arc::new(rfm::quantile_exec::QuantileScoreRule),
         Arc::new(rfm::summary::SummaryAggregateRule),
+        Arc::new(final_aggregate::ParallelFinalRule),
         Arc::new(subqueries::ParallelSubqueriesRule),
     ]
 }
@@ -196,6 +202,20 @@ pub fn session_state(
         builder = builder.with_physical_optimizer_rule(rule);
     }
     builder.build()
+}
+
+/// A context of two partitions with the crate's functions, with or without the crate's
+/// physical rules (for the rules' tests).
+#[cfg(test)]
+fn test_context(with_rules: bool) -> SessionContext {
+    let config = SessionConfig::new().with_target_partitions(2);
+    let ctx = if with_rules {
+        SessionContext::new_with_state(session_state(config, Default::default()))
+    } else {
+        SessionContext::new_with_config(config)
+    };
+    register_on_context(&ctx).unwrap();
+    ctx
 }
 
 /// Register every function, including table functions, on an existing context.

@@ -141,7 +141,8 @@ impl ExecutionPlan for TaskExec {
     }
 }
 
-fn recompute() -> ReplaceChildrenOptions {
+/// Children options that recompute a node's properties (what `with_new_children` did).
+pub(crate) fn recompute() -> ReplaceChildrenOptions {
     ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute)
 }
 
@@ -201,22 +202,12 @@ mod tests {
     use datafusion::arrow::datatypes::DataType;
     use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
     use datafusion::physical_plan::displayable;
-    use datafusion::prelude::{SessionConfig, SessionContext};
+    use datafusion::prelude::SessionContext;
     use datafusion::scalar::ScalarValue;
 
     use super::*;
 
-    /// A context with the crate's functions, with or without the crate's physical rules.
-    fn context(with_rules: bool) -> SessionContext {
-        let config = SessionConfig::new().with_target_partitions(2);
-        let ctx = if with_rules {
-            SessionContext::new_with_state(crate::session_state(config, Default::default()))
-        } else {
-            SessionContext::new_with_config(config)
-        };
-        crate::register_on_context(&ctx).unwrap();
-        ctx
-    }
+    use crate::test_context as context;
 
     /// `rendezvous(tag)`: each call counts itself, then waits up to `patience` for a second
     /// call to arrive; true when one did. Two subqueries that call it meet only when they

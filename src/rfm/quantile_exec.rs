@@ -197,10 +197,7 @@ impl ExecutionPlan for QuantileScoreExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.replace_children(
-            children,
-            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
-        )
+        self.replace_children(children, crate::subqueries::recompute())
     }
 
     fn execute(
