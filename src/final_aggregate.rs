@@ -33,7 +33,9 @@ use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{
     AccumulatorItem, AggregateExec, AggregateMode, aggregate_expressions, create_accumulators,
 };
-use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::metrics::{
+    BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet, RecordOutput,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, PlanProperties,
@@ -183,7 +185,7 @@ impl ExecutionPlan for ParallelFinalExec {
             let _timer = metrics.elapsed_compute().timer();
             let columns = evaluate_side_by_side(&mut accumulators)?;
             let batch = RecordBatch::try_new(out_schema, columns)?;
-            metrics.record_output(batch.num_rows());
+            (&batch).record_output(&metrics);
             drop(reservation);
             Ok(batch)
         });
@@ -338,6 +340,16 @@ mod tests {
         assert!(rows.iter().any(|r| r.contains("bgnbd")), "{rows:?}");
         assert!(rows.iter().any(|r| r.contains("gamma_gamma")), "{rows:?}");
         assert_eq!(rows, plain_rows);
+        // EXPLAIN ANALYZE shows the node's output
+        let (_, analyzed) = plan_and_rows(&context(true), &format!("EXPLAIN ANALYZE {sql}")).await;
+        let node = analyzed
+            .iter()
+            .find(|l| l.contains("ParallelFinalExec"))
+            .unwrap();
+        assert!(
+            node.contains("output_rows=1") && node.contains("output_batches=1"),
+            "{node}"
+        );
     }
 
     /// One model, a `GROUP BY`, or no model at all: DataFusion's node stays.
