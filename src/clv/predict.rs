@@ -511,7 +511,8 @@ fn curve_values(
     key: impl Fn(usize) -> (usize, Customer),
 ) -> Vec<f64> {
     let mut values = vec![f64::NAN; n];
-    let mut missing = Vec::new();
+    // the rows not in the cache, with their keys
+    let mut missing: Vec<((usize, Customer), usize)> = Vec::new();
     {
         let cached = cache.read();
         let maps: Vec<_> = curves.iter().map(|c| cached.by_curve.get(c)).collect();
@@ -519,30 +520,28 @@ fn curve_values(
             let (curve, customer) = key(j);
             match maps[curve].and_then(|m| m.get(&customer)) {
                 Some(&c) => *v = c,
-                None => missing.push(j),
+                None => missing.push(((curve, customer), j)),
             }
         }
     }
     if missing.is_empty() {
         return values;
     }
-    // the distinct missing values, computed grouped by curve and age: customers of one age
-    // share the curve's age terms (T ≥ 0, so its bits sort as the numbers)
-    let order = |&(curve, [x, t]): &(usize, Customer)| (curve, t, x);
-    let mut todo: Vec<(usize, Customer)> = missing.iter().map(|&j| key(j)).collect();
-    todo.sort_unstable_by_key(order);
-    todo.dedup();
+    // the missing rows by key, grouped by curve and age: customers of one age share the
+    // curve's age terms (T ≥ 0, so its bits sort as the numbers); each distinct value is
+    // computed once and handed to the rows of its key, which are adjacent
+    let order = |&((curve, [x, t]), _): &((usize, Customer), usize)| (curve, t, x);
+    missing.sort_unstable_by_key(order);
     let mut scratch = CurveScratch::default();
-    let fresh: Vec<f64> = todo
-        .iter()
-        .map(|&(curve, customer)| {
-            let [x, t] = customer.map(f64::from_bits);
-            curves[curve].value(x, t, &mut scratch)
-        })
-        .collect();
-    for &j in &missing {
-        let at = todo.binary_search_by_key(&order(&key(j)), order);
-        values[j] = fresh[at.expect("every missing value was computed")];
+    let mut fresh: Vec<((usize, Customer), f64)> = Vec::new();
+    for rows in missing.chunk_by(|a, b| a.0 == b.0) {
+        let (curve, customer) = rows[0].0;
+        let [x, t] = customer.map(f64::from_bits);
+        let v = curves[curve].value(x, t, &mut scratch);
+        for &(_, j) in rows {
+            values[j] = v;
+        }
+        fresh.push(((curve, customer), v));
     }
     // at most: every value new, and every curve of the batch too
     let added = fresh.len() + CURVE_UNITS * curves.len();
@@ -552,7 +551,7 @@ fn curve_values(
         cached.size = 0;
     }
     if added <= cache.limit {
-        for (&(curve, customer), v) in todo.iter().zip(fresh) {
+        for ((curve, customer), v) in fresh {
             let mut size = 0;
             let map = cached.by_curve.entry(curves[curve]).or_insert_with(|| {
                 size += CURVE_UNITS;
