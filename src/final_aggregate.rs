@@ -11,8 +11,9 @@
 //! mostly idle (each fit uses it only for its full-data sums).
 //!
 //! [`ParallelFinalRule`] replaces such a final aggregate, when it computes two or more of
-//! these models, by a [`ParallelFinalExec`]: the same merge of the states, then each
-//! aggregate evaluated on a thread of its own. Answers are unchanged (the same accumulators
+//! these models, by a [`ParallelFinalExec`]: the same merge of the states, then the models
+//! evaluated at the same time, each but the last on a thread of its own (the other
+//! aggregates, with nothing to compute, on the query's thread). Answers are unchanged (the same accumulators
 //! merge the same states in the same order); only where the final step runs changes.
 //! Measured on the benchmark's 880k-customer summary: see BENCHMARKS.md, "Session 26".
 
@@ -53,7 +54,7 @@ fn evaluates_a_model(f: &AggregateUDF) -> bool {
 }
 
 /// A final, ungrouped aggregate ([`AggregateExec`] in mode `Final`, no `GROUP BY`) whose
-/// accumulators are evaluated on threads of their own once every state is merged.
+/// models are evaluated at the same time once every state is merged.
 #[derive(Debug)]
 pub struct ParallelFinalExec {
     /// The replaced aggregate: its expressions, input and output schema.
@@ -171,6 +172,16 @@ impl ExecutionPlan for ParallelFinalExec {
         let mut input = aggregate.input().execute(0, Arc::clone(&context))?;
         let expressions = aggregate_expressions(aggregate.aggr_expr(), aggregate.mode(), 0)?;
         let mut accumulators = create_accumulators(aggregate.aggr_expr())?;
+        // every model but the last on a thread of its own; the rest (the last model, and
+        // aggregates with nothing to compute) on this one
+        let mut own_thread: Vec<bool> = aggregate
+            .aggr_expr()
+            .iter()
+            .map(|a| evaluates_a_model(a.fun()))
+            .collect();
+        if let Some(last) = own_thread.iter().rposition(|&own| own) {
+            own_thread[last] = false;
+        }
         let reservation = MemoryConsumer::new("ParallelFinalExec").register(context.memory_pool());
         let metrics = BaselineMetrics::new(&self.metrics, partition);
         let schema = aggregate.schema();
@@ -183,7 +194,7 @@ impl ExecutionPlan for ParallelFinalExec {
                 reservation.try_grow(grown)?;
             }
             let _timer = metrics.elapsed_compute().timer();
-            let columns = evaluate_side_by_side(&mut accumulators)?;
+            let columns = evaluate_side_by_side(&mut accumulators, &own_thread)?;
             let batch = RecordBatch::try_new(out_schema, columns)?;
             (&batch).record_output(&metrics);
             drop(reservation);
@@ -214,34 +225,47 @@ fn merge(
     Ok(grown)
 }
 
-/// Each accumulator's value as a one-row array: the first on this thread, every other on a
-/// thread of its own (on this thread too when a thread cannot be started); a panic in one
-/// is resumed here. The first error, in the aggregates' order, is the result's.
-fn evaluate_side_by_side(accumulators: &mut [AccumulatorItem]) -> Result<Vec<ArrayRef>> {
-    let evaluate = |a: &mut AccumulatorItem| a.evaluate().and_then(|v| v.to_array());
-    let Some((first, rest)) = accumulators.split_first_mut() else {
-        return Ok(vec![]);
-    };
+/// Each accumulator's value as a one-row array: those marked in `own_thread` each on a
+/// thread of its own (on this thread when a thread cannot be started), the others on this
+/// thread, in order, meanwhile; a panic in one is resumed here. The first error, in the
+/// aggregates' order, is the result's.
+fn evaluate_side_by_side(
+    accumulators: &mut [AccumulatorItem],
+    own_thread: &[bool],
+) -> Result<Vec<ArrayRef>> {
     // (behind a lock so that an accumulator whose thread did not start is still reachable)
-    let rest: Vec<Mutex<&mut AccumulatorItem>> = rest.iter_mut().map(Mutex::new).collect();
-    let lock = |a: &Mutex<&mut AccumulatorItem>| {
-        evaluate(&mut a.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    let accumulators: Vec<Mutex<&mut AccumulatorItem>> =
+        accumulators.iter_mut().map(Mutex::new).collect();
+    let evaluate = |a: &Mutex<&mut AccumulatorItem>| {
+        let mut a = a.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        a.evaluate().and_then(|v| v.to_array())
     };
     std::thread::scope(|scope| {
-        let threads: Vec<_> = rest
+        let threads: Vec<_> = accumulators
             .iter()
-            .map(|a| std::thread::Builder::new().spawn_scoped(scope, move || lock(a)))
+            .zip(own_thread)
+            .map(|(a, &own)| {
+                own.then(|| std::thread::Builder::new().spawn_scoped(scope, move || evaluate(a)))
+                    .and_then(Result::ok)
+            })
             .collect();
-        let mut values = vec![evaluate(first)];
-        for (a, thread) in rest.iter().zip(threads) {
-            values.push(match thread {
-                Ok(thread) => thread
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                Err(_) => lock(a),
-            });
+        // this thread's share first, then the others' as they finish
+        let mut values: Vec<Option<Result<ArrayRef>>> = accumulators
+            .iter()
+            .zip(&threads)
+            .map(|(a, thread)| thread.is_none().then(|| evaluate(a)))
+            .collect();
+        for (value, thread) in values.iter_mut().zip(threads) {
+            if let Some(thread) = thread {
+                *value = Some(
+                    thread
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                );
+            }
         }
-        values.into_iter().collect()
+        // (every value is there: from this thread or from its own)
+        values.into_iter().flatten().collect()
     })
 }
 
@@ -424,7 +448,7 @@ mod tests {
     #[test]
     fn accumulators_are_evaluated_at_the_same_time() {
         let mut accumulators = meetings([None, None], Duration::from_secs(60));
-        let values = evaluate_side_by_side(&mut accumulators).unwrap();
+        let values = evaluate_side_by_side(&mut accumulators, &[true, false]).unwrap();
         assert_eq!(values.len(), 2);
         for v in values {
             let v = v.as_any().downcast_ref::<BooleanArray>().unwrap();
@@ -444,13 +468,13 @@ mod tests {
     fn the_first_error_in_order_is_reported() {
         let patience = Duration::from_secs(60);
         let err = |fail| {
-            evaluate_side_by_side(&mut meetings(fail, patience))
+            evaluate_side_by_side(&mut meetings(fail, patience), &[true, false])
                 .unwrap_err()
                 .strip_backtrace()
         };
         assert!(err([None, Some("second")]).contains("second"));
         assert!(err([Some("first"), None]).contains("first"));
         assert!(err([Some("first"), Some("second")]).contains("first"));
-        assert!(evaluate_side_by_side(&mut []).unwrap().is_empty());
+        assert!(evaluate_side_by_side(&mut [], &[]).unwrap().is_empty());
     }
 }

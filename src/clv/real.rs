@@ -2,8 +2,9 @@
 //! functions the buy-till-you-die likelihoods need, written once and evaluated either on
 //! plain `f64` (predictions) or on [`Dual`] (likelihood + analytic gradient for the fits).
 
-use crate::simd;
 use std::ops::{Add, Div, Mul, Neg, Sub};
+
+use crate::simd;
 
 /// A real number type: `f64`, or a [`Dual`] carrying derivatives.
 pub trait Real:
