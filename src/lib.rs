@@ -188,15 +188,47 @@ pub fn physical_optimizer_rules()
     ]
 }
 
+/// The size at which a spill file of `RepartitionExec` is finished
+/// (`datafusion.execution.max_spill_file_size_bytes`) in the sessions the crate builds: one
+/// byte, so each spilled batch is a file of its own, finished as it is written.
+///
+/// Under a memory limit, DataFusion 55's `RepartitionExec` writes a batch it cannot reserve
+/// memory for to a pool of spill files, which its reader drains oldest file first. When two
+/// inputs spill at the same moment the pool holds two open files; the reader can then wait
+/// on the older one while the batch it needs went to the newer one, and the query never
+/// ends, every thread parked (apache/datafusion#24883, fixed after 55.2 by
+/// apache/datafusion#24891). A file holding one batch is finished before its writer lets
+/// go of it, so no file stays open and the reader always finds its batch. Without a memory
+/// limit `RepartitionExec` never spills and the setting does nothing; with one, it costs a
+/// file per spilled batch (DataFusion's default is 128 MiB).
+pub const REPARTITION_SPILL_FILE_BYTES: usize = 1;
+
+/// `config` with [`REPARTITION_SPILL_FILE_BYTES`], unless it sets a size of its own
+/// (anything but DataFusion's default).
+pub fn without_repartition_spill_hang(mut config: SessionConfig) -> SessionConfig {
+    let default = datafusion::common::config::ExecutionOptions::default()
+        .max_spill_file_size_bytes
+        .get();
+    let size = &mut config.options_mut().execution.max_spill_file_size_bytes;
+    if size.get() == default {
+        *size =
+            datafusion::common::config::ConfigNonZeroUsize::try_new(REPARTITION_SPILL_FILE_BYTES)
+                .expect("one byte is not zero");
+    }
+    config
+}
+
 /// A session state with DataFusion's defaults and `config` and `runtime`, plus the
-/// crate's [`physical_optimizer_rules`].
+/// crate's [`physical_optimizer_rules`]. Unless `config` sets its own
+/// `max_spill_file_size_bytes`, it is [`REPARTITION_SPILL_FILE_BYTES`], which keeps
+/// queries under a memory limit from hanging in DataFusion 55's `RepartitionExec`.
 pub fn session_state(
     config: SessionConfig,
     runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
 ) -> datafusion::execution::session_state::SessionState {
     let mut builder = datafusion::execution::session_state::SessionStateBuilder::new()
         .with_default_features()
-        .with_config(config)
+        .with_config(without_repartition_spill_hang(config))
         .with_runtime_env(runtime);
     for rule in physical_optimizer_rules() {
         builder = builder.with_physical_optimizer_rule(rule);
@@ -240,9 +272,10 @@ pub fn register_on_context(ctx: &SessionContext) -> Result<()> {
 }
 
 /// The session configuration the CLI and [`session_context`] use: information_schema
-/// on (for `SHOW FUNCTIONS`), everything else DataFusion's defaults.
+/// on (for `SHOW FUNCTIONS`) and [`REPARTITION_SPILL_FILE_BYTES`], everything else
+/// DataFusion's defaults.
 pub fn session_config() -> SessionConfig {
-    SessionConfig::new().with_information_schema(true)
+    without_repartition_spill_hang(SessionConfig::new().with_information_schema(true))
 }
 
 /// A ready [`SessionContext`]: information_schema on, URL tables enabled
@@ -288,4 +321,35 @@ pub fn all_table_function_docs() -> Vec<(
     .into_iter()
     .map(|(name, _, doc)| (name, doc))
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every session the crate builds finishes a `RepartitionExec` spill file per batch
+    /// (see [`REPARTITION_SPILL_FILE_BYTES`]; the hang it prevents is tested in
+    /// `rfm::summary`), unless its configuration chose another size.
+    #[tokio::test]
+    async fn sessions_finish_a_spill_file_per_batch() {
+        use clap::Parser;
+        let size =
+            |config: &SessionConfig| config.options().execution.max_spill_file_size_bytes.get();
+        let runtime = || Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default());
+        assert_eq!(size(&session_config()), REPARTITION_SPILL_FILE_BYTES);
+        let state = session_state(SessionConfig::new(), runtime());
+        assert_eq!(size(state.config()), REPARTITION_SPILL_FILE_BYTES);
+        assert_eq!(
+            size(&session_context().unwrap().copied_config()),
+            REPARTITION_SPILL_FILE_BYTES
+        );
+        let cli = cli::Cli::try_parse_from(["dfm", "--memory-limit", "1g"]).unwrap();
+        let (ctx, _) = cli::build_context(&cli.sql).await.unwrap();
+        assert_eq!(size(&ctx.copied_config()), REPARTITION_SPILL_FILE_BYTES);
+        // a size of the caller's own is kept
+        let mut own = SessionConfig::new();
+        own.options_mut().execution.max_spill_file_size_bytes =
+            datafusion::common::config::ConfigNonZeroUsize::try_new(64 << 20).unwrap();
+        assert_eq!(size(session_state(own, runtime()).config()), 64 << 20);
+    }
 }

@@ -251,7 +251,10 @@ pub async fn build_context(args: &SqlArgs) -> Result<(SessionContext, PrintOptio
         let reserve = &mut options.execution.sort_spill_reservation_bytes;
         *reserve = (*reserve).min(limit / 16);
     }
-    let config = SessionConfig::from(options).with_information_schema(true);
+    // (also for `--cluster`, whose session does not go through `session_state`)
+    let config = crate::without_repartition_spill_hang(
+        SessionConfig::from(options).with_information_schema(true),
+    );
 
     let mut rt = RuntimeEnvBuilder::new();
     if let Some(limit) = args.memory_limit {

@@ -169,7 +169,7 @@ fn store_registry() -> Arc<dyn ObjectStoreRegistry> {
 fn ballista_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Result<SessionState> {
     let mut state = SessionStateBuilder::new()
         .with_default_features()
-        .with_config(config)
+        .with_config(crate::without_repartition_spill_hang(config))
         .with_runtime_env(runtime)
         .with_optimizer_rules(ballista_core::optimizer::ballista_default_optimizer_rules())
         .with_scalar_functions(ballista_scalar_functions())
@@ -425,7 +425,8 @@ pub async fn run_executor(
     });
     let config_producer: ConfigProducer = Arc::new(|| {
         use ballista::prelude::SessionConfigExt;
-        SessionConfig::new_with_ballista()
+        // the tasks run under the executor's memory limit
+        crate::without_repartition_spill_hang(SessionConfig::new_with_ballista())
     });
     let config = ExecutorProcessConfig {
         bind_host: bind_host.clone(),

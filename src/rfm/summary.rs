@@ -550,9 +550,10 @@ impl OneGroup for Summaries {
 /// is ordered, since the new exchange does not). `rfm(...)` plans with that instance when
 /// the session's memory pool reports no limit (`MemoryLimit::Infinite`).
 /// Under a limit it keeps the two phases: the one-phase exchange carries every order row,
-/// and DataFusion 55's `RepartitionExec` can deadlock when two of its inputs spill at once
-/// (apache/datafusion#24883, fixed after 55.2): `rfm` on a 540k-order lake under 2 MB hung
-/// in about half the runs. The registered SQL function is two-phase. The rule is one of
+/// and spills them when it cannot hold them (DataFusion 55's `RepartitionExec` could then
+/// deadlock, apache/datafusion#24883: `rfm` on a 540k-order lake under 2 MB hung in 4 of 12
+/// runs, and no longer does with [`crate::REPARTITION_SPILL_FILE_BYTES`]). The registered
+/// SQL function is two-phase. The rule is one of
 /// [`crate::physical_optimizer_rules`]; a Ballista cluster plans without it, so partial
 /// states, not order rows, cross the network.
 #[derive(Debug)]
@@ -899,5 +900,132 @@ mod tests {
         assert!(shape.contains("mode=Partial"), "{shape}");
         assert!(!shape.contains("mode=SinglePartitioned"), "{shape}");
         assert_eq!(got, expected);
+    }
+
+    /// Under a memory limit DataFusion 55's `RepartitionExec` writes the batches it cannot
+    /// reserve memory for to spill files; when two inputs spilled at once its reader could
+    /// wait on one open file while the batch it needed was in another, and the query never
+    /// ended (apache/datafusion#24883; `item_similarity`'s 'spill' plan hung so in CI). The
+    /// sessions the crate builds finish a spill file per batch
+    /// ([`crate::REPARTITION_SPILL_FILE_BYTES`]), which leaves no file open.
+    ///
+    /// The most exposed plan is this rule's, the reason `rfm(...)` keeps two phases under a
+    /// limit: every order row hash-partitioned on the customer into a spilling aggregate.
+    /// Here `rfm(...)` plans it under a fair 2 MB pool that does not report its limit, on
+    /// the memory tests' lake (540k orders), as the command line's session would (two
+    /// partitions, 8192-row batches, a spill folder). With DataFusion's 128 MiB files this
+    /// test hung in its second run (and the same plan in the command line's session in 4 of
+    /// 12 runs); with a file per batch, in none of 36 (nor 60 in that session). Each run here
+    /// must end, with the answer or the pool's error, and the exchange must have spilled.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_phase_exchange_spills_without_hanging() {
+        use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+        use datafusion::execution::memory_pool::{
+            FairSpillPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
+        };
+        use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+        use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
+        use datafusion::prelude::SessionContext;
+
+        /// A fair pool that reports no limit, so that `rfm(...)` plans one phase.
+        #[derive(Debug)]
+        struct HiddenLimit(FairSpillPool);
+        impl std::fmt::Display for HiddenLimit {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "hidden_limit({})", self.0)
+            }
+        }
+        impl MemoryPool for HiddenLimit {
+            fn name(&self) -> &str {
+                "hidden_limit"
+            }
+            fn register(&self, consumer: &MemoryConsumer) {
+                self.0.register(consumer)
+            }
+            fn unregister(&self, consumer: &MemoryConsumer) {
+                self.0.unregister(consumer)
+            }
+            fn grow(&self, reservation: &MemoryReservation, additional: usize) {
+                self.0.grow(reservation, additional)
+            }
+            fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
+                self.0.shrink(reservation, shrink)
+            }
+            fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> Result<()> {
+                self.0.try_grow(reservation, additional)
+            }
+            fn reserved(&self) -> usize {
+                self.0.reserved()
+            }
+            fn memory_limit(&self) -> MemoryLimit {
+                MemoryLimit::Infinite
+            }
+        }
+
+        fn exchange_spills(plan: &dyn ExecutionPlan) -> usize {
+            let own = match plan.name() {
+                "RepartitionExec" => plan.metrics().and_then(|m| m.spill_count()).unwrap_or(0),
+                _ => 0,
+            };
+            own + plan
+                .children()
+                .into_iter()
+                .map(|c| exchange_spills(c.as_ref()))
+                .sum::<usize>()
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let (spill, lake) = (dir.path().join("spill"), dir.path().join("lake"));
+        std::fs::create_dir(&spill).unwrap();
+        let config = crate::session_config()
+            .with_target_partitions(2)
+            .with_batch_size(8192);
+        let size = config.options().execution.max_spill_file_size_bytes;
+        assert_eq!(size.get(), crate::REPARTITION_SPILL_FILE_BYTES);
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(HiddenLimit(FairSpillPool::new(2 << 20))))
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![spill])),
+            )
+            .build_arc()
+            .unwrap();
+        let ctx = SessionContext::new_with_state(crate::session_state(config, runtime));
+        crate::register_on_context(&ctx).unwrap();
+        let options = crate::generate::GenerateOptions {
+            customers: 60_000,
+            seed: 11,
+            ..Default::default()
+        };
+        crate::generate::generate(&lake, &options).unwrap();
+        crate::lake::register_lake(&ctx, lake.to_str().unwrap())
+            .await
+            .unwrap();
+        let sql = "SELECT segment, count(*), sum(monetary) FROM \
+                     rfm('orders', 'customer_id', 'order_ts', 'amount', TIMESTAMP '2026-01-01') \
+                   GROUP BY segment";
+        let (mut spilled, mut completed) = (0, 0);
+        for run in 0..12 {
+            let plan = ctx
+                .sql(sql)
+                .await
+                .unwrap()
+                .create_physical_plan()
+                .await
+                .unwrap();
+            let shape = displayable(plan.as_ref()).indent(false).to_string();
+            assert!(shape.contains("mode=SinglePartitioned"), "{shape}");
+            let hung = std::time::Duration::from_secs(60);
+            match tokio::time::timeout(hung, collect(Arc::clone(&plan), ctx.task_ctx())).await {
+                Ok(Ok(_)) => completed += 1,
+                Ok(Err(e)) => assert!(e.to_string().contains("Resources exhausted"), "{e}"),
+                Err(_) => panic!("run {run}: no result after {hung:?}: hung"),
+            }
+            spilled += exchange_spills(plan.as_ref());
+        }
+        eprintln!("12 runs: {completed} completed, {spilled} exchange spills");
+        assert!(
+            spilled > 0,
+            "the exchange never spilled: the test no longer covers the hang"
+        );
     }
 }
