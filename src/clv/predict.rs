@@ -168,18 +168,26 @@ struct CurveScratch {
 /// A customer's (frequency, T), by their bits.
 type Customer = [u64; 2];
 
-/// At most this many values are kept, counting [`CURVE_UNITS`] per curve (under 12 MiB with
-/// the hash maps' slack); the cache is emptied when a batch's new values could exceed it (and
-/// a batch whose new values alone could exceed it adds none).
-const MAX_CACHED_VALUES: usize = 200_000;
+/// At most this many bytes are held (values, their grid rows and hash maps, and
+/// [`CURVE_BYTES`] per curve): when a batch's new values take the cache past it, the cache
+/// keeps only them, or nothing when they alone pass it.
+const MAX_CACHED_BYTES: usize = 12 << 20;
+
+/// What a value in a curve's hash map costs, in bytes: its key and value (24 bytes) at the
+/// map's lowest load after growing (7/16), with its control byte.
+const HASHED_BYTES: usize = 57;
+
+/// What a curve's own entry (its key and empty tables) costs, in bytes: so a query whose rows
+/// each bring a curve of their own (say, a different horizon per row) stays bounded too.
+const CURVE_BYTES: usize = 512;
 
 /// The values computed so far, by curve and customer, shared by every query of the process
-/// (the functions are singletons) and bounded by [`MAX_CACHED_VALUES`]. The curve is the
+/// (the functions are singletons) and bounded by [`MAX_CACHED_BYTES`]. The curve is the
 /// expensive part of a BG/NBD or MBG/NBD prediction (a hypergeometric series per horizon)
 /// and depends on the customer only through (frequency, T): in a day-granular summary,
 /// hundreds of thousands of customers share a few tens of thousands of (frequency, T)
-/// pairs, so most rows are a lookup. A value from the cache is bit for bit the value
-/// computed afresh.
+/// pairs, so most rows are a lookup ([`CurveValues`]). A value from the cache is bit for bit
+/// the value computed afresh.
 struct CurveCache {
     values: RwLock<Values>,
     limit: usize,
@@ -187,18 +195,190 @@ struct CurveCache {
 
 #[derive(Default)]
 struct Values {
-    by_curve: HashMap<Curve, HashMap<Customer, f64>>,
-    /// Values held plus [`CURVE_UNITS`] per curve: what [`MAX_CACHED_VALUES`] bounds.
+    by_curve: HashMap<Curve, CurveValues>,
+    /// Bytes held: what [`MAX_CACHED_BYTES`] bounds.
     size: usize,
 }
 
-/// What a curve's own entry (its key and an empty map) costs, in values: so a query whose
-/// rows each bring a curve of their own (say, a different horizon per row) stays bounded too.
-const CURVE_UNITS: usize = 8;
+/// Whole numbers below this many frequencies have grid rows ([`CurveValues`]).
+const GRID_ROWS: usize = 1 << 12;
+
+/// A curve's grid rows may span this many ages beyond [`GRID_DENSITY`] per value they hold.
+const GRID_SLACK: usize = 4096;
+
+/// A curve's grid rows span at most this many ages per value they hold, beyond
+/// [`GRID_SLACK`] (in all: a sparse row may take more, a dense one takes fewer): the slots
+/// cost at most about as much per value as a hash map's entries do.
+const GRID_DENSITY: usize = 8;
+
+/// One curve's values. A customer of whole frequency x (below [`GRID_ROWS`]) and whole age
+/// T is looked up in row x of a grid, at T's slot, when the row spans T: no hashing and no
+/// branch that depends on the key, so the lookups of a batch are independent loads that the
+/// CPU overlaps (with a hash map, each lookup waited on its own cache miss: most of the
+/// lookup pass's time on the benchmark's 880k customers). A row spans the ages from its
+/// first value's on, grown to take a new age while the grid stays dense ([`GRID_DENSITY`]);
+/// every other value (fractional times, ages the grid cannot span, a value that is NaN) is in
+/// `map`.
+#[derive(Default)]
+struct CurveValues {
+    rows: Vec<GridRow>,
+    /// The rows' slots, and the values they hold.
+    slots: usize,
+    held: usize,
+    map: HashMap<Customer, f64>,
+}
+
+/// Values of ages `start`, `start` + 1, … of one frequency; NaN where none is held.
+#[derive(Default)]
+struct GridRow {
+    start: usize,
+    values: Vec<f64>,
+}
+
+/// `bits` as an index, when they are a whole number below `limit` (+0.0 but not −0.0, whose
+/// bits differ: keys are bits).
+#[inline(always)]
+fn whole_index(bits: u64, limit: usize) -> Option<usize> {
+    let i = f64::from_bits(bits) as usize;
+    ((i as f64).to_bits() == bits && i < limit).then_some(i)
+}
+
+impl Values {
+    /// Add `fresh` values, the customer of each on `curves[its index]`; false as soon as the
+    /// bytes held pass `limit` (the rest then not added).
+    fn add(&mut self, curves: &[Curve], fresh: &[((usize, Customer), f64)], limit: usize) -> bool {
+        for &((curve, customer), v) in fresh {
+            let mut added = 0;
+            let values = self.by_curve.entry(curves[curve]).or_insert_with(|| {
+                added += CURVE_BYTES;
+                CurveValues::default()
+            });
+            added += values.insert(customer, v);
+            self.size += added;
+            if self.size > limit {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl CurveValues {
+    #[inline(always)]
+    fn get(&self, customer: Customer) -> Option<f64> {
+        let [x, t] = customer;
+        if let (Some(row), Some(t)) = (
+            whole_index(x, GRID_ROWS).and_then(|x| self.rows.get(x)),
+            whole_index(t, usize::MAX),
+        ) && let Some(&v) = row.values.get(t.wrapping_sub(row.start))
+            && !v.is_nan()
+        {
+            return Some(v);
+        }
+        if self.map.is_empty() {
+            return None;
+        }
+        self.map.get(&customer).copied()
+    }
+
+    /// Values held.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.held + self.map.len()
+    }
+
+    /// Bytes held: the grid's rows and slots, and the map's values.
+    fn bytes(&self) -> usize {
+        self.rows.capacity() * std::mem::size_of::<GridRow>()
+            + self
+                .rows
+                .iter()
+                .map(|r| r.values.capacity() * std::mem::size_of::<f64>())
+                .sum::<usize>()
+            + self.map.len() * HASHED_BYTES
+    }
+
+    /// Hold `v` for `customer` (kept if already held: another partition may have added the
+    /// same value meanwhile); returns the bytes this added.
+    fn insert(&mut self, customer: Customer, v: f64) -> usize {
+        let [x, t] = customer;
+        if !v.is_nan()
+            && let (Some(x), Some(t)) = (
+                whole_index(x, GRID_ROWS),
+                whole_index(t, usize::MAX - GRID_SLACK),
+            )
+            && (self.map.is_empty() || !self.map.contains_key(&customer))
+        {
+            let rows_before = self.rows.capacity();
+            if self.rows.len() <= x {
+                self.rows.resize_with(x + 1, GridRow::default);
+            }
+            let rows_added = (self.rows.capacity() - rows_before) * std::mem::size_of::<GridRow>();
+            // the slots the grid may still add and stay dense with this value
+            let budget = (GRID_SLACK + GRID_DENSITY * (self.held + 1)).saturating_sub(self.slots);
+            let row = &mut self.rows[x];
+            let (len, capacity) = (row.values.len(), row.values.capacity());
+            if let Some(new) = row.insert(t, v, budget) {
+                self.slots += row.values.len() - len;
+                self.held += usize::from(new);
+                let slots_added = row.values.capacity() - capacity;
+                return rows_added + slots_added * std::mem::size_of::<f64>();
+            }
+            // (the row stays: rows are few, and their bytes are counted)
+            return rows_added + self.insert_hashed(customer, v);
+        }
+        self.insert_hashed(customer, v)
+    }
+
+    fn insert_hashed(&mut self, customer: Customer, v: f64) -> usize {
+        match self.map.insert(customer, v) {
+            None => HASHED_BYTES,
+            Some(_) => 0,
+        }
+    }
+}
+
+impl GridRow {
+    /// Hold `v` at age `t` if the row spans it or may grow to, adding at most `budget` slots;
+    /// returns whether the value is new, None when it does not go in the row.
+    fn insert(&mut self, t: usize, v: f64, budget: usize) -> Option<bool> {
+        if self.values.is_empty() {
+            self.start = t;
+        }
+        let (lo, hi) = (
+            self.start.min(t),
+            (self.start + self.values.len()).max(t + 1),
+        );
+        let len = self.values.len();
+        if hi - lo > len + budget {
+            return None;
+        }
+        if lo < self.start {
+            // an age below the row's: the slots move up, with room below for more such ages
+            // (within the budget), as a later batch may bring them one by one
+            let room = (len / 2).min(lo).min(len + budget - (hi - lo));
+            let lo = lo - room;
+            let mut values = Vec::with_capacity((hi - lo).max(self.values.capacity()));
+            values.resize(self.start - lo, f64::NAN);
+            values.extend_from_slice(&self.values);
+            self.values = values;
+            self.start = lo;
+        }
+        if hi > self.start + self.values.len() {
+            self.values.resize(hi - self.start, f64::NAN);
+        }
+        let slot = &mut self.values[t - self.start];
+        let new = slot.is_nan();
+        if new {
+            *slot = v;
+        }
+        Some(new)
+    }
+}
 
 impl Default for CurveCache {
     fn default() -> Self {
-        Self::with_limit(MAX_CACHED_VALUES)
+        Self::with_limit(MAX_CACHED_BYTES)
     }
 }
 
@@ -234,7 +414,7 @@ impl std::hash::Hash for CurveCache {
 }
 impl std::fmt::Debug for CurveCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CurveCache({} units)", self.read().size)
+        write!(f, "CurveCache({} bytes)", self.read().size)
     }
 }
 
@@ -518,8 +698,8 @@ fn curve_values(
         let maps: Vec<_> = curves.iter().map(|c| cached.by_curve.get(c)).collect();
         for (j, v) in values.iter_mut().enumerate() {
             let (curve, customer) = key(j);
-            match maps[curve].and_then(|m| m.get(&customer)) {
-                Some(&c) => *v = c,
+            match maps[curve].and_then(|m| m.get(customer)) {
+                Some(c) => *v = c,
                 None => missing.push(((curve, customer), j)),
             }
         }
@@ -543,25 +723,12 @@ fn curve_values(
         }
         fresh.push(((curve, customer), v));
     }
-    // at most: every value new, and every curve of the batch too
-    let added = fresh.len() + CURVE_UNITS * curves.len();
     let mut cached = cache.write();
-    if cached.size + added > cache.limit {
-        cached.by_curve.clear();
-        cached.size = 0;
-    }
-    if added <= cache.limit {
-        for ((curve, customer), v) in fresh {
-            let mut size = 0;
-            let map = cached.by_curve.entry(curves[curve]).or_insert_with(|| {
-                size += CURVE_UNITS;
-                HashMap::new()
-            });
-            // (another partition may have added the same value meanwhile)
-            if map.insert(customer, v).is_none() {
-                size += 1;
-            }
-            cached.size += size;
+    if !cached.add(curves, &fresh, cache.limit) {
+        // past the limit: the batch's own values, alone, if they fit
+        *cached = Values::default();
+        if !cached.add(curves, &fresh, cache.limit) {
+            *cached = Values::default();
         }
     }
     values
@@ -1410,11 +1577,15 @@ mod tests {
                 }
             }
         }
+        // the bytes one batch takes (24 values, two curves: BG/NBD and MBG/NBD), alone
+        let one = CurveCache::default();
+        run(&one, 12, Some(0.01));
+        let one = one.read().size;
+        assert!(one > 2 * CURVE_BYTES, "{one}");
         for (limit, kept) in [
-            (MAX_CACHED_VALUES, [24, 48, 48, 72]),
-            // a batch takes 24 values and two curves (BG/NBD and MBG/NBD): 40 units
-            (60, [24, 24, 24, 24]),
-            (5, [0, 0, 0, 0]),
+            (MAX_CACHED_BYTES, [24, 48, 48, 72]),
+            (one, [24, 24, 24, 24]),
+            (one - 1, [0, 0, 0, 0]),
         ] {
             let cache = CurveCache::with_limit(limit);
             for (k, &(months, rate)) in batches.iter().enumerate() {
@@ -1427,12 +1598,106 @@ mod tests {
                     );
                 }
                 let held = cache.read();
-                let stored: usize = held.by_curve.values().map(|m| m.len()).sum();
+                let stored: usize = held.by_curve.values().map(CurveValues::len).sum();
                 assert_eq!(stored, kept[k], "limit {limit}, batch {k}");
-                assert_eq!(held.size, stored + CURVE_UNITS * held.by_curve.len());
+                let bytes: usize = held.by_curve.values().map(CurveValues::bytes).sum();
+                assert_eq!(held.size, bytes + CURVE_BYTES * held.by_curve.len());
                 assert!(held.size <= limit);
             }
         }
+    }
+
+    /// The grid holds dense whole (x, T) values, the map every other one (sparse ages,
+    /// fractional times, −0.0, NaN, frequencies past the grid), each read back as stored,
+    /// and the bytes are counted as they are added.
+    #[test]
+    fn curve_values_keep_dense_ages_in_the_grid() {
+        let key = |x: f64, t: f64| [x.to_bits(), t.to_bits()];
+        let mut c = CurveValues::default();
+        let mut bytes = 0;
+        let mut put = |c: &mut CurveValues, x: f64, t: f64, v: f64| {
+            bytes += c.insert(key(x, t), v);
+            assert_eq!(bytes, c.bytes(), "bytes after ({x}, {t})");
+        };
+        // ages 500..=700 of x = 3 ascending (as a batch's new values come), then 499 down to
+        // 300 (the row grows down)
+        let ages: Vec<u32> = (500..=700).chain((300..500).rev()).collect();
+        for &t in &ages {
+            put(&mut c, 3.0, f64::from(t), f64::from(t) / 7.0);
+        }
+        // ages 0..=400 of x = 5 in random order: the rows grow both ways
+        let mut shuffled: Vec<u32> = (0..=400).collect();
+        let mut seed = 7u64;
+        for i in (1..shuffled.len()).rev() {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            shuffled.swap(i, (seed >> 33) as usize % (i + 1));
+        }
+        for &t in &shuffled {
+            put(&mut c, 5.0, f64::from(t), f64::from(t) / 3.0);
+        }
+        assert_eq!((c.held, c.map.len()), (ages.len() + shuffled.len(), 0));
+        // ages 100,000 apart for x = 7: the grid would not stay dense, so after the first
+        // they are hashed
+        let sparse: Vec<f64> = (0..10).map(|k| f64::from(k) * 1.0e5).collect();
+        for &t in &sparse {
+            put(&mut c, 7.0, t, t + 0.25);
+        }
+        assert_eq!(c.map.len(), 9);
+        let in_map = c.map.len();
+        // a sparse age far from the row, fractional and negative-zero ages, a NaN value, a
+        // frequency past the grid's rows
+        put(&mut c, 3.0, 1.0e6, 1.5);
+        put(&mut c, 3.0, 250.5, 2.5);
+        put(&mut c, 2.0, -0.0, 3.5);
+        put(&mut c, 2.0, 0.0, 4.5);
+        put(&mut c, 3.0, 800.0, f64::NAN);
+        put(&mut c, GRID_ROWS as f64, 10.0, 5.5);
+        // again (a value another partition added meanwhile): nothing more
+        put(&mut c, 3.0, 600.0, 600.0 / 7.0);
+        assert_eq!(c.len(), ages.len() + shuffled.len() + sparse.len() + 6);
+        assert_eq!(
+            c.held,
+            ages.len() + shuffled.len() + 2,
+            "the dense ages are in the grid"
+        );
+        assert!(c.rows[3].start <= 300);
+        assert_eq!(
+            c.map.len(),
+            in_map + 5,
+            "sparse, fractional, -0.0, NaN and past the rows are hashed"
+        );
+        for &t in &ages {
+            assert_eq!(c.get(key(3.0, f64::from(t))), Some(f64::from(t) / 7.0));
+        }
+        for &t in &shuffled {
+            assert_eq!(c.get(key(5.0, f64::from(t))), Some(f64::from(t) / 3.0));
+        }
+        for &t in &sparse {
+            assert_eq!(c.get(key(7.0, t)), Some(t + 0.25));
+        }
+        assert_eq!(c.get(key(3.0, 1.0e6)), Some(1.5));
+        assert_eq!(c.get(key(3.0, 250.5)), Some(2.5));
+        assert_eq!(c.get(key(2.0, -0.0)), Some(3.5));
+        assert_eq!(c.get(key(2.0, 0.0)), Some(4.5));
+        assert!(c.get(key(3.0, 800.0)).unwrap().is_nan());
+        assert_eq!(c.get(key(GRID_ROWS as f64, 10.0)), Some(5.5));
+        for missing in [
+            (3.0, 299.0),
+            (3.0, 701.0),
+            (4.0, 500.0),
+            (3.5, 500.0),
+            (1.0, 0.0),
+        ] {
+            assert_eq!(c.get(key(missing.0, missing.1)), None, "{missing:?}");
+        }
+        // the grid's slots stay within GRID_DENSITY per value (plus GRID_SLACK)
+        assert_eq!(
+            c.slots,
+            c.rows.iter().map(|r| r.values.len()).sum::<usize>()
+        );
+        assert!(c.slots <= GRID_SLACK + GRID_DENSITY * c.held);
     }
 
     /// A model struct of `n` rows (all the same), as a column or as a scalar.
