@@ -287,7 +287,9 @@ impl CurveValues {
         self.held + self.map.len()
     }
 
-    /// Bytes held: the grid's rows and slots, and the map's values.
+    /// Bytes held: the grid's rows and slots, and the map's values (what [`Self::insert`]
+    /// reports as it adds them).
+    #[cfg(test)]
     fn bytes(&self) -> usize {
         self.rows.capacity() * std::mem::size_of::<GridRow>()
             + self
