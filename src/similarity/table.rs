@@ -99,6 +99,11 @@ sim AS (
         ""
     };
     let (top_k, min_overlap) = (o.top_k, o.min_overlap);
+    // DataFusion computes a CTE again for every reference, and the (user, item) pairs
+    // (`owned`, `kept`) are the costly part: a spilling aggregate over the whole table. So
+    // the items are numbered from the table's distinct items (an aggregate by item, cheap),
+    // and only the baskets and the two item-count lookups go through the pairs (three times,
+    // not four: the numbering used to come from the counts).
     format!(
         "owned AS (
   SELECT DISTINCT {u} AS u, {i} AS i FROM {table} WHERE {u} IS NOT NULL AND {i} IS NOT NULL
@@ -107,9 +112,14 @@ kept AS (
   {kept}
 ),
 ids AS (
-  -- items numbered 0, 1, ... in their order, with the number of users having them
-  SELECT i, n, CAST(row_number() OVER (ORDER BY i) - 1 AS BIGINT) AS id
-  FROM (SELECT i, count(*) AS n FROM kept GROUP BY i)
+  -- the table's items numbered 0, 1, ... in their order (items of users that max_items_per_user
+  -- leaves out too: they get a number that no basket uses)
+  SELECT i, CAST(row_number() OVER (ORDER BY i) - 1 AS BIGINT) AS id
+  FROM (SELECT DISTINCT {i} AS i FROM {table} WHERE {u} IS NOT NULL AND {i} IS NOT NULL)
+),
+ids_n AS (
+  -- with the number of (kept) users having each item
+  SELECT ids.i, ids.id, k.n FROM ids JOIN (SELECT i, count(*) AS n FROM kept GROUP BY i) k ON k.i = ids.i
 ),
 -- joins put the small item table on the left: DataFusion builds the hash table of the left
 -- input and cannot spill it, so the build side must be the one bounded by the item count
@@ -125,7 +135,7 @@ co AS (
 ),
 co_n AS (
   SELECT x.a, ib.i AS b, x.c, x.na, ib.n AS nb
-  FROM ids ib JOIN (SELECT ia.i AS a, co.b, co.c, ia.n AS na FROM ids ia JOIN co ON ia.id = co.a) x
+  FROM ids_n ib JOIN (SELECT ia.i AS a, co.b, co.c, ia.n AS na FROM ids_n ia JOIN co ON ia.id = co.a) x
     ON ib.id = x.b
 ),
 both_ways AS (
