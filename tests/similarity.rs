@@ -275,6 +275,7 @@ async fn item_similarity_equals_the_dense_reference_for_every_metric() {
             ("lift", 5, 2, None),
             ("conditional", 2, 1, None),
             ("cosine", 5, 1, Some(6)),
+            ("lift", 5, 1, Some(6)),
         ] {
             let reference = Reference::new(cap);
             let want = reference.neighbours(metric, top_k, min_overlap);

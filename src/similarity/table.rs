@@ -93,10 +93,14 @@ sim AS (
         ),
     };
     let score = metric_sql(o.metric);
-    let users_join = if o.metric == Metric::Lift {
-        " CROSS JOIN (SELECT count(DISTINCT u) AS n FROM kept) u"
-    } else {
-        ""
+    // lift's number of users: without a cap, the table's distinct users (an aggregate by user,
+    // not another pass over the (user, item) pairs); with one, the users it keeps
+    let users_join = match (o.metric, o.max_items_per_user) {
+        (Metric::Lift, None) => format!(
+            " CROSS JOIN (SELECT count(DISTINCT {u}) AS n FROM {table} WHERE {u} IS NOT NULL AND {i} IS NOT NULL) u"
+        ),
+        (Metric::Lift, Some(_)) => " CROSS JOIN (SELECT count(DISTINCT u) AS n FROM kept) u".into(),
+        _ => String::new(),
     };
     let (top_k, min_overlap) = (o.top_k, o.min_overlap);
     // DataFusion computes a CTE again for every reference, and the (user, item) pairs
