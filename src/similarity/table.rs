@@ -66,6 +66,8 @@ pub struct SimilarityOptions {
 fn similarity_ctes(table: &str, user: &str, item: &str, o: SimilarityOptions) -> String {
     let table = quote_table(table);
     let (u, i) = (quote_ident(user), quote_ident(item));
+    // the interactions read: rows with a user and an item
+    let rows = format!("{table} WHERE {u} IS NOT NULL AND {i} IS NOT NULL");
     if o.algorithm == Algorithm::Memory {
         let cap = o.max_items_per_user.map_or(String::new(), |m| {
             format!(" HAVING count(DISTINCT {i}) <= {m}")
@@ -75,10 +77,10 @@ fn similarity_ctes(table: &str, user: &str, item: &str, o: SimilarityOptions) ->
         // item_neighbors drops repeated items itself: the lists need no DISTINCT first
         return format!(
             "owned AS (
-  SELECT DISTINCT {u} AS u, {i} AS i FROM {table} WHERE {u} IS NOT NULL AND {i} IS NOT NULL
+  SELECT DISTINCT {u} AS u, {i} AS i FROM {rows}
 ),
 baskets AS (
-  SELECT array_agg({i}) AS items FROM {table} WHERE {u} IS NOT NULL AND {i} IS NOT NULL GROUP BY {u}{cap}
+  SELECT array_agg({i}) AS items FROM {rows} GROUP BY {u}{cap}
 ),
 sim AS (
   SELECT n['item'] AS item, n['neighbor'] AS neighbor, n['score'] AS score, n['overlap'] AS overlap
@@ -96,9 +98,9 @@ sim AS (
     // lift's number of users: without a cap, the table's distinct users (an aggregate by user,
     // not another pass over the (user, item) pairs); with one, the users it keeps
     let users_join = match (o.metric, o.max_items_per_user) {
-        (Metric::Lift, None) => format!(
-            " CROSS JOIN (SELECT count(DISTINCT {u}) AS n FROM {table} WHERE {u} IS NOT NULL AND {i} IS NOT NULL) u"
-        ),
+        (Metric::Lift, None) => {
+            format!(" CROSS JOIN (SELECT count(DISTINCT {u}) AS n FROM {rows}) u")
+        }
         (Metric::Lift, Some(_)) => " CROSS JOIN (SELECT count(DISTINCT u) AS n FROM kept) u".into(),
         _ => String::new(),
     };
@@ -110,7 +112,7 @@ sim AS (
     // not four: the numbering used to come from the counts).
     format!(
         "owned AS (
-  SELECT DISTINCT {u} AS u, {i} AS i FROM {table} WHERE {u} IS NOT NULL AND {i} IS NOT NULL
+  SELECT DISTINCT {u} AS u, {i} AS i FROM {rows}
 ),
 kept AS (
   {kept}
@@ -119,7 +121,7 @@ ids AS (
   -- the table's items numbered 0, 1, ... in their order (items of users that max_items_per_user
   -- leaves out too: they get a number that no basket uses)
   SELECT i, CAST(row_number() OVER (ORDER BY i) - 1 AS BIGINT) AS id
-  FROM (SELECT DISTINCT {i} AS i FROM {table} WHERE {u} IS NOT NULL AND {i} IS NOT NULL)
+  FROM (SELECT DISTINCT {i} AS i FROM {rows})
 ),
 ids_n AS (
   -- with the number of (kept) users having each item
